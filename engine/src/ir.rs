@@ -1,0 +1,279 @@
+//! Checked workflows: every name resolved, every default filled in, every value typed. This is
+//! what the planner (and later the executors) read; its `Display` forms are canonical, so they
+//! double as the normalised definitions that cache keys hash.
+
+use std::fmt;
+
+use mio_grammar::Span;
+
+/// A resolved value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    /// A bare word from a fixed set (`auto`, `flip`, `predicted`).
+    Word(String),
+    Range(Box<Value>, Box<Value>),
+    List(Vec<Value>),
+    Tuple(Vec<Value>),
+    /// A built-in with every parameter, defaults filled in, in catalog order.
+    Call(Call),
+    Task(Task),
+    Model(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    pub name: String,
+    pub args: Vec<(String, Value)>,
+}
+
+impl Call {
+    pub fn arg(&self, name: &str) -> Option<&Value> {
+        self.args.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+}
+
+/// A task: a name and the degradation (a call of a degradation built-in) it applies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub name: String,
+    pub degradation: Call,
+}
+
+impl Value {
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+    pub fn as_call(&self) -> Option<&Call> {
+        match self {
+            Value::Call(c) => Some(c),
+            _ => None,
+        }
+    }
+    pub fn as_word(&self) -> Option<&str> {
+        match self {
+            Value::Word(w) => Some(w),
+            _ => None,
+        }
+    }
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(v) => Some(v),
+            _ => None,
+        }
+    }
+    pub fn as_task(&self) -> Option<&Task> {
+        match self {
+            Value::Task(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+fn float(f: f64) -> String {
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{f:.1}")
+    } else {
+        format!("{f}")
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => f.write_str(&float(*x)),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Str(s) => f.write_str(&mio_grammar::format::quote(s)),
+            Value::Word(w) | Value::Model(w) => f.write_str(w),
+            Value::Range(lo, hi) => write!(f, "{lo}..{hi}"),
+            Value::List(xs) => {
+                f.write_str("[")?;
+                for (i, x) in xs.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{x}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Tuple(xs) => {
+                f.write_str("(")?;
+                for (i, x) in xs.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{x}")?;
+                }
+                f.write_str(")")
+            }
+            Value::Call(c) => write!(f, "{c}"),
+            Value::Task(t) => f.write_str(&t.name),
+        }
+    }
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}(", self.name)?;
+        for (i, (n, v)) in self.args.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{n} = {v}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl fmt::Display for Task {
+    /// The full definition: `noise = noise(sigma = 15..50)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}", self.name, self.degradation)
+    }
+}
+
+/// The prompt strategy of a model, from its backbone's `prompt` argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptKind {
+    None,
+    Explicit,
+    Adaptive,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub name: String,
+    pub backbone: Call,
+    pub prompt: PromptKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Data {
+    pub name: String,
+    pub source: Call,
+    pub span: Span,
+}
+
+/// One stage of training: the tasks it trains on (earlier ones replayed) and its iterations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage {
+    pub tasks: Vec<Task>,
+    pub iters: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Train {
+    pub model: String,
+    pub data: String,
+    /// `mixed` or `sequential(order = ...)`.
+    pub strategy: Call,
+    pub stages: Vec<Stage>,
+    /// Every setting of the block, defaults filled in.
+    pub settings: Vec<(String, Value)>,
+    pub span: Span,
+}
+
+impl Train {
+    pub fn setting(&self, name: &str) -> Option<&Value> {
+        self.settings
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+    pub fn is_sequential(&self) -> bool {
+        self.strategy.name == "sequential"
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Eval {
+    pub name: String,
+    pub model: String,
+    pub data: String,
+    pub tasks: Vec<Task>,
+    pub settings: Vec<(String, Value)>,
+    pub span: Span,
+}
+
+impl Eval {
+    pub fn setting(&self, name: &str) -> Option<&Value> {
+        self.settings
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SweepTarget {
+    Data(String),
+    File(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sweep {
+    pub name: String,
+    pub model: String,
+    pub target: SweepTarget,
+    pub settings: Vec<(String, Value)>,
+    pub span: Span,
+}
+
+impl Sweep {
+    pub fn setting(&self, name: &str) -> Option<&Value> {
+        self.settings
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// A checked workflow, ready to plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workflow {
+    /// The workflow's name; for a matrix row `table[prompt=explicit, strategy=sequential]`.
+    pub name: String,
+    /// The matrix this row belongs to.
+    pub matrix: Option<String>,
+    pub settings: Vec<(String, Value)>,
+    pub data: Vec<Data>,
+    pub models: Vec<Model>,
+    pub trains: Vec<Train>,
+    pub evals: Vec<Eval>,
+    pub sweeps: Vec<Sweep>,
+    pub report: Vec<(String, Value)>,
+    pub span: Span,
+}
+
+impl Workflow {
+    pub fn setting(&self, name: &str) -> Option<&Value> {
+        self.settings
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+    pub fn data(&self, name: &str) -> Option<&Data> {
+        self.data.iter().find(|d| d.name == name)
+    }
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.name == name)
+    }
+    pub fn train_of(&self, model: &str) -> Option<&Train> {
+        self.trains.iter().find(|t| t.model == model)
+    }
+}

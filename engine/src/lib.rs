@@ -1,0 +1,135 @@
+//! mio's engine front half: loading a `.mio` file with its imports, checking it (every error,
+//! with codes, spans and help), and planning it as a petgraph DAG of work units.
+//!
+//! The flow: [`load::load`] (parse, imports) -> [`check::Checker`] (names, types, units,
+//! ranges, the method's rules; `extends`, `matrix` and `--set` applied) -> [`ir::Workflow`]s
+//! -> [`plan::plan`] (the DAG).
+
+pub mod check;
+pub mod diagnostic;
+pub mod ir;
+pub mod load;
+pub mod merge;
+pub mod plan;
+pub mod source;
+
+use std::path::Path;
+
+use diagnostic::{Code, Diagnostic};
+use load::Program;
+
+pub use diagnostic::{render, Style};
+
+/// Everything one check produced.
+#[derive(Debug)]
+pub struct Checked {
+    pub program: Program,
+    /// Checked workflows to plan (matrix rows expanded; a matrix's base only through its rows).
+    pub workflows: Vec<ir::Workflow>,
+    /// Every error found, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    pub fn is_ok(&self) -> bool {
+        self.diagnostics.is_empty()
+    }
+
+    pub fn render(&self, style: Style) -> String {
+        render(&self.diagnostics, &self.program.sources, style)
+    }
+}
+
+/// Checks source text. `path` (when the text came from a file) anchors relative imports;
+/// `overrides` are `path=value` strings as given to `--set`.
+pub fn check_source(
+    name: &str,
+    path: Option<&Path>,
+    text: String,
+    overrides: &[String],
+) -> Checked {
+    let mut diags = vec![];
+    let mut program = load::load(name, path, text, &mut diags);
+    let parsed = parse_overrides(&mut program, overrides, &mut diags);
+    let mut checker = check::Checker::new(&program);
+    let workflows = checker.program(&parsed);
+    diags.extend(checker.diags);
+    diags.sort_by_key(|d| d.primary.span.start);
+    diags.dedup_by(|a, b| {
+        a.code == b.code && a.primary.span == b.primary.span && a.message == b.message
+    });
+    Checked {
+        program,
+        workflows,
+        diagnostics: diags,
+    }
+}
+
+/// Reads and checks a file.
+pub fn check_file(path: &Path, overrides: &[String]) -> std::io::Result<Checked> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(check_source(
+        &path.display().to_string(),
+        Some(path),
+        text,
+        overrides,
+    ))
+}
+
+/// Each `--set` becomes a source of its own, so its mistakes are shown in it.
+fn parse_overrides(
+    program: &mut Program,
+    overrides: &[String],
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<check::Override> {
+    let mut out = vec![];
+    for o in overrides {
+        let id = program.sources.add(format!("--set {o}"), None, o.clone());
+        let base = program.sources.get(id).base;
+        let Some(eq) = o.find('=') else {
+            diags.push(
+                Diagnostic::new(
+                    Code::BadOverride,
+                    mio_grammar::Span::new(base, base + o.len()),
+                    format!("`--set {o}` has no `=`"),
+                    "expected `path=value`",
+                )
+                .help("for example: --set train.iters=1k"),
+            );
+            continue;
+        };
+        let path = mio_grammar::parse_path_at(o[..eq].trim_end(), base);
+        let lead = o[eq + 1..].len() - o[eq + 1..].trim_start().len();
+        let value = mio_grammar::parse_expr_at(o[eq + 1..].trim(), base + eq + 1 + lead);
+        match (path, value) {
+            (Ok(path), Ok(value)) => out.push(check::Override {
+                span: mio_grammar::Span::new(base, base + o.len()),
+                path,
+                value,
+            }),
+            (Err(e), _) | (_, Err(e)) => diags.push(
+                Diagnostic::new(Code::BadOverride, e.span, format!("in `--set`: {}", e.message), e.label)
+                    .help("overrides are `path=value`, the value written as in a .mio file: --set model.net.prompt=explicit"),
+            ),
+        }
+    }
+    out
+}
+
+/// The plan of a checked file, or the reason there is none.
+pub fn plan(checked: &Checked) -> Result<plan::Plan, Diagnostic> {
+    if checked.workflows.is_empty() {
+        let root = checked
+            .program
+            .sources
+            .get(checked.program.modules[Program::ROOT].file);
+        return Err(Diagnostic::new(
+            Code::NoWorkflow,
+            mio_grammar::Span::new(root.base, root.base),
+            "nothing to plan: the file defines no workflow",
+            "no `workflow` here",
+        )
+        .help("add `workflow NAME { ... }`, or plan the file that imports this one"));
+    }
+    Ok(plan::plan(&checked.workflows))
+}

@@ -1,0 +1,239 @@
+//! Cutting source text into top-level items and workflow statements without parsing it, for
+//! error recovery. Works on bracket depth (skipping strings and comments) plus one layout rule
+//! that survives a missing `}`: a line that starts with an item keyword in column 0 always
+//! begins a new item, a line that starts with a statement keyword begins a new statement, and
+//! a `}` in column 0 closes the workflow.
+
+use std::ops::Range;
+
+const ITEM_KEYWORDS: &[&str] = &["use", "task", "let", "workflow", "matrix"];
+const STMT_KEYWORDS: &[&str] = &["data", "model", "train", "eval", "sweep", "report"];
+
+/// The first identifier-like word of `text` after whitespace and comments.
+pub fn first_word(text: &str) -> Option<&str> {
+    let start = skip_trivia(text, 0);
+    let rest = &text[start..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
+/// Only whitespace and comments.
+pub fn is_trivia(text: &str) -> bool {
+    skip_trivia(text, 0) == text.len()
+}
+
+fn skip_trivia(text: &str, mut i: usize) -> usize {
+    let b = text.as_bytes();
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1
+                }
+            }
+            _ => break,
+        }
+    }
+    i
+}
+
+/// A token that starts a line, found while scanning.
+struct LineStart {
+    offset: usize,
+    column: usize,
+    depth: i32,
+}
+
+/// Calls `visit` for the first token of every line from `from` on (and for the first token at
+/// `from` itself), with the bracket depth before that token. `visit` returns `Some(depth)` to
+/// reset the depth, or `Stop` to end the scan.
+fn scan(text: &str, from: usize, mut visit: impl FnMut(&LineStart) -> Step) {
+    let b = text.as_bytes();
+    let mut i = from;
+    let mut depth = 0i32;
+    let mut at_line_start = true;
+    let mut line_begin = from;
+    while i < b.len() {
+        let c = b[i];
+        if at_line_start && !matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'#') {
+            at_line_start = false;
+            match visit(&LineStart {
+                offset: i,
+                column: i - line_begin,
+                depth,
+            }) {
+                Step::Go => {}
+                Step::Reset => depth = 0,
+                Step::Stop => return,
+            }
+        }
+        match c {
+            b'\n' => {
+                at_line_start = true;
+                line_begin = i + 1;
+            }
+            b'#' => {
+                while i + 1 < b.len() && b[i + 1] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                if i < b.len() && b[i] == b'\n' {
+                    continue; // unterminated string: let the newline be seen
+                }
+            }
+            b'{' | b'(' | b'[' => depth += 1,
+            b'}' | b')' | b']' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+enum Step {
+    Go,
+    Reset,
+    Stop,
+}
+
+/// Byte ranges of the top-level items of `src` (together they cover the whole text).
+pub fn items(src: &str) -> Vec<Range<usize>> {
+    let mut starts = vec![0];
+    scan(src, 0, |ls| {
+        let word = first_word(&src[ls.offset..]).unwrap_or("");
+        let keyword = ITEM_KEYWORDS.contains(&word);
+        if keyword && (ls.depth <= 0 || ls.column == 0) {
+            if ls.offset != 0 {
+                starts.push(ls.offset);
+            }
+            Step::Reset
+        } else {
+            Step::Go
+        }
+    });
+    ranges(starts, src.len())
+}
+
+/// A workflow body cut into statements.
+pub struct Body {
+    pub stmts: Vec<Range<usize>>,
+    /// Offset of the `}` that closes the body, when there is one.
+    pub close: Option<usize>,
+}
+
+/// Cuts the body of a workflow item `text` whose `{` ends at `body_start`.
+pub fn statements(text: &str, body_start: usize) -> Body {
+    let mut starts = vec![];
+    let mut close = None;
+    scan(text, body_start, |ls| {
+        let rest = &text[ls.offset..];
+        // The workflow's own `}`: at depth 0, or in column 0 when earlier typos left brackets open.
+        if (ls.depth == 0 || ls.column == 0) && rest.starts_with('}') {
+            close = Some(ls.offset);
+            return Step::Stop;
+        }
+        let word = first_word(rest).unwrap_or("");
+        if ls.depth <= 0 || STMT_KEYWORDS.contains(&word) {
+            starts.push(ls.offset);
+            Step::Reset
+        } else {
+            Step::Go
+        }
+    });
+    // A `}` closing the body on the same line as the last statement.
+    let end = close.unwrap_or_else(|| last_close(text, body_start).unwrap_or(text.len()));
+    if close.is_none() && end < text.len() {
+        close = Some(end);
+    }
+    starts.retain(|&s| s < end);
+    Body {
+        stmts: ranges(starts, end),
+        close,
+    }
+}
+
+/// The offset of the `}` that brings the depth below zero, scanning from `from`.
+fn last_close(text: &str, from: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut depth = 0i32;
+    let mut i = from;
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'{' | b'(' | b'[' => depth += 1,
+            b'}' | b')' | b']' => {
+                depth -= 1;
+                if depth < 0 && b[i] == b'}' {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn ranges(starts: Vec<usize>, end: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::with_capacity(starts.len());
+    for (k, &s) in starts.iter().enumerate() {
+        let e = starts.get(k + 1).copied().unwrap_or(end);
+        if s < e {
+            out.push(s..e);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_split_at_keywords_even_after_a_missing_brace() {
+        let src = "use paper\nworkflow a {\n  data x = images(\"d\"\n}\ntask t = noise()\n";
+        let parts: Vec<&str> = items(src).into_iter().map(|r| &src[r]).collect();
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        assert!(parts[1].starts_with("workflow a"));
+        assert!(parts[2].starts_with("task t"));
+    }
+
+    #[test]
+    fn statements_split_and_find_the_closing_brace() {
+        let text = "workflow a {\n  seed = 0\n  train n on d {\n    iters = 1\n  }\n  eval n on d { }\n}\n";
+        let body = statements(text, text.find('{').unwrap() + 1);
+        let parts: Vec<&str> = body.stmts.iter().map(|r| text[r.clone()].trim()).collect();
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        assert!(parts[1].starts_with("train"));
+        assert_eq!(&text[body.close.unwrap()..], "}\n");
+    }
+
+    #[test]
+    fn strings_and_comments_do_not_count_brackets() {
+        let src = "task a = noise() # {\nlet b = \"{\"\nlet c = 1\n";
+        assert_eq!(items(src).len(), 3);
+    }
+}

@@ -1,0 +1,573 @@
+//! Building the AST straight from pest's pairs, and recovering from syntax errors.
+//!
+//! Parsing never fails: [`parse_at`] returns whatever items it could read plus every syntax
+//! error. When the whole file does not parse, it is cut into top-level items (and a broken
+//! workflow into statements) by [`crate::chunk`], and each piece is parsed on its own, so one
+//! typo does not hide the errors after it and the language server always has a tree.
+
+use pest::iterators::Pair;
+use pest::Parser as _;
+
+use crate::ast::*;
+use crate::chunk;
+use crate::error::{from_pest, ParseError};
+
+#[derive(pest_derive::Parser)]
+#[grammar = "mio.pest"]
+struct MioParser;
+
+pub(crate) use self::Rule as R;
+
+/// The result of parsing: the items that were read, and the syntax errors (empty when clean).
+#[derive(Clone, Debug, Default)]
+pub struct Parsed {
+    pub file: File,
+    pub errors: Vec<ParseError>,
+}
+
+/// Parses `src` whose first byte sits at global offset `base` (every span is shifted by it).
+pub fn parse_at(src: &str, base: usize) -> Parsed {
+    match MioParser::parse(R::file, src) {
+        Ok(mut pairs) => {
+            let b = Builder { base };
+            let file = pairs.next().expect("file rule");
+            let items = file
+                .into_inner()
+                .filter(|p| p.as_rule() != R::EOI)
+                .map(|p| b.item(p))
+                .collect();
+            Parsed {
+                file: File { items },
+                errors: vec![],
+            }
+        }
+        Err(_) => recover(src, base),
+    }
+}
+
+/// Parses one expression (the value of `--set path=value`).
+pub fn parse_expr_at(src: &str, base: usize) -> Result<Expr, ParseError> {
+    let mut pairs = MioParser::parse(R::expr_only, src)
+        .map_err(|e| from_pest(&e, src, 0, base, src, "the end of the value"))?;
+    let b = Builder { base };
+    Ok(b.expr(first_inner(pairs.next().unwrap())))
+}
+
+/// Parses a dotted path (the left side of `--set path=value`).
+pub fn parse_path_at(src: &str, base: usize) -> Result<Path, ParseError> {
+    let mut pairs = MioParser::parse(R::path_only, src)
+        .map_err(|e| from_pest(&e, src, 0, base, src, "the end of the path"))?;
+    let b = Builder { base };
+    Ok(b.path(first_inner(pairs.next().unwrap())))
+}
+
+fn first_inner(p: Pair<'_, Rule>) -> Pair<'_, Rule> {
+    p.into_inner().next().expect("non-empty rule")
+}
+
+fn recover(src: &str, base: usize) -> Parsed {
+    let b = Builder { base };
+    let mut out = Parsed::default();
+    for piece in chunk::items(src) {
+        let text = &src[piece.clone()];
+        if chunk::is_trivia(text) {
+            continue;
+        }
+        match MioParser::parse(R::item_only, text) {
+            Ok(mut pairs) => {
+                let item = first_inner(pairs.next().unwrap());
+                out.file.items.push(b.shifted(piece.start).item(item));
+            }
+            Err(e) => {
+                let is_workflow = chunk::first_word(text) == Some("workflow");
+                let recovered = if is_workflow {
+                    recover_workflow(src, piece.clone(), base, &mut out.errors)
+                } else {
+                    None
+                };
+                match recovered {
+                    Some(w) => out.file.items.push(Item::Workflow(w)),
+                    None => out.errors.push(from_pest(
+                        &e,
+                        text,
+                        piece.start,
+                        base,
+                        src,
+                        "the end of the item",
+                    )),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Reads a workflow whose body has errors statement by statement. Returns `None` when even its
+/// head (`workflow name {`) does not parse; then the item's own error is reported.
+fn recover_workflow(
+    src: &str,
+    piece: std::ops::Range<usize>,
+    base: usize,
+    errors: &mut Vec<ParseError>,
+) -> Option<Workflow> {
+    let text = &src[piece.clone()];
+    let mut pairs = MioParser::parse(R::workflow_head, text).ok()?;
+    let b = Builder { base }.shifted(piece.start);
+    let mut inner = pairs.next().unwrap().into_inner();
+    inner.next(); // kw_workflow
+    let name = b.ident(inner.next().unwrap());
+    let mut extends = None;
+    let mut body_start = 0;
+    for p in inner {
+        match p.as_rule() {
+            R::ident => extends = Some(b.ident(p)),
+            R::lbrace => body_start = p.as_span().end(),
+            _ => {}
+        }
+    }
+    let body = chunk::statements(text, body_start);
+    let mut stmts = vec![];
+    for s in &body.stmts {
+        let stext = &text[s.clone()];
+        match MioParser::parse(R::stmt_only, stext) {
+            Ok(mut pairs) => {
+                let stmt = first_inner(pairs.next().unwrap());
+                stmts.push(b.shifted(s.start).stmt(stmt));
+            }
+            Err(e) => errors.push(from_pest(
+                &e,
+                stext,
+                piece.start + s.start,
+                base,
+                src,
+                "the end of the statement",
+            )),
+        }
+    }
+    let close = match body.close {
+        Some(c) => c,
+        None => {
+            let at = piece.start + body_start - 1;
+            errors.push(ParseError {
+                span: Span::new(base + at, base + at + 1),
+                message: format!("this `{{` of workflow `{}` is never closed", name.name),
+                label: "unclosed `{`".into(),
+                help: Some("add the `}` that ends the workflow".into()),
+            });
+            text.len()
+        }
+    };
+    Some(Workflow {
+        name,
+        extends,
+        stmts,
+        span: Span::new(
+            base + piece.start,
+            base + piece.start + (close + 1).min(text.len()),
+        ),
+        close: base + piece.start + close,
+    })
+}
+
+/// Converts pairs to AST nodes, adding `base` to every pest offset.
+#[derive(Clone, Copy)]
+struct Builder {
+    base: usize,
+}
+
+impl Builder {
+    fn shifted(self, by: usize) -> Builder {
+        Builder {
+            base: self.base + by,
+        }
+    }
+
+    /// The pair's span without the whitespace and comments pest skips before a failed optional
+    /// part (`a ~ b?` keeps what it skipped looking for `b`).
+    fn span(&self, p: &Pair<'_, Rule>) -> Span {
+        Span::new(self.base + p.as_span().start(), self.base + token_end(p))
+    }
+
+    fn ident(&self, p: Pair<'_, Rule>) -> Ident {
+        debug_assert_eq!(p.as_rule(), R::ident);
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(&p),
+        }
+    }
+
+    fn path(&self, p: Pair<'_, Rule>) -> Path {
+        let span = self.span(&p);
+        Path {
+            segments: p.into_inner().map(|i| self.ident(i)).collect(),
+            span,
+        }
+    }
+
+    /// Children without punctuation and keywords.
+    fn meaningful<'a>(p: Pair<'a, Rule>) -> impl Iterator<Item = Pair<'a, Rule>> {
+        p.into_inner().filter(|c| {
+            !matches!(
+                c.as_rule(),
+                R::eq
+                    | R::comma
+                    | R::dotdot
+                    | R::lbrace
+                    | R::rbrace
+                    | R::lparen
+                    | R::rparen
+                    | R::lbracket
+                    | R::rbracket
+                    | R::kw_use
+                    | R::kw_as
+                    | R::kw_task
+                    | R::kw_let
+                    | R::kw_workflow
+                    | R::kw_extends
+                    | R::kw_matrix
+                    | R::kw_over
+                    | R::kw_data
+                    | R::kw_model
+                    | R::kw_train
+                    | R::kw_eval
+                    | R::kw_sweep
+                    | R::kw_report
+                    | R::kw_on
+            )
+        })
+    }
+
+    fn item(&self, p: Pair<'_, Rule>) -> Item {
+        let span = self.span(&p);
+        match p.as_rule() {
+            R::use_item => {
+                let mut it = Self::meaningful(p);
+                let t = it.next().unwrap();
+                let target = match t.as_rule() {
+                    R::string => UseTarget::File {
+                        span: self.span(&t),
+                        path: unescape(t.into_inner().next().unwrap().as_str()),
+                    },
+                    _ => UseTarget::Prelude(self.ident(t)),
+                };
+                let alias = it.next().map(|a| self.ident(a));
+                Item::Use(Use {
+                    target,
+                    alias,
+                    span,
+                })
+            }
+            R::task_item => Item::Task(self.binding(p)),
+            R::let_item => Item::Let(self.binding(p)),
+            R::workflow_item => {
+                let mut name = None;
+                let mut extends = None;
+                let mut stmts = vec![];
+                let mut close = span.end.saturating_sub(1);
+                for c in p.into_inner() {
+                    match c.as_rule() {
+                        R::ident if name.is_none() => name = Some(self.ident(c)),
+                        R::ident => extends = Some(self.ident(c)),
+                        R::rbrace => close = self.span(&c).start,
+                        r if is_stmt(r) => stmts.push(self.stmt(c)),
+                        _ => {}
+                    }
+                }
+                Item::Workflow(Workflow {
+                    name: name.unwrap(),
+                    extends,
+                    stmts,
+                    span,
+                    close,
+                })
+            }
+            R::matrix_item => {
+                let mut idents = vec![];
+                let mut axes = vec![];
+                let mut close = span.end.saturating_sub(1);
+                for c in p.into_inner() {
+                    match c.as_rule() {
+                        R::ident => idents.push(self.ident(c)),
+                        R::axis => {
+                            let aspan = self.span(&c);
+                            let mut it = Self::meaningful(c);
+                            let path = self.path(it.next().unwrap());
+                            let value = self.expr(it.next().unwrap());
+                            axes.push(Axis {
+                                path,
+                                value,
+                                span: aspan,
+                            });
+                        }
+                        R::rbrace => close = self.span(&c).start,
+                        _ => {}
+                    }
+                }
+                let mut idents = idents.into_iter();
+                Item::Matrix(Matrix {
+                    name: idents.next().unwrap(),
+                    bases: idents.collect(),
+                    axes,
+                    span,
+                    close,
+                })
+            }
+            r => unreachable!("not an item: {r:?}"),
+        }
+    }
+
+    fn binding(&self, p: Pair<'_, Rule>) -> Binding {
+        let span = self.span(&p);
+        let mut it = Self::meaningful(p);
+        let name = self.ident(it.next().unwrap());
+        let value = self.expr(it.next().unwrap());
+        Binding { name, value, span }
+    }
+
+    fn stmt(&self, p: Pair<'_, Rule>) -> Stmt {
+        let span = self.span(&p);
+        match p.as_rule() {
+            R::setting => Stmt::Setting(self.binding(p)),
+            R::data_stmt => Stmt::Data(self.binding(p)),
+            R::model_stmt => Stmt::Model(self.binding(p)),
+            R::train_stmt => {
+                let mut it = Self::meaningful(p);
+                let model = self.ident(it.next().unwrap());
+                let data = self.ident(it.next().unwrap());
+                let block = self.block(it.next().unwrap());
+                Stmt::Train(Train {
+                    model,
+                    data,
+                    block,
+                    span,
+                })
+            }
+            R::eval_stmt => {
+                let mut it = Self::meaningful(p);
+                let model = self.ident(it.next().unwrap());
+                let data = self.ident(it.next().unwrap());
+                let (alias, block) = self.alias_block(it);
+                Stmt::Eval(Eval {
+                    model,
+                    data,
+                    alias,
+                    block,
+                    span,
+                })
+            }
+            R::sweep_stmt => {
+                let mut it = Self::meaningful(p);
+                let model = self.ident(it.next().unwrap());
+                let t = it.next().unwrap();
+                let target = match t.as_rule() {
+                    R::string => SweepTarget::File {
+                        span: self.span(&t),
+                        path: unescape(t.into_inner().next().unwrap().as_str()),
+                    },
+                    _ => SweepTarget::Data(self.ident(t)),
+                };
+                let (alias, block) = self.alias_block(it);
+                Stmt::Sweep(Sweep {
+                    model,
+                    target,
+                    alias,
+                    block,
+                    span,
+                })
+            }
+            R::report_stmt => {
+                let block = self.block(Self::meaningful(p).next().unwrap());
+                Stmt::Report(Report { block, span })
+            }
+            r => unreachable!("not a statement: {r:?}"),
+        }
+    }
+
+    fn alias_block<'a>(
+        &self,
+        mut it: impl Iterator<Item = Pair<'a, Rule>>,
+    ) -> (Option<Ident>, Block) {
+        let mut next = it.next().unwrap();
+        let mut alias = None;
+        if next.as_rule() == R::alias {
+            alias = Some(self.ident(Self::meaningful(next).next().unwrap()));
+            next = it.next().unwrap();
+        }
+        (alias, self.block(next))
+    }
+
+    fn block(&self, p: Pair<'_, Rule>) -> Block {
+        let span = self.span(&p);
+        let multiline = p.as_str().contains('\n');
+        let settings = Self::meaningful(p).map(|s| self.binding(s)).collect();
+        Block {
+            settings,
+            span,
+            multiline,
+        }
+    }
+
+    fn expr(&self, p: Pair<'_, Rule>) -> Expr {
+        let span = self.span(&p);
+        match p.as_rule() {
+            R::expr => {
+                let mut it = Self::meaningful(p);
+                let lo = self.expr(it.next().unwrap());
+                match it.next() {
+                    Some(hi) => Expr {
+                        kind: ExprKind::Range(Box::new(lo), Box::new(self.expr(hi))),
+                        span,
+                    },
+                    None => lo,
+                }
+            }
+            R::number => Expr {
+                kind: ExprKind::Number(number(p)),
+                span,
+            },
+            R::string => Expr {
+                kind: ExprKind::Str(unescape(p.into_inner().next().unwrap().as_str())),
+                span,
+            },
+            R::boolean => Expr {
+                kind: ExprKind::Bool(p.as_str() == "true"),
+                span,
+            },
+            R::path => Expr {
+                kind: ExprKind::Path(self.path(p)),
+                span,
+            },
+            R::list => Expr {
+                kind: ExprKind::List(Self::meaningful(p).map(|e| self.expr(e)).collect()),
+                span,
+            },
+            R::tuple => Expr {
+                kind: ExprKind::Tuple(Self::meaningful(p).map(|e| self.expr(e)).collect()),
+                span,
+            },
+            R::call => {
+                let mut callee = None;
+                let mut args = vec![];
+                let mut open = span.start;
+                for c in p.into_inner() {
+                    match c.as_rule() {
+                        R::path => callee = Some(self.path(c)),
+                        R::lparen => open = self.span(&c).start,
+                        R::arg => {
+                            let aspan = self.span(&c);
+                            let mut it = Self::meaningful(c);
+                            let first = it.next().unwrap();
+                            let (name, value) = match it.next() {
+                                Some(v) => (Some(self.ident(first)), self.expr(v)),
+                                None => (None, self.expr(first)),
+                            };
+                            args.push(Arg {
+                                name,
+                                value,
+                                span: aspan,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                Expr {
+                    kind: ExprKind::Call(Call {
+                        callee: callee.unwrap(),
+                        args,
+                        args_span: Span::new(open, span.end),
+                    }),
+                    span,
+                }
+            }
+            r => unreachable!("not an expression: {r:?}"),
+        }
+    }
+}
+
+/// Where the last real token of `p` ends.
+fn token_end(p: &Pair<'_, Rule>) -> usize {
+    let atomic = matches!(
+        p.as_rule(),
+        R::string | R::number | R::path | R::ident | R::int_part | R::str_inner
+    );
+    // Fast path: pest only keeps trivia at the end when a trailing optional part failed after
+    // skipping it; that trivia ends in whitespace (or in a comment on the last line).
+    let text = p.as_str();
+    let trivia_possible = text.ends_with(char::is_whitespace)
+        || text.rsplit('\n').next().is_some_and(|l| l.contains('#'));
+    if atomic || !trivia_possible {
+        return p.as_span().end();
+    }
+    match p.clone().into_inner().last() {
+        Some(last) => token_end(&last),
+        None => p.as_span().end(),
+    }
+}
+
+fn is_stmt(r: Rule) -> bool {
+    matches!(
+        r,
+        R::setting
+            | R::data_stmt
+            | R::model_stmt
+            | R::train_stmt
+            | R::eval_stmt
+            | R::sweep_stmt
+            | R::report_stmt
+    )
+}
+
+fn number(p: Pair<'_, Rule>) -> Number {
+    let raw = p.as_str().to_string();
+    let mut text = String::new();
+    let mut is_int = true;
+    let mut mult = 1.0;
+    let mut unit = None;
+    for c in p.into_inner() {
+        match c.as_rule() {
+            R::neg => text.push('-'),
+            R::int_part => text.extend(c.as_str().chars().filter(|&ch| ch != '_')),
+            R::frac | R::exponent => {
+                is_int = false;
+                text.push_str(c.as_str());
+            }
+            R::multiplier => mult = if c.as_str() == "k" { 1e3 } else { 1e6 },
+            R::unit => {
+                unit = Some(match c.as_str() {
+                    "px" => Unit::Px,
+                    "deg" => Unit::Deg,
+                    _ => Unit::Db,
+                })
+            }
+            _ => {}
+        }
+    }
+    let value = text.parse::<f64>().unwrap_or(f64::NAN) * mult;
+    // `1.5k` is the integer 1500; `2.5` and `1e-3` are not integers.
+    let is_int = (is_int || mult > 1.0) && value.fract() == 0.0 && value.is_finite();
+    Number {
+        value,
+        is_int,
+        unit,
+        raw,
+    }
+}
+
+/// Resolves the escapes the grammar allows: `\"`, `\\`, `\n`, `\t`.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(other) => out.push(other),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,461 @@
+//! Every built-in with its signature and docs. The checker enforces exactly what is written
+//! here, and completion and hover show it, so the docs a user reads are the rules applied.
+//! Defaults are `.mio` expressions; ranges of degradations follow MIOIR.md (in-distribution).
+
+use crate::catalog::Bound::{Excl, Incl};
+use crate::catalog::*;
+
+const fn b(name: &'static str, kind: Kind, params: &'static [Param], doc: &'static str) -> Builtin {
+    Builtin {
+        name,
+        kind,
+        params,
+        doc,
+        patch_multiple: PatchMultiple::Fixed(1),
+    }
+}
+
+const INT: Ty = Ty::Int;
+const FLOAT: Ty = Ty::Float;
+const PROMPT: Ty = Ty::Builtin(Kind::Prompt);
+const TASK_LIST: Ty = Ty::List(&Ty::Task);
+const INT_LIST: Ty = Ty::List(&Ty::Int);
+
+pub const BACKBONES: &[Builtin] = &[
+    b(
+        "srresnet",
+        Kind::Backbone,
+        &[
+            p("channels", INT, "64", "Feature channels of every convolution.").min(Incl(1.0)),
+            p("blocks", INT, "16", "Residual blocks (conv-ReLU-conv plus the block input, no batch norm).")
+                .min(Incl(1.0)),
+            p("prompt", PROMPT, "none", "How the task is told to the network: `none`, `explicit(...)` or `adaptive(...)`."),
+            p("init_scale", FLOAT, "0.1", "Kaiming initialisation scaled by this factor, as in the reference.")
+                .min(Excl(0.0)),
+        ],
+        "SRResNet at scale 1 (MIOIR.md): conv 3->C, LeakyReLU 0.1, `blocks` residual blocks, conv_hr, \
+         LeakyReLU, conv_last C->3, plus the input. The reference configuration (64 channels, 16 blocks) \
+         has about 1.2 M parameters. Parameter names follow BasicSR (`conv_first`, `body.N.conv1`, \
+         `conv_hr`, `conv_last`) so reference weights load by name. With a prompt, features are modulated \
+         after every block, after conv_hr and after conv_last.",
+    ),
+    Builtin {
+        name: "swinir",
+        kind: Kind::Backbone,
+        params: &[
+            p("embed", INT, "180", "Embedding dimension.").min(Incl(1.0)),
+            p("depths", INT_LIST, "[6, 6, 6, 6, 6, 6]", "Swin blocks in each residual group."),
+            p("heads", INT, "6", "Attention heads in every block.").min(Incl(1.0)),
+            p("window", INT, "8", "Attention window size in pixels; training patches must be a multiple of it.")
+                .min(Incl(1.0))
+                .unit("px"),
+            p("mlp_ratio", FLOAT, "2.0", "Hidden size of the MLP relative to `embed`.").min(Excl(0.0)),
+            p("prompt", PROMPT, "none", "How the task is told to the network: `none`, `explicit(...)` or `adaptive(...)`."),
+        ],
+        doc: "SwinIR at scale 1: shifted-window self-attention in residual Swin groups. Input minus the RGB \
+              mean (0.4488, 0.4371, 0.4040), padded to a multiple of the window at test time. The reference \
+              configuration is embed 180, 6 groups of 6 blocks, 6 heads, window 8, MLP ratio 2. With a prompt, \
+              features are modulated after each group, after the conv after the body, after the conv before \
+              the output and after the last conv.",
+        patch_multiple: PatchMultiple::Param("window"),
+    },
+    Builtin {
+        name: "restormer",
+        kind: Kind::Backbone,
+        params: &[
+            p("dim", INT, "48", "Channels at the first level.").min(Incl(1.0)),
+            p("blocks", INT_LIST, "[4, 6, 6, 8]", "Transformer blocks at each of the four levels."),
+            p("refinement", INT, "4", "Refinement blocks at full resolution.").min(Incl(0.0)),
+            p("heads", INT_LIST, "[1, 2, 4, 8]", "Attention heads at each level."),
+            p("ffn_expansion", FLOAT, "2.66", "Hidden size of the gated feed-forward network relative to the level's channels.")
+                .min(Excl(0.0)),
+            p("bias", Ty::Bool, "false", "Whether convolutions carry a bias."),
+            p("prompt", PROMPT, "none", "How the task is told to the network: `none`, `explicit(...)` or `adaptive(...)`."),
+        ],
+        doc: "Restormer: multi-Dconv head transposed attention (MDTA) and gated-Dconv feed-forward (GDFN) in a \
+              four-level U-shape, global residual. Training patches must be a multiple of 8 (three \
+              downsamplings); images are padded to a multiple of 64 at test time. With a prompt, four \
+              extractors modulate the latent, decoder level 3, decoder levels 2 and 1 with the refinement, \
+              and the output conv.",
+        patch_multiple: PatchMultiple::Fixed(8),
+    },
+];
+
+pub const PROMPTS: &[Builtin] = &[
+    b("none", Kind::Prompt, &[], "No prompt: the plain backbone, which must infer the task by itself."),
+    b(
+        "explicit",
+        Kind::Prompt,
+        &[
+            p("dim", INT, "64", "Size of the latent prompt z that modulates the features.").min(Incl(1.0)),
+            p("map_size", INT, "128", "Side of each task's fixed random prompt map (1 x S x S, U[0, 1)).")
+                .min(Incl(8.0))
+                .unit("px"),
+        ],
+        "Explicit prompt (EP): every task owns a fixed random map, drawn once from the workflow seed and \
+         never trained; the extractor turns it into z, and each modulation point computes \
+         f * (1 + scale(z)) + shift(z). Training uses the known task label; at test time a small task \
+         classifier (see the train block's `classifier`) predicts it, unless an eval asks for `labels = known`.",
+    ),
+    b(
+        "adaptive",
+        Kind::Prompt,
+        &[p("dim", INT, "64", "Size of the latent prompt z that modulates the features.").min(Incl(1.0))],
+        "Adaptive prompt (AP): z is extracted from the degraded input itself (three strided convolutions and \
+         a global mean) and trained end to end by the restoration loss alone; no task label is needed.",
+    ),
+];
+
+const SAMPLED_FLOAT: Ty = Ty::Sampled(&Ty::Float);
+const SAMPLED_INT: Ty = Ty::Sampled(&Ty::Int);
+
+pub const DEGRADATIONS: &[Builtin] = &[
+    b(
+        "sr",
+        Kind::Degradation,
+        &[
+            p("scale", INT, "4", "Downscaling factor; the image is scaled back up to its size.")
+                .min(Incl(2.0))
+                .max(Incl(8.0)),
+            p("kernel", Ty::Word(&["bicubic", "matlab"]), "bicubic",
+              "`bicubic`: PyTorch's interpolate (a = -0.75, align_corners = false, no antialias), as the \
+               reference; `matlab`: MATLAB-style antialiased bicubic."),
+        ],
+        "Super-resolution input: bicubic downscale by `scale`, then bicubic upscale back to the original size \
+         (every network runs at scale 1). Reference task index 6.",
+    ),
+    b(
+        "blur",
+        Kind::Degradation,
+        &[
+            p("sigma", SAMPLED_FLOAT, "1.0..3.0", "Standard deviation of the isotropic Gaussian, in pixels.")
+                .min(Excl(0.0))
+                .max(Incl(20.0)),
+            p("size", SAMPLED_INT, "7..21", "Kernel size; an odd size is drawn from the range.")
+                .min(Incl(3.0))
+                .max(Incl(51.0))
+                .unit("px"),
+        ],
+        "Isotropic Gaussian blur with reflect padding. In-distribution sigma ~ U[1, 3]; out of distribution \
+         U[3, 5]. Reference task index 0.",
+    ),
+    b(
+        "noise",
+        Kind::Degradation,
+        &[p("sigma", SAMPLED_FLOAT, "15..50", "Standard deviation on the 0..255 scale (rounded after drawing).")
+            .min(Incl(0.0))
+            .max(Incl(255.0))],
+        "Additive colour Gaussian noise, clipped to [0, 1]. In-distribution sigma = round(U[15, 50]); out of \
+         distribution U[50, 70]. Reference task index 1.",
+    ),
+    b(
+        "jpeg",
+        Kind::Degradation,
+        &[p("quality", SAMPLED_INT, "30..70", "JPEG quality factor.")
+            .min(Incl(1.0))
+            .max(Incl(100.0))],
+        "Real baseline JPEG encoding and decoding at the drawn quality. In distribution round(U[30, 70]); out \
+         of distribution U[10, 30]. Reference task index 2.",
+    ),
+    b(
+        "rain",
+        Kind::Degradation,
+        &[
+            p("value", SAMPLED_INT, "50..100", "How many streak seeds are scattered (density).").min(Incl(1.0)),
+            p("length", SAMPLED_INT, "20..40", "Length of the motion kernel that smears each seed.")
+                .min(Incl(1.0))
+                .unit("px"),
+            p("angle", SAMPLED_FLOAT, "-45deg..45deg", "Streak angle from the vertical.")
+                .min(Incl(-90.0))
+                .max(Incl(90.0))
+                .unit("deg"),
+            p("width", SAMPLED_INT, "3..11", "Width of the Gaussian blur applied to the streaks.")
+                .min(Incl(1.0))
+                .unit("px"),
+        ],
+        "Synthetic rain: sparse random seeds smeared by a rotated line kernel, Gaussian-blurred, min-max \
+         normalised, added to the image and clipped. In distribution value in 50..100; out of distribution \
+         100..150. Reference task index 3.",
+    ),
+    b(
+        "haze",
+        Kind::Degradation,
+        &[
+            p("a", SAMPLED_FLOAT, "0.8..1.0", "Atmospheric light A.").min(Incl(0.0)).max(Incl(1.0)),
+            p("beta", SAMPLED_FLOAT, "0.5..2.5", "Scattering coefficient B: transmission T = exp(-B d).")
+                .min(Incl(0.0)),
+        ],
+        "Atmospheric scattering I = J T + A (1 - T) with T = exp(-B d) and d a depth map in [0, 1]: read from \
+         a file next to the image (`NAME.depth.png`) when present, else a smooth synthetic depth prior. In \
+         distribution B ~ U[0.5, 2.5]; out of distribution U[2.5, 3.0]. Reference task index 4.",
+    ),
+    b(
+        "lowlight",
+        Kind::Degradation,
+        &[p("gamma", SAMPLED_FLOAT, "1.0..3.0", "Gamma exponent: I = J^gamma.").min(Excl(0.0))],
+        "Low light by gamma darkening. In distribution gamma ~ U[1, 3]; out of distribution U[3, 4]. \
+         Reference task index 5.",
+    ),
+];
+
+pub const METRICS: &[Builtin] = &[
+    b(
+        "psnr",
+        Kind::Metric,
+        &[
+            p("crop", INT, "4", "Pixels cropped from every border before measuring.").min(Incl(0.0)).unit("px"),
+            p("y", Ty::Bool, "false", "Measure on the Y channel (ITU-R BT.601) instead of RGB."),
+        ],
+        "Peak signal-to-noise ratio in dB on 8-bit images (clamp to [0, 1], x255, round), averaged over the \
+         images of a test set, as the paper reports it.",
+    ),
+    b(
+        "ssim",
+        Kind::Metric,
+        &[
+            p("crop", INT, "4", "Pixels cropped from every border before measuring.").min(Incl(0.0)).unit("px"),
+            p("y", Ty::Bool, "false", "Measure on the Y channel (ITU-R BT.601) instead of RGB."),
+        ],
+        "Structural similarity with an 11x11 Gaussian window (sigma 1.5), computed as scikit-image and \
+         BasicSR do, averaged over channels and images.",
+    ),
+];
+
+pub const LOSSES: &[Builtin] = &[
+    b(
+        "l1",
+        Kind::Loss,
+        &[],
+        "Mean absolute error, the reference's loss.",
+    ),
+    b("l2", Kind::Loss, &[], "Mean squared error."),
+    b(
+        "charbonnier",
+        Kind::Loss,
+        &[p(
+            "eps",
+            FLOAT,
+            "1e-3",
+            "Smoothing constant: sqrt(d^2 + eps^2).",
+        )
+        .min(Excl(0.0))],
+        "Charbonnier loss, a differentiable variant of L1.",
+    ),
+];
+
+const BETAS: Ty = Ty::Tuple(&[Ty::Float, Ty::Float]);
+
+pub const OPTIMIZERS: &[Builtin] = &[
+    b(
+        "adam",
+        Kind::Optimizer,
+        &[
+            p("lr", FLOAT, "2e-4", "Learning rate (restarted at every stage of a sequential run).").min(Excl(0.0)),
+            p("betas", BETAS, "(0.9, 0.99)", "Decay rates of the first and second moment estimates."),
+            p("weight_decay", FLOAT, "0", "L2 penalty added to the gradient.").min(Incl(0.0)),
+            p("eps", FLOAT, "1e-8", "Added to the denominator for stability.").min(Excl(0.0)),
+        ],
+        "Adam, as the reference trains SRResNet and SwinIR (lr 2e-4, betas (0.9, 0.99), no weight decay).",
+    ),
+    b(
+        "adamw",
+        Kind::Optimizer,
+        &[
+            p("lr", FLOAT, "2e-4", "Learning rate (restarted at every stage of a sequential run).").min(Excl(0.0)),
+            p("betas", BETAS, "(0.9, 0.999)", "Decay rates of the first and second moment estimates."),
+            p("weight_decay", FLOAT, "1e-4", "Decoupled weight decay.").min(Incl(0.0)),
+            p("eps", FLOAT, "1e-8", "Added to the denominator for stability.").min(Excl(0.0)),
+        ],
+        "AdamW (decoupled weight decay), as the reference trains Restormer.",
+    ),
+];
+
+pub const SCHEDULES: &[Builtin] = &[
+    b("constant", Kind::Schedule, &[], "The learning rate stays at the optimizer's `lr`."),
+    b(
+        "cosine_restart",
+        Kind::Schedule,
+        &[
+            p("min_lr", FLOAT, "1e-7", "The learning rate at the end of each period.").min(Incl(0.0)),
+            p("periods", INT_LIST, "[]", "Period lengths in iterations; empty means one period per stage."),
+        ],
+        "Cosine annealing with restarts down to `min_lr`, the reference's schedule. Each stage of a sequential \
+         run restarts it.",
+    ),
+    b(
+        "step",
+        Kind::Schedule,
+        &[
+            req("milestones", INT_LIST, "Iterations (within a stage) at which the rate is multiplied by `gamma`."),
+            p("gamma", FLOAT, "0.5", "Factor applied at each milestone.").min(Excl(0.0)).max(Incl(1.0)),
+        ],
+        "Step decay.",
+    ),
+];
+
+pub const STRATEGIES: &[Builtin] = &[
+    b(
+        "mixed",
+        Kind::Strategy,
+        &[],
+        "Mixed learning (M): one stage that trains on every task from the start; the paper's baseline. Given \
+         a per-stage `iters` list, it trains for the list's total.",
+    ),
+    b(
+        "sequential",
+        Kind::Strategy,
+        &[req("order", TASK_LIST, "The order in which tasks join; a permutation of the trained tasks.")],
+        "Sequential learning (S): stage k trains on the first k tasks of `order` (earlier tasks are replayed), \
+         starting from stage k-1's weights, with a fresh optimizer and the learning rate restarted.",
+    ),
+];
+
+pub const DATASETS: &[Builtin] = &[
+    b(
+        "images",
+        Kind::Dataset,
+        &[
+            req("path", Ty::FilePath, "A folder of clean images (PNG or JPEG), relative to the .mio file."),
+            p("patch", INT, "128", "Side of the square training crops.").min(Incl(8.0)).unit("px"),
+            p("batch", INT, "16", "Crops per training step.").min(Incl(1.0)),
+            p("augment", Ty::List(&Ty::Word(&["flip", "rot90"])), "[flip, rot90]",
+              "Random augmentations of each crop: horizontal flip, 90-degree rotation."),
+            p("limit", INT, "0", "Use at most this many images (0: all).").min(Incl(0.0)),
+        ],
+        "Clean images, degraded on the fly for training (random paired crops) and once per task for testing \
+         (each test set is written as PNG files and reused).",
+    ),
+    b(
+        "pairs",
+        Kind::Dataset,
+        &[
+            req("lq", Ty::FilePath, "A folder of degraded images."),
+            req("gt", Ty::FilePath, "A folder of the matching clean images (same file names)."),
+        ],
+        "Ready-made degraded/clean pairs (for example a real-world test set); used as given, never degraded.",
+    ),
+];
+
+pub const CLASSIFIERS: &[Builtin] = &[b(
+    "classifier",
+    Kind::Classifier,
+    &[
+        p("iters", INT, "5k", "Training iterations of the task classifier.").min(Incl(1.0)),
+        p("lr", FLOAT, "1e-4", "Learning rate (Adam).").min(Excl(0.0)),
+        p("batch", INT, "16", "Crops per step.").min(Incl(1.0)),
+    ],
+    "The small task classifier that explicit prompts use at test time (two strided 3x3 convs, three 1x1 \
+     convs, global average pool, linear to the task count; cross-entropy), trained as its own node on the \
+     trained tasks.",
+)];
+
+const DEVICE: Ty = Ty::Device;
+
+pub const BLOCKS: &[Builtin] = &[
+    b(
+        "workflow",
+        Kind::Block,
+        &[
+            p("seed", INT, "0", "Seed of every random draw: data, initialisation, prompt maps.").min(Incl(0.0)),
+            p("device", DEVICE, "auto", "`auto` (CUDA when built with it and present, else CPU), `cpu`, `cuda` or \"cuda:N\"."),
+            p("threads", INT, "0", "CPU threads to use (0: all cores).").min(Incl(0.0)),
+            p("output", Ty::FilePath, "\"runs\"", "Folder that holds the run folders, relative to the .mio file."),
+        ],
+        "Settings of a workflow.",
+    ),
+    b(
+        "train",
+        Kind::Block,
+        &[
+            p("strategy", Ty::Builtin(Kind::Strategy), "mixed", "`mixed` or `sequential(order = [...])`."),
+            opt("tasks", TASK_LIST, "The tasks trained; defaults to the sequential order. Required for `mixed`."),
+            req("iters", Ty::PerStage(&Ty::Int),
+                "Iterations: one number for every stage, or a list with one per stage. A mixed run has one \
+                 stage; given a list, it trains for the list's total, so M and S runs that share `iters` \
+                 get the same budget, as in the paper.")
+                .min(Incl(1.0)),
+            p("optimizer", Ty::Builtin(Kind::Optimizer), "adam", "The optimizer, fresh at every stage."),
+            p("schedule", Ty::Builtin(Kind::Schedule), "cosine_restart", "The learning-rate schedule."),
+            p("loss", Ty::Builtin(Kind::Loss), "l1", "The restoration loss."),
+            p("ema", FLOAT, "0.999", "Decay of the exponential moving average of the weights (0: off).")
+                .min(Incl(0.0))
+                .max(Excl(1.0)),
+            p("grad_clip", FLOAT, "0", "Clip the global gradient norm to this value (0: off).").min(Incl(0.0)),
+            p("checkpoint_every", INT, "1k", "Write a resumable checkpoint every this many iterations.")
+                .min(Incl(1.0)),
+            p("classifier", Ty::Builtin(Kind::Classifier), "classifier",
+              "The task classifier trained for explicit prompts (ignored for other prompts)."),
+        ],
+        "How a model is trained: `train MODEL on DATA { ... }`. One node per stage in the plan.",
+    ),
+    b(
+        "eval",
+        Kind::Block,
+        &[
+            req("tasks", TASK_LIST, "The test sets: each task's degraded copy of the data."),
+            p("metrics", Ty::List(&Ty::Builtin(Kind::Metric)), "[psnr(crop = 4), ssim(crop = 4)]",
+              "What is measured against the clean images."),
+            p("labels", Ty::Word(&["predicted", "known"]), "predicted",
+              "Explicit prompts only: the task label from the classifier (`predicted`) or the known one (`known`)."),
+            p("images", INT, "0", "Evaluate at most this many images (0: all).").min(Incl(0.0)),
+            p("save_images", Ty::Bool, "true", "Write the restored images into the run folder."),
+        ],
+        "Evaluation of a trained model: `eval MODEL on DATA [as NAME] { ... }`; a row of the paper's table.",
+    ),
+    b(
+        "sweep",
+        Kind::Block,
+        &[
+            req("from", Ty::Task, "The task whose prompt is used at a = 1."),
+            req("to", Ty::Task, "The task whose prompt is used at a = 0."),
+            p("steps", INT, "7", "Number of blend weights from 1 to 0.").min(Incl(2.0)),
+            opt("degrade", Ty::Task, "Degrade the images with this task first (default: use them as given)."),
+        ],
+        "Prompt interpolation: z = a z_from + (1 - a) z_to for a from 1 to 0, restoring the same images at \
+         each step: `sweep MODEL on DATA_OR_IMAGE [as NAME] { ... }`.",
+    ),
+    b(
+        "report",
+        Kind::Block,
+        &[
+            opt("title", Ty::Str, "The report's title (default: the workflow's name)."),
+            opt("baseline", Ty::Model, "The model whose row the others are compared with."),
+            p("formats", Ty::List(&Ty::Word(&["md", "html", "csv", "json"])), "[md, html, csv, json]",
+              "The files written."),
+        ],
+        "The run's report: tables, curves and image grids gathered from every eval and sweep.",
+    ),
+];
+
+/// Every built-in, all kinds.
+pub fn all() -> impl Iterator<Item = &'static Builtin> {
+    [
+        BACKBONES,
+        PROMPTS,
+        DEGRADATIONS,
+        METRICS,
+        LOSSES,
+        OPTIMIZERS,
+        SCHEDULES,
+        STRATEGIES,
+        DATASETS,
+        CLASSIFIERS,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The built-ins of one kind.
+pub fn of_kind(kind: Kind) -> impl Iterator<Item = &'static Builtin> {
+    all().filter(move |b| b.kind == kind)
+}
+
+/// A built-in by kind and name.
+pub fn lookup(kind: Kind, name: &str) -> Option<&'static Builtin> {
+    of_kind(kind).find(|b| b.name == name)
+}
+
+/// The settings of a block (`workflow`, `train`, `eval`, `sweep`, `report`).
+pub fn block(name: &str) -> &'static Builtin {
+    BLOCKS.iter().find(|b| b.name == name).expect("known block")
+}

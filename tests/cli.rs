@@ -1,0 +1,227 @@
+//! The `mio` binary as a user runs it: exit codes, output streams, formatting in place.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mio(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mio"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run mio")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mio-cli-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn check_ok_exits_zero() {
+    let out = mio(&["check", "workflows/quickstart.mio"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ok (1 workflow)"));
+}
+
+#[test]
+fn errors_exit_one_on_stderr_without_colour_when_piped() {
+    let out = mio(&["check", "tests/fixtures/invalid/many_errors.mio"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("mio::E014") && err.contains("did you mean `channels`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("5 errors in tests/fixtures/invalid/many_errors.mio"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "no ANSI colour when stderr is not a terminal"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_missing_file_is_a_user_error() {
+    let out = mio(&["check", "no/such.mio"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot read no/such.mio"));
+}
+
+#[test]
+fn bad_usage_is_reported_by_clap() {
+    let out = mio(&["graph", "workflows/quickstart.mio", "--format", "png"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("possible values: dot, mermaid"));
+}
+
+#[test]
+fn internal_failure_exits_two() {
+    // Formatting a file in a folder we cannot write to is mio's failure, not the file's.
+    let dir = temp_dir("readonly");
+    let f = dir.join("a.mio");
+    std::fs::write(&f, "task a   =   noise()\n").unwrap();
+    let mut perms = std::fs::metadata(&dir).unwrap().permissions();
+    use std::os::unix::fs::PermissionsExt;
+    perms.set_mode(0o555);
+    std::fs::set_permissions(&dir, perms.clone()).unwrap();
+    let out = mio(&["fmt", f.to_str().unwrap()]);
+    perms.set_mode(0o755);
+    std::fs::set_permissions(&dir, perms).unwrap();
+    // Root may write anyway; then the file must simply be formatted.
+    if out.status.code() == Some(0) {
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "task a = noise()\n");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).starts_with("mio: cannot write"));
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "task a   =   noise()\n",
+            "nothing lost"
+        );
+    }
+}
+
+#[test]
+fn fmt_formats_in_place_and_check_mode_reports() {
+    let dir = temp_dir("fmt");
+    let f = dir.join("w.mio");
+    let messy = "use paper\n# keep me\nworkflow w {\nseed=0   # trailing\n\n\n  data d=images( \"x\",patch=64 )\n}\n";
+    std::fs::write(&f, messy).unwrap();
+    let path = f.to_str().unwrap();
+    let out = mio(&["fmt", "--check", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not formatted"));
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        messy,
+        "--check does not write"
+    );
+    let out = mio(&["fmt", path]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let formatted = std::fs::read_to_string(&f).unwrap();
+    assert_eq!(
+        formatted,
+        "use paper\n\n# keep me\nworkflow w {\n  seed = 0 # trailing\n\n  data d = images(\"x\", patch = 64)\n}\n"
+    );
+    assert_eq!(mio(&["fmt", "--check", path]).status.code(), Some(0));
+    assert!(
+        std::fs::read_dir(&dir).unwrap().count() == 1,
+        "no temporary file left behind"
+    );
+}
+
+#[test]
+fn fmt_refuses_a_file_with_syntax_errors() {
+    let dir = temp_dir("fmt-bad");
+    let f = dir.join("bad.mio");
+    std::fs::write(&f, "workflow w {\n  seed: 0\n}\n").unwrap();
+    let out = mio(&["fmt", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("expected `=`, found `:`"));
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        "workflow w {\n  seed: 0\n}\n"
+    );
+}
+
+#[test]
+fn every_workflow_in_the_repo_is_formatted() {
+    for dir in ["workflows", "workflows/paper", "stdlib/src/prelude"] {
+        for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+            .unwrap()
+            .flatten()
+        {
+            if e.path().extension().is_some_and(|x| x == "mio") {
+                let out = mio(&["fmt", "--check", e.path().to_str().unwrap()]);
+                assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "{}: {}",
+                    e.path().display(),
+                    text(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn plan_lists_nodes_in_dependency_order() {
+    let out = mio(&["plan", "workflows/quickstart.mio"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(
+        plan.starts_with("workflows/quickstart.mio: 37 node(s) in 1 workflow(s)"),
+        "{plan}"
+    );
+    let pos = |s: &str| plan.find(s).unwrap_or_else(|| panic!("{s} not in\n{plan}"));
+    assert!(pos("quickstart/seq stage 1/7") < pos("quickstart/seq stage 7/7"));
+    assert!(pos("quickstart/seq stage 7/7") < pos("quickstart/seq_in"));
+    assert!(pos("quickstart/seq_ep classifier") < pos("quickstart/seq_ep_in"));
+    assert!(pos("quickstart/seq_ep_in") < pos("quickstart/report"));
+}
+
+#[test]
+fn set_overrides_are_checked_like_the_file() {
+    let out = mio(&[
+        "plan",
+        "workflows/quickstart.mio",
+        "--set",
+        "train.seq.iters=[1, 2]",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("mio::E051") && err.contains("--set train.seq.iters=[1, 2]"),
+        "{err}"
+    );
+    let out = mio(&[
+        "plan",
+        "workflows/quickstart.mio",
+        "--set",
+        "train.seq.iters=2k",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("2000 iterations: +blur"));
+}
+
+#[test]
+fn graph_exports_dot_and_mermaid() {
+    let dot = text(&mio(&["graph", "workflows/quickstart.mio", "--format", "dot"]).stdout);
+    assert!(dot.starts_with("digraph mio {") && dot.trim_end().ends_with('}'));
+    assert_eq!(dot.matches(" -> ").count(), dot.matches("->").count());
+    assert!(
+        dot.contains("[label=\"train\\nquickstart/seq stage 2/7\"]"),
+        "{dot}"
+    );
+    let mermaid = text(&mio(&["graph", "workflows/quickstart.mio", "--format", "mermaid"]).stdout);
+    assert!(mermaid.starts_with("flowchart LR\n"));
+    assert_eq!(
+        mermaid.matches(" --> ").count(),
+        dot.matches(" -> ").count()
+    );
+}
+
+#[test]
+fn plan_of_a_library_file_says_there_is_nothing_to_plan() {
+    let out = mio(&["plan", "tests/fixtures/invalid/no_workflow.mio"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("mio::E005"));
+    // It still checks clean.
+    assert_eq!(
+        mio(&["check", "tests/fixtures/invalid/no_workflow.mio"])
+            .status
+            .code(),
+        Some(0)
+    );
+}
