@@ -41,6 +41,9 @@ pub struct Checker<'p> {
     defaults: HashMap<&'static str, Expr>,
     /// The models of the workflow being checked (for `Ty::Model`).
     models: Vec<String>,
+    /// Statements of the workflow being checked that did not parse, as (keyword, name): their
+    /// absence is not reported again.
+    broken: Vec<(String, String)>,
 }
 
 impl<'p> Checker<'p> {
@@ -53,7 +56,25 @@ impl<'p> Checker<'p> {
             tasks: HashMap::new(),
             defaults: HashMap::new(),
             models: vec![],
+            broken: vec![],
         }
+    }
+
+    /// Whether `keyword name` failed to parse in the workflow being checked.
+    fn is_broken(&self, keyword: &str, name: &str) -> bool {
+        self.broken.iter().any(|(k, n)| k == keyword && n == name)
+    }
+
+    /// Whether an item named `name` of module `m` (or of its imports) failed to parse.
+    fn is_broken_item(&self, m: ModId, name: &str) -> bool {
+        let mods = std::iter::once(m).chain(self.prog.modules[m].imports.iter().map(|(_, id)| *id));
+        mods.into_iter().any(|id| {
+            self.prog.modules[id]
+                .ast
+                .broken
+                .iter()
+                .any(|(_, n)| n == name)
+        })
     }
 
     fn emit(&mut self, d: Diagnostic) {
@@ -106,6 +127,7 @@ impl<'p> Checker<'p> {
                     .collect();
                 match found.len() {
                     1 => Some(found[0].1),
+                    0 if self.is_broken_item(m, &one.name) => None,
                     0 => {
                         let names = self.visible_names(m);
                         let help = did_you_mean(&one.name, names.iter().map(String::as_str));
@@ -426,6 +448,7 @@ impl<'p> Checker<'p> {
                 {
                     Some(Value::Model(p.to_string()))
                 }
+                ExprKind::Path(p) if self.is_broken("model", &p.to_string()) => None,
                 ExprKind::Path(p) => {
                     let help = did_you_mean(&p.to_string(), self.models.iter().map(String::as_str));
                     self.emit(
@@ -801,6 +824,23 @@ impl<'p> Checker<'p> {
             );
             return None;
         }
+        if let Some(task) = callee.segments.last().filter(|_| callee.segments.len() > 1) {
+            if builtins::lookup(kind, &task.name).is_some() {
+                self.emit(
+                    Diagnostic::new(
+                        Code::UnknownBuiltin,
+                        callee.span,
+                        format!("`{name}` is a task, not a built-in: it cannot be called"),
+                        "a task",
+                    )
+                    .help(format!(
+                        "to change its parameters, call the degradation itself: `{}(...)`",
+                        task.name
+                    )),
+                );
+                return None;
+            }
+        }
         let help =
             did_you_mean(&name, builtins::of_kind(kind).map(|b| b.name)).unwrap_or_else(|| {
                 format!(
@@ -936,6 +976,7 @@ impl<'p> Checker<'p> {
                         continue;
                     };
                     self.apply_overrides(&w.name.name, &mut stmts, overrides, &mut applied);
+                    self.broken = self.broken_in_chain(root, w);
                     if let Some(wf) = self.workflow(root, &w.name.name, None, &stmts, w.span) {
                         // A matrix's base is planned through its rows only.
                         if !bases.contains(&w.name.name) {
@@ -1081,6 +1122,22 @@ impl<'p> Checker<'p> {
         Some(merge::overlay(base?, &w.stmts))
     }
 
+    /// The broken statements of a workflow and of every workflow it extends.
+    fn broken_in_chain(&self, m: ModId, w: &'p ast::Workflow) -> Vec<(String, String)> {
+        let mut out = w.broken.clone();
+        let mut seen = vec![w.name.name.clone()];
+        let mut next = w.extends.as_ref();
+        while let Some(parent) = next.and_then(|p| self.workflow_item(m, &p.name)) {
+            if seen.contains(&parent.name.name) {
+                break;
+            }
+            seen.push(parent.name.name.clone());
+            out.extend(parent.broken.iter().cloned());
+            next = parent.extends.as_ref();
+        }
+        out
+    }
+
     fn workflow_item(&self, m: ModId, name: &str) -> Option<&'p ast::Workflow> {
         self.items(m).iter().find_map(|i| match i {
             ast::Item::Workflow(w) if w.name.name == name => Some(w),
@@ -1089,6 +1146,9 @@ impl<'p> Checker<'p> {
     }
 
     fn unknown_workflow(&mut self, m: ModId, name: &Ident) {
+        if self.is_broken_item(m, &name.name) {
+            return;
+        }
         let names: Vec<String> = self
             .items(m)
             .iter()
@@ -1117,9 +1177,12 @@ impl<'p> Checker<'p> {
         applied: &mut [bool],
     ) -> Vec<ir::Workflow> {
         let mut bases: Vec<(&Ident, Vec<Stmt>)> = vec![];
+        self.broken.clear();
         for b in &mx.bases {
             match self.workflow_item(m, &b.name) {
                 Some(w) => {
+                    let broken = self.broken_in_chain(m, w);
+                    self.broken.extend(broken);
                     if let Some(stmts) = self.merged(m, w, &mut vec![]) {
                         bases.push((b, stmts));
                     }
@@ -1488,6 +1551,9 @@ impl<'p> Checker<'p> {
         if models.contains(&id.name) {
             return true;
         }
+        if self.is_broken("model", &id.name) {
+            return false;
+        }
         let help = did_you_mean(&id.name, models.iter().map(String::as_str))
             .unwrap_or_else(|| format!("declare it: `model {} = srresnet()`", id.name));
         self.emit(
@@ -1506,6 +1572,9 @@ impl<'p> Checker<'p> {
         if data.contains(&id.name) {
             return true;
         }
+        if self.is_broken("data", &id.name) {
+            return false;
+        }
         let help = did_you_mean(&id.name, data.iter().map(String::as_str))
             .unwrap_or_else(|| format!("declare it: `data {} = images(\"folder\")`", id.name));
         self.emit(
@@ -1523,6 +1592,9 @@ impl<'p> Checker<'p> {
     fn ref_trained(&mut self, id: &Ident, trained: &[String]) -> bool {
         if trained.contains(&id.name) {
             return true;
+        }
+        if self.is_broken("train", &id.name) {
+            return false;
         }
         self.emit(
             Diagnostic::new(

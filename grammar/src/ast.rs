@@ -148,6 +148,9 @@ pub struct Arg {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct File {
     pub items: Vec<Item>,
+    /// Items that did not parse, as (keyword, name) when those could be read: the checker
+    /// does not report them as missing, since their syntax error says it already.
+    pub broken: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -211,6 +214,8 @@ pub struct Workflow {
     pub span: Span,
     /// Offset of the closing `}` (comments before it belong inside the body).
     pub close: usize,
+    /// Statements that did not parse, as (keyword, name), e.g. ("train", "net").
+    pub broken: Vec<(String, String)>,
 }
 
 /// `matrix table over srresnet_row, swinir_row { model.net.prompt = [none, explicit, adaptive] }`:

@@ -19,6 +19,18 @@ pub fn first_word(text: &str) -> Option<&str> {
     (end > 0).then(|| &rest[..end])
 }
 
+/// The keyword and the name after it (`train net on d {` -> ("train", "net")), for telling the
+/// checker what a piece that failed to parse was meant to define.
+pub fn head(text: &str) -> Option<(String, String)> {
+    let start = skip_trivia(text, 0);
+    let mut words = text[start..]
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty());
+    let keyword = words.next()?;
+    let name = words.next()?;
+    Some((keyword.to_string(), name.to_string()))
+}
+
 /// Only whitespace and comments.
 pub fn is_trivia(text: &str) -> bool {
     skip_trivia(text, 0) == text.len()

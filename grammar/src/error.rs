@@ -71,14 +71,18 @@ pub(crate) fn from_pest(
         span,
         message,
         label,
-        help: help_for(&found, &positives),
+        help: help_for(&found, &positives, &full[..abs]),
     }
 }
 
-fn help_for(found: &str, positives: &[Rule]) -> Option<String> {
+fn help_for(found: &str, positives: &[Rule], before: &str) -> Option<String> {
+    let before = before.trim_end();
     let wants_eq = positives.contains(&Rule::eq);
     if wants_eq && (found == "`:`" || found == "`==`") {
         return Some("settings and arguments are written `name = value`".into());
+    }
+    if found == "`:`" && before.ends_with("cuda") {
+        return Some("a GPU with its index is a string: device = \"cuda:0\"".into());
     }
     if found == "`'`" {
         return Some("strings use double quotes: \"data/train\"".into());
@@ -218,7 +222,7 @@ fn describe_expected(positives: &[Rule]) -> String {
             continue;
         }
         // An identifier where a statement could start is already covered by "a statement".
-        if *r == Rule::ident && has(STMT_RULES) {
+        if *r == Rule::ident && (has(STMT_RULES) || has(EXPR_RULES)) {
             continue;
         }
         if *r == Rule::lparen && has(EXPR_RULES) {

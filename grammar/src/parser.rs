@@ -37,7 +37,10 @@ pub fn parse_at(src: &str, base: usize) -> Parsed {
                 .map(|p| b.item(p))
                 .collect();
             Parsed {
-                file: File { items },
+                file: File {
+                    items,
+                    broken: vec![],
+                },
                 errors: vec![],
             }
         }
@@ -87,14 +90,17 @@ fn recover(src: &str, base: usize) -> Parsed {
                 };
                 match recovered {
                     Some(w) => out.file.items.push(Item::Workflow(w)),
-                    None => out.errors.push(from_pest(
-                        &e,
-                        text,
-                        piece.start,
-                        base,
-                        src,
-                        "the end of the item",
-                    )),
+                    None => {
+                        out.file.broken.extend(chunk::head(text));
+                        out.errors.push(from_pest(
+                            &e,
+                            text,
+                            piece.start,
+                            base,
+                            src,
+                            "the end of the item",
+                        ));
+                    }
                 }
             }
         }
@@ -127,6 +133,7 @@ fn recover_workflow(
     }
     let body = chunk::statements(text, body_start);
     let mut stmts = vec![];
+    let mut broken = vec![];
     for s in &body.stmts {
         let stext = &text[s.clone()];
         match MioParser::parse(R::stmt_only, stext) {
@@ -134,14 +141,17 @@ fn recover_workflow(
                 let stmt = first_inner(pairs.next().unwrap());
                 stmts.push(b.shifted(s.start).stmt(stmt));
             }
-            Err(e) => errors.push(from_pest(
-                &e,
-                stext,
-                piece.start + s.start,
-                base,
-                src,
-                "the end of the statement",
-            )),
+            Err(e) => {
+                broken.extend(chunk::head(stext));
+                errors.push(from_pest(
+                    &e,
+                    stext,
+                    piece.start + s.start,
+                    base,
+                    src,
+                    "the end of the statement",
+                ));
+            }
         }
     }
     let close = match body.close {
@@ -166,6 +176,7 @@ fn recover_workflow(
             base + piece.start + (close + 1).min(text.len()),
         ),
         close: base + piece.start + close,
+        broken,
     })
 }
 
@@ -279,6 +290,7 @@ impl Builder {
                     stmts,
                     span,
                     close,
+                    broken: vec![],
                 })
             }
             R::matrix_item => {
