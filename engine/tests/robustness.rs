@@ -182,3 +182,27 @@ fn every_error_code_is_documented() {
         assert!(doc.contains(&heading), "docs/errors.md lacks `{heading}`");
     }
 }
+
+#[test]
+fn deeply_nested_input_is_reported_not_fatal() {
+    let src = format!(
+        "use paper\nworkflow w {{\n  seed = {}{}\n}}\n",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let checked = mio_engine::check_source(
+        "deep.mio",
+        None,
+        src,
+        &[format!("seed={}", "[".repeat(3000))],
+    );
+    let codes: Vec<_> = checked.diagnostics.iter().map(|d| d.code).collect();
+    assert!(
+        codes.contains(&mio_engine::diagnostic::Code::Syntax),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&mio_engine::diagnostic::Code::BadOverride),
+        "{codes:?}"
+    );
+}

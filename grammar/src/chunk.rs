@@ -31,6 +31,45 @@ pub fn head(text: &str) -> Option<(String, String)> {
     Some((keyword.to_string(), name.to_string()))
 }
 
+/// Brackets nested deeper than this are a syntax error: the parser, checker and formatter
+/// recurse over nesting, and no real file comes near it.
+pub const MAX_NESTING: i32 = 64;
+
+/// The offset of the first bracket that opens nesting level `MAX_NESTING + 1`, if any.
+pub fn too_deep(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut depth = 0i32;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'{' | b'(' | b'[' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(i);
+                }
+            }
+            b'}' | b')' | b']' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Only whitespace and comments.
 pub fn is_trivia(text: &str) -> bool {
     skip_trivia(text, 0) == text.len()

@@ -27,6 +27,9 @@ pub struct Parsed {
 
 /// Parses `src` whose first byte sits at global offset `base` (every span is shifted by it).
 pub fn parse_at(src: &str, base: usize) -> Parsed {
+    if chunk::too_deep(src).is_some() {
+        return recover(src, base);
+    }
     match MioParser::parse(R::file, src) {
         Ok(mut pairs) => {
             let b = Builder { base };
@@ -48,8 +51,20 @@ pub fn parse_at(src: &str, base: usize) -> Parsed {
     }
 }
 
+fn too_deep_error(at: usize) -> ParseError {
+    ParseError {
+        span: Span::new(at, at + 1),
+        message: format!("brackets nested more than {} deep", chunk::MAX_NESTING),
+        label: "too deep".into(),
+        help: Some("flatten the value: no setting needs this much nesting".into()),
+    }
+}
+
 /// Parses one expression (the value of `--set path=value`).
 pub fn parse_expr_at(src: &str, base: usize) -> Result<Expr, ParseError> {
+    if let Some(at) = chunk::too_deep(src) {
+        return Err(too_deep_error(base + at));
+    }
     let mut pairs = MioParser::parse(R::expr_only, src)
         .map_err(|e| from_pest(&e, src, 0, base, src, "the end of the value"))?;
     let b = Builder { base };
@@ -74,6 +89,12 @@ fn recover(src: &str, base: usize) -> Parsed {
     for piece in chunk::items(src) {
         let text = &src[piece.clone()];
         if chunk::is_trivia(text) {
+            continue;
+        }
+        if let Some(at) = chunk::too_deep(text) {
+            let at = base + piece.start + at;
+            out.file.broken.extend(chunk::head(text));
+            out.errors.push(too_deep_error(at));
             continue;
         }
         match MioParser::parse(R::item_only, text) {

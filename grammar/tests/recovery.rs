@@ -128,3 +128,35 @@ fn keywords_are_contextual() {
     );
     assert!(p.errors.is_empty(), "{:?}", p.errors);
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    for n in [65, 1000, 100_000] {
+        let src = format!(
+            "let a = 1\nlet x = {}{}\nlet b = 2\n",
+            "[".repeat(n),
+            "]".repeat(n)
+        );
+        let p = parse(&src);
+        assert_eq!(p.errors.len(), 1, "n = {n}: {:?}", p.errors);
+        assert!(
+            p.errors[0].message.contains("nested more than 64"),
+            "{:?}",
+            p.errors[0]
+        );
+        let names: Vec<String> = p
+            .file
+            .items
+            .iter()
+            .filter_map(|i| i.name().map(|n| n.name.clone()))
+            .collect();
+        assert_eq!(names, ["a", "b"], "the items around it survive");
+        assert!(mio_grammar::format::format(&src).is_err());
+    }
+    // 64 levels are fine, and format round-trips.
+    let ok = format!("let x = {}{}\n", "[".repeat(64), "]".repeat(64));
+    assert!(parse(&ok).errors.is_empty());
+    let f = mio_grammar::format::format(&ok).unwrap();
+    assert_eq!(mio_grammar::format::format(&f).unwrap(), f);
+    assert!(mio_grammar::parse_expr_at(&"(".repeat(500), 0).is_err());
+}
