@@ -113,15 +113,21 @@ fn load(file: &Path, set: &[String]) -> Result<mio_engine::Checked, Failure> {
     Ok(checked)
 }
 
+/// Writes to stdout; a reader that went away (`mio plan | head`) is not an error.
+fn emit(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Internal(format!("cannot write the output: {e}"))),
+    }
+}
+
 fn check(file: &Path, set: &[String]) -> Result<(), Failure> {
     let checked = load(file, set)?;
     let n = checked.workflows.len();
-    println!(
-        "{}: ok ({n} workflow{})",
-        file.display(),
-        if n == 1 { "" } else { "s" }
-    );
-    Ok(())
+    let s = if n == 1 { "" } else { "s" };
+    emit(&format!("{}: ok ({n} workflow{s})\n", file.display()))
 }
 
 fn fmt(file: &Path, check_only: bool) -> Result<(), Failure> {
@@ -198,6 +204,5 @@ fn plan_cmd(file: &Path, set: &[String], graph: Option<GraphFormat>) -> Result<(
         Some(GraphFormat::Dot) => plan::render_dot(&p),
         Some(GraphFormat::Mermaid) => plan::render_mermaid(&p),
     };
-    print!("{out}");
-    Ok(())
+    emit(&out)
 }

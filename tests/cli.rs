@@ -136,7 +136,12 @@ fn fmt_refuses_a_file_with_syntax_errors() {
 
 #[test]
 fn every_workflow_in_the_repo_is_formatted() {
-    for dir in ["workflows", "workflows/paper", "stdlib/src/prelude"] {
+    for dir in [
+        "workflows",
+        "workflows/paper",
+        "examples",
+        "stdlib/src/prelude",
+    ] {
         for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
             .unwrap()
             .flatten()
@@ -224,4 +229,37 @@ fn plan_of_a_library_file_says_there_is_nothing_to_plan() {
             .code(),
         Some(0)
     );
+}
+
+#[test]
+fn a_closed_pipe_is_not_a_crash() {
+    use std::io::Read;
+    use std::process::Stdio;
+    // A plan far larger than a pipe's buffer, so the writer sees the reader hang up.
+    let dir = temp_dir("pipe");
+    let f = dir.join("big.mio");
+    let mut src = String::from("use paper\nworkflow big {\n  data d = images(\"x\")\n");
+    for i in 0..400 {
+        src.push_str(&format!(
+            "  model m{i} = srresnet(channels = {})\n  train m{i} on d {{ strategy = sequential(order = paper.order_cnn), iters = 10 }}\n",
+            i + 1
+        ));
+    }
+    src.push_str("}\n");
+    std::fs::write(&f, src).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mio"))
+        .args(["plan", f.to_str().unwrap()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then hang up, like `mio plan ... | head -c 1`.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut one = [0u8; 1];
+    stdout.read_exact(&mut one).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("panicked"));
 }
