@@ -37,35 +37,18 @@ pub const MAX_NESTING: i32 = 64;
 
 /// The offset of the first bracket that opens nesting level `MAX_NESTING + 1`, if any.
 pub fn too_deep(text: &str) -> Option<usize> {
-    let b = text.as_bytes();
     let mut depth = 0i32;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1
-                }
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                    if b[i] == b'\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
-            b'{' | b'(' | b'[' => {
+    for (i, piece) in pieces(text, 0) {
+        match piece {
+            Piece::Open => {
                 depth += 1;
                 if depth > MAX_NESTING {
                     return Some(i);
                 }
             }
-            b'}' | b')' | b']' => depth -= 1,
+            Piece::Close(_) => depth -= 1,
             _ => {}
         }
-        i += 1;
     }
     None
 }
@@ -75,20 +58,60 @@ pub fn is_trivia(text: &str) -> bool {
     skip_trivia(text, 0) == text.len()
 }
 
-fn skip_trivia(text: &str, mut i: usize) -> usize {
+fn skip_trivia(text: &str, from: usize) -> usize {
+    pieces(text, from)
+        .find(|(_, p)| !matches!(p, Piece::Space | Piece::Newline | Piece::Comment(_)))
+        .map_or(text.len(), |(i, _)| i)
+}
+
+/// What the scanners see of a text: brackets, line ends, comments and strings (whose brackets
+/// do not count), and everything else.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Piece {
+    Open,
+    Close(u8),
+    Newline,
+    Space,
+    /// `#` to the end of the line, the newline excluded.
+    Comment(Range<usize>),
+    /// A string literal; an unterminated one ends before the newline.
+    Str,
+    Other,
+}
+
+/// The pieces of `text` from `from` on, with their offsets.
+pub(crate) fn pieces(text: &str, from: usize) -> impl Iterator<Item = (usize, Piece)> + '_ {
     let b = text.as_bytes();
-    while i < b.len() {
-        match b[i] {
-            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+    let mut i = from;
+    std::iter::from_fn(move || {
+        let start = i;
+        let c = *b.get(i)?;
+        i += 1;
+        let piece = match c {
             b'#' => {
                 while i < b.len() && b[i] != b'\n' {
-                    i += 1
+                    i += 1;
                 }
+                Piece::Comment(start..i)
             }
-            _ => break,
-        }
-    }
-    i
+            b'"' => {
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                if i < b.len() && b[i] == b'"' {
+                    i += 1;
+                }
+                i = i.min(b.len());
+                Piece::Str
+            }
+            b'{' | b'(' | b'[' => Piece::Open,
+            b'}' | b')' | b']' => Piece::Close(c),
+            b'\n' => Piece::Newline,
+            b' ' | b'\t' | b'\r' => Piece::Space,
+            _ => Piece::Other,
+        };
+        Some((start, piece))
+    })
 }
 
 /// A token that starts a line, found while scanning.
@@ -102,14 +125,12 @@ struct LineStart {
 /// `from` itself), with the bracket depth before that token. `visit` returns `Some(depth)` to
 /// reset the depth, or `Stop` to end the scan.
 fn scan(text: &str, from: usize, mut visit: impl FnMut(&LineStart) -> Step) {
-    let b = text.as_bytes();
-    let mut i = from;
     let mut depth = 0i32;
     let mut at_line_start = true;
     let mut line_begin = from;
-    while i < b.len() {
-        let c = b[i];
-        if at_line_start && !matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'#') {
+    for (i, piece) in pieces(text, from) {
+        let blank = matches!(piece, Piece::Space | Piece::Newline | Piece::Comment(_));
+        if at_line_start && !blank {
             at_line_start = false;
             match visit(&LineStart {
                 offset: i,
@@ -121,33 +142,15 @@ fn scan(text: &str, from: usize, mut visit: impl FnMut(&LineStart) -> Step) {
                 Step::Stop => return,
             }
         }
-        match c {
-            b'\n' => {
+        match piece {
+            Piece::Newline => {
                 at_line_start = true;
                 line_begin = i + 1;
             }
-            b'#' => {
-                while i + 1 < b.len() && b[i + 1] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                    if b[i] == b'\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                if i < b.len() && b[i] == b'\n' {
-                    continue; // unterminated string: let the newline be seen
-                }
-            }
-            b'{' | b'(' | b'[' => depth += 1,
-            b'}' | b')' | b']' => depth -= 1,
+            Piece::Open => depth += 1,
+            Piece::Close(_) => depth -= 1,
             _ => {}
         }
-        i += 1;
     }
 }
 
@@ -215,35 +218,18 @@ pub fn statements(text: &str, body_start: usize) -> Body {
 
 /// The offset of the `}` that brings the depth below zero, scanning from `from`.
 fn last_close(text: &str, from: usize) -> Option<usize> {
-    let b = text.as_bytes();
     let mut depth = 0i32;
-    let mut i = from;
-    while i < b.len() {
-        match b[i] {
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1
-                }
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                    if b[i] == b'\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
-            b'{' | b'(' | b'[' => depth += 1,
-            b'}' | b')' | b']' => {
+    for (i, piece) in pieces(text, from) {
+        match piece {
+            Piece::Open => depth += 1,
+            Piece::Close(c) => {
                 depth -= 1;
-                if depth < 0 && b[i] == b'}' {
+                if depth < 0 && c == b'}' {
                     return Some(i);
                 }
             }
             _ => {}
         }
-        i += 1;
     }
     None
 }

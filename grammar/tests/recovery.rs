@@ -3,6 +3,15 @@
 
 use mio_grammar::{parse, Item, Stmt};
 
+/// The names the parsed items define, in order.
+fn item_names(p: &mio_grammar::Parsed) -> Vec<String> {
+    p.file
+        .items
+        .iter()
+        .filter_map(|i| i.name().map(|n| n.name.clone()))
+        .collect()
+}
+
 const BROKEN: &str = "use paper\n\nworkflow w {\n  seed: 0\n  data d = images(\"x\")\n  model net = srresnet(channels = 32 blocks = 4)\n  train net on d {\n    iters = 10\n  }\n}\n\ntask t = noise(sigma = )\nlet ok = 1\n";
 
 #[test]
@@ -14,12 +23,7 @@ fn every_error_is_reported_and_the_rest_of_the_tree_survives() {
     assert_eq!(messages[1], "expected `,`, `..` or `)`, found `blocks`");
     assert_eq!(messages[2], "expected a value, found `)`");
     // use, the workflow (with its two good statements), and the let survive.
-    let names: Vec<String> = p
-        .file
-        .items
-        .iter()
-        .filter_map(|i| i.name().map(|n| n.name.clone()))
-        .collect();
+    let names = item_names(&p);
     assert_eq!(names, ["w", "ok"]);
     let Item::Workflow(w) = &p.file.items[1] else {
         panic!("{:?}", p.file.items[1])
@@ -144,12 +148,7 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
             "{:?}",
             p.errors[0]
         );
-        let names: Vec<String> = p
-            .file
-            .items
-            .iter()
-            .filter_map(|i| i.name().map(|n| n.name.clone()))
-            .collect();
+        let names = item_names(&p);
         assert_eq!(names, ["a", "b"], "the items around it survive");
         assert!(mio_grammar::format::format(&src).is_err());
     }
