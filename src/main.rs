@@ -41,6 +41,36 @@ enum Command {
         #[arg(long = "set", value_name = "PATH=VALUE")]
         set: Vec<String>,
     },
+    /// Degrade an image with a task (deterministic: the same seed gives the same bytes)
+    Degrade {
+        image: PathBuf,
+        /// A task: `noise`, `paper.rain_out`, `blur(sigma = 2.0)` (the paper's tasks are in scope)
+        #[arg(long, required_unless_present = "sheet")]
+        task: Option<String>,
+        /// Seed of the random draws
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Change a parameter of the task's degradation: --set sigma=30
+        #[arg(long = "set", value_name = "PARAM=VALUE")]
+        set: Vec<String>,
+        /// A contact sheet of the clean image and all seven tasks instead
+        #[arg(long, conflicts_with = "task")]
+        sheet: bool,
+        /// Where to write the PNG
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// PSNR and SSIM of an image against a reference
+    Compare {
+        reference: PathBuf,
+        image: PathBuf,
+        /// Pixels cropped from every border first
+        #[arg(long, default_value_t = 0)]
+        crop: usize,
+        /// Measure the Y channel (ITU-R BT.601) instead of RGB
+        #[arg(long)]
+        y: bool,
+    },
     /// Print the work graph for Graphviz or Mermaid
     Graph {
         file: PathBuf,
@@ -72,6 +102,23 @@ fn main() -> ExitCode {
         Command::Fmt { file, check } => fmt(&file, check),
         Command::Plan { file, set } => plan_cmd(&file, &set, None),
         Command::Graph { file, format, set } => plan_cmd(&file, &set, Some(format)),
+        Command::Degrade {
+            image,
+            task,
+            seed,
+            set,
+            sheet,
+            output,
+        } => match task {
+            Some(t) if !sheet => degrade(&image, &t, seed, &set, &output),
+            _ => contact_sheet(&image, seed, &output),
+        },
+        Command::Compare {
+            reference,
+            image,
+            crop,
+            y,
+        } => compare(&reference, &image, crop, y),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -205,4 +252,139 @@ fn plan_cmd(file: &Path, set: &[String], graph: Option<GraphFormat>) -> Result<(
         Some(GraphFormat::Mermaid) => plan::render_mermaid(&p),
     };
     emit(&out)
+}
+
+fn load_image(path: &Path) -> Result<mio_stdlib::image::Image, Failure> {
+    match mio_stdlib::image::load(path) {
+        Ok(l) => {
+            for n in l.notes {
+                eprintln!("note: {n}");
+            }
+            Ok(l.image)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(Failure::User)
+        }
+    }
+}
+
+fn save_image(img: &mio_stdlib::image::Image, path: &Path) -> Result<(), Failure> {
+    img.save_png(path)
+        .map_err(|e| Failure::Internal(e.to_string()))
+}
+
+/// Degrades one image as the test-set builder would, and says what was drawn.
+fn degrade(
+    image: &Path,
+    task: &str,
+    seed: u64,
+    set: &[String],
+    output: &Path,
+) -> Result<(), Failure> {
+    let task = mio_engine::resolve_task(task, set, style()).map_err(|rendered| {
+        eprint!("{rendered}");
+        Failure::User
+    })?;
+    let d = mio_engine::degradation(&task).map_err(Failure::Internal)?;
+    let img = load_image(image)?;
+    let name = image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let depth = mio_stdlib::degrade::depth_file(image, img.width, img.height);
+    let mut rng = mio_stdlib::degrade::rng_for(seed, &task.degradation.to_string(), &name);
+    let (out, drawn) = d.apply(&img, &mut rng, depth.as_deref());
+    save_image(&out, output)?;
+    let params: Vec<String> = drawn
+        .iter()
+        .map(|(n, v)| format!("{n} = {}", short(*v)))
+        .collect();
+    let p = mio_stdlib::metrics::psnr(&img, &out, 0, false).unwrap_or(f64::NAN);
+    emit(&format!(
+        "{}: {} ({}) -> {} ({:.2} dB against the input)\n",
+        image.display(),
+        task.name,
+        params.join(", "),
+        output.display(),
+        p
+    ))
+}
+
+fn short(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The clean image and its seven degradations (the paper's in-distribution tasks), in a 4 x 2 grid.
+fn contact_sheet(image: &Path, seed: u64, output: &Path) -> Result<(), Failure> {
+    let img = load_image(image)?;
+    let name = image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let depth = mio_stdlib::degrade::depth_file(image, img.width, img.height);
+    let mut tiles = vec![("clean".to_string(), img.clone(), String::new())];
+    for key in mio_stdlib::PAPER_TASKS {
+        let task = mio_engine::resolve_task(key, &[], style()).map_err(Failure::Internal)?;
+        let d = mio_engine::degradation(&task).map_err(Failure::Internal)?;
+        let mut rng = mio_stdlib::degrade::rng_for(seed, &task.degradation.to_string(), &name);
+        let (out, drawn) = d.apply(&img, &mut rng, depth.as_deref());
+        let params: Vec<String> = drawn
+            .iter()
+            .map(|(n, v)| format!("{n} = {}", short(*v)))
+            .collect();
+        let p = mio_stdlib::metrics::psnr(&img, &out, 0, false).unwrap_or(f64::NAN);
+        tiles.push((
+            key.to_string(),
+            out,
+            format!("{}; {p:.2} dB", params.join(", ")),
+        ));
+    }
+    let (w, h, gap) = (img.width, img.height, 4);
+    let mut sheet = mio_stdlib::image::Image::new(4 * w + 3 * gap, 2 * h + gap);
+    sheet.data.fill(255);
+    let mut legend = String::new();
+    for (i, (label, tile, info)) in tiles.iter().enumerate() {
+        let (x0, y0) = ((i % 4) * (w + gap), (i / 4) * (h + gap));
+        for y in 0..h {
+            let dst = ((y0 + y) * sheet.width + x0) * 3;
+            sheet.data[dst..dst + w * 3].copy_from_slice(&tile.data[y * w * 3..(y + 1) * w * 3]);
+        }
+        legend.push_str(&format!(
+            "  row {}, column {}: {label} {info}\n",
+            i / 4 + 1,
+            i % 4 + 1
+        ));
+    }
+    save_image(&sheet, output)?;
+    emit(&format!(
+        "{} -> {} (seed {seed})\n{legend}",
+        image.display(),
+        output.display()
+    ))
+}
+
+fn compare(reference: &Path, image: &Path, crop: usize, y: bool) -> Result<(), Failure> {
+    let a = load_image(reference)?;
+    let b = load_image(image)?;
+    let measure = || -> Result<(f64, f64), String> {
+        Ok((
+            mio_stdlib::metrics::psnr(&a, &b, crop, y)?,
+            mio_stdlib::metrics::ssim(&a, &b, crop, y)?,
+        ))
+    };
+    match measure() {
+        Ok((p, s)) => emit(&format!(
+            "PSNR {p:.4} dB  SSIM {s:.6}  ({}, crop {crop})\n",
+            if y { "Y channel" } else { "RGB" }
+        )),
+        Err(why) => {
+            eprintln!("error: {why}");
+            Err(Failure::User)
+        }
+    }
 }

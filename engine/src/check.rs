@@ -230,6 +230,22 @@ impl<'p> Checker<'p> {
         }
     }
 
+    /// The degradation call that a task expression stands for: an inline call as it is, a task
+    /// name as its definition (so `--set` can change its arguments). Reports unknown names.
+    pub fn task_call_expr(&mut self, m: ModId, e: &Expr) -> Option<Expr> {
+        match &e.kind {
+            ExprKind::Call(_) => Some(e.clone()),
+            ExprKind::Path(p) => match self.lookup(m, p)? {
+                Sym::Task(_, b) => Some(b.value.clone()),
+                Sym::Let(mid, b) => self.task_call_expr(mid, &b.value),
+            },
+            _ => {
+                self.mismatch(e, &Ty::Task, None);
+                None
+            }
+        }
+    }
+
     /// Expands a `let` where a value of type `ty` is expected.
     fn expand_let(
         &mut self,

@@ -133,3 +133,77 @@ pub fn plan(checked: &Checked) -> Result<plan::Plan, Diagnostic> {
     }
     Ok(plan::plan(&checked.workflows))
 }
+
+/// A task named on the command line (`mio degrade --task noise_out --set sigma=60`): any task
+/// expression in the scope of `use paper`, with `--set name=value` changing its degradation's
+/// arguments. The error is the rendered diagnostics.
+pub fn resolve_task(task: &str, sets: &[String], style: Style) -> Result<ir::Task, String> {
+    let mut diags = vec![];
+    let mut program = load::load("<command line>", None, "use paper\n".into(), &mut diags);
+    let id = program
+        .sources
+        .add(format!("--task {task}"), None, task.to_string());
+    let base = program.sources.get(id).base;
+    let expr = match mio_grammar::parse_expr_at(task, base) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            diags.push(Diagnostic::new(Code::Syntax, e.span, e.message, e.label).with_help(e.help));
+            None
+        }
+    };
+    let overrides = parse_overrides(&mut program, sets, &mut diags);
+    let mut checker = check::Checker::new(&program);
+    let mut result = None;
+    if let Some(expr) = expr {
+        if let Some(mut call) = checker.task_call_expr(Program::ROOT, &expr) {
+            for o in &overrides {
+                if let Err(why) = merge::set_in_expr(&mut call, &o.path.segments, &o.value) {
+                    checker.diags.push(
+                        Diagnostic::new(
+                            Code::BadOverride,
+                            o.path.span,
+                            format!("cannot set `{}`", o.path),
+                            "here",
+                        )
+                        .help(why),
+                    );
+                }
+            }
+            let name = match &expr.kind {
+                mio_grammar::ExprKind::Path(p) => p
+                    .segments
+                    .last()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                _ => mio_grammar::format::flat(&expr),
+            };
+            result = checker
+                .call(Program::ROOT, &call, mio_stdlib::Kind::Degradation)
+                .map(|degradation| ir::Task { name, degradation });
+        }
+    }
+    diags.extend(checker.diags);
+    match result {
+        Some(t) if diags.is_empty() => Ok(t),
+        _ => Err(render(&diags, &program.sources, style)),
+    }
+}
+
+/// The stdlib degradation a checked task applies.
+pub fn degradation(task: &ir::Task) -> Result<mio_stdlib::degrade::Degradation, String> {
+    use mio_stdlib::degrade::{Arg, Sampled};
+    let args: Vec<(String, Arg)> = task
+        .degradation
+        .args
+        .iter()
+        .filter_map(|(n, v)| {
+            let arg = match v {
+                ir::Value::Range(lo, hi) => Arg::Num(Sampled::Range(lo.as_f64()?, hi.as_f64()?)),
+                ir::Value::Word(w) => Arg::Word(w.clone()),
+                other => Arg::Num(Sampled::Fixed(other.as_f64()?)),
+            };
+            Some((n.clone(), arg))
+        })
+        .collect();
+    mio_stdlib::degrade::Degradation::from_args(&task.degradation.name, &args)
+}

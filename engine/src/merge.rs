@@ -238,7 +238,7 @@ fn respan(e: &mut Expr, at: Span) {
     }
 }
 
-fn set_in_expr(expr: &mut Expr, path: &[Ident], value: &Expr) -> Result<(), String> {
+pub fn set_in_expr(expr: &mut Expr, path: &[Ident], value: &Expr) -> Result<(), String> {
     let Some(name) = path.first() else {
         *expr = value.clone();
         return Ok(());

@@ -1,9 +1,14 @@
-//! mio's built-in building blocks. For now: the catalog of their signatures and docs (what the
-//! checker enforces and the language server shows) and the preludes embedded in the binary.
-//! The implementations (degradations, backbones, metrics) join this crate beside their entries.
+//! mio's built-in building blocks: the catalog of their signatures and docs (what the checker
+//! enforces and the language server shows), the preludes embedded in the binary, and the
+//! implementations: image IO, the seven degradations, bicubic resizing, metrics, data sets.
 
 pub mod builtins;
 pub mod catalog;
+pub mod degrade;
+pub mod image;
+pub mod metrics;
+pub mod resize;
+pub mod rng;
 
 pub use catalog::{Bound, Builtin, Default, Kind, Param, PatchMultiple, Ty};
 
@@ -21,6 +26,9 @@ pub const PRELUDES: &[Prelude] = &[Prelude {
 pub fn prelude(name: &str) -> Option<&'static Prelude> {
     PRELUDES.iter().find(|p| p.name == name)
 }
+
+/// The seven task keys in the paper's (CNN) task order.
+pub const PAPER_TASKS: [&str; 7] = ["sr", "blur", "noise", "jpeg", "rain", "haze", "lowlight"];
 
 /// The order of the seven tasks in the reference implementation's task index (its prompt maps
 /// and classifier logits use it): blur 0, noise 1, jpeg 2, rain 3, haze 4, lowlight 5, sr 6.

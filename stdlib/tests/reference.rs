@@ -1,0 +1,154 @@
+//! mio's metrics, bicubic resize and JPEG against the field's tools: values computed by
+//! `tools/reference.sh` (scikit-image, PyTorch, OpenCV's libjpeg) and pinned in
+//! stdlib/tests/data/.
+
+use std::path::{Path, PathBuf};
+
+use mio_stdlib::degrade;
+use mio_stdlib::image::{load, Image};
+use mio_stdlib::metrics::{psnr, ssim};
+use mio_stdlib::resize::Kernel;
+
+fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
+}
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+fn img(p: &Path) -> Image {
+    load(p).unwrap_or_else(|e| panic!("{e}")).image
+}
+
+/// A tiny reader for the flat JSON files the script writes: `"key": number` pairs in order.
+fn numbers(text: &str) -> Vec<(String, f64)> {
+    let mut out = vec![];
+    let mut rest = text;
+    while let Some(q) = rest.find('"') {
+        let after = &rest[q + 1..];
+        let Some(end) = after.find('"') else { break };
+        let key = after[..end].to_string();
+        let tail = after[end + 1..].trim_start();
+        rest = &after[end + 1..];
+        if let Some(v) = tail.strip_prefix(':') {
+            let v = v.trim_start();
+            let len = v
+                .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+                .unwrap_or(v.len());
+            if let Ok(n) = v[..len].parse::<f64>() {
+                out.push((key, n));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn psnr_and_ssim_match_scikit_image() {
+    let json = std::fs::read_to_string(data("metrics.json")).unwrap();
+    let values = numbers(&json);
+    let mut checked = 0;
+    for name in ["chelsea_noise", "camera_jpeg", "hopper_blur"] {
+        let clean = img(&data(&format!("metrics/{name}_clean.png")));
+        let degraded = img(&data(&format!("metrics/{name}_degraded.png")));
+        assert_ne!(clean.width, clean.height, "the pairs are not square");
+        let start = json.find(&format!("\"{name}\"")).unwrap();
+        let section: Vec<(String, f64)> = numbers(&json[start..]).into_iter().take(8).collect();
+        for (key, want) in &section {
+            let crop = if key.contains("crop4") { 4 } else { 0 };
+            let y = key.ends_with("_y");
+            if key.starts_with("psnr") {
+                let got = psnr(&clean, &degraded, crop, y).unwrap();
+                assert!(
+                    (got - want).abs() < 1e-3,
+                    "{name} {key}: {got} vs scikit-image {want}"
+                );
+            } else {
+                let got = ssim(&clean, &degraded, crop, y).unwrap();
+                assert!(
+                    (got - want).abs() < 1e-4,
+                    "{name} {key}: {got} vs scikit-image {want}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 24);
+}
+
+#[test]
+fn bicubic_matches_pytorch_within_one_level() {
+    for name in ["chelsea", "brick", "astronaut", "hubble"] {
+        let clean = img(&data(&format!("bicubic/{name}.png")));
+        let torch_sr = img(&data(&format!("bicubic/{name}_sr.png")));
+        let ours = degrade::super_resolution(&clean, 4, Kernel::Torch);
+        assert_eq!((ours.width, ours.height), (torch_sr.width, torch_sr.height));
+        let max = ours
+            .data
+            .iter()
+            .zip(&torch_sr.data)
+            .map(|(a, b)| (*a as i16 - *b as i16).abs())
+            .max()
+            .unwrap();
+        let same = ours
+            .data
+            .iter()
+            .zip(&torch_sr.data)
+            .filter(|(a, b)| a == b)
+            .count() as f64
+            / ours.data.len() as f64;
+        assert!(max <= 1, "{name}: max difference {max}/255 from PyTorch");
+        assert!(
+            same > 0.99,
+            "{name}: only {:.3} of the values equal PyTorch's",
+            same
+        );
+    }
+}
+
+#[test]
+fn jpeg_sizes_and_quality_are_in_libjpegs_range() {
+    let json = std::fs::read_to_string(data("jpeg.json")).unwrap();
+    for name in [
+        "test/chelsea.png",
+        "test/camera.png",
+        "test/grace_hopper.png",
+    ] {
+        let clean = img(&repo(&format!("data/{name}")));
+        let start = json.find(name).unwrap();
+        for q in [10u8, 30, 50, 70, 90] {
+            let at = start + json[start..].find(&format!("\"{q}\": {{")).unwrap();
+            let pair = numbers(&json[at..]);
+            let (bytes, lib_psnr) = (pair[0].1, pair[1].1);
+            let ours = degrade::jpeg_size(&clean, q) as f64;
+            let got = psnr(&clean, &degrade::jpeg(&clean, q), 0, false).unwrap();
+            assert!(
+                (ours / bytes - 1.0).abs() < 0.03,
+                "{name} q{q}: {ours} bytes vs libjpeg {bytes}"
+            );
+            assert!(
+                (got - lib_psnr).abs() < 0.15,
+                "{name} q{q}: {got:.2} dB vs libjpeg {lib_psnr:.2}"
+            );
+        }
+    }
+}
+
+#[test]
+fn noise_at_sigma_50_lands_near_the_papers_input_psnr() {
+    // MIOIR: denoising inputs at sigma 50 sit around 14-15 dB.
+    for name in [
+        "data/test/chelsea.png",
+        "data/test/grace_hopper.png",
+        "data/train/coffee.png",
+    ] {
+        let clean = img(&repo(name));
+        let mut rng = degrade::rng_for(0, "noise(sigma = 50)", name);
+        let noisy = degrade::add_noise(&clean, 50.0 / 255.0, &mut rng);
+        let p = psnr(&clean, &noisy, 0, false).unwrap();
+        assert!((13.5..16.0).contains(&p), "{name}: {p:.2} dB");
+    }
+}

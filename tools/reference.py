@@ -1,0 +1,119 @@
+"""Reference values for mio's stdlib tests, from the tools the field uses.
+
+Writes under stdlib/tests/data/:
+  metrics/*.png + metrics.json   image pairs and scikit-image PSNR/SSIM (RGB and Y, crop 0 and 4)
+  bicubic/*.png                  crops and PyTorch bicubic x1/4 down, then up (each re-quantised)
+  jpeg.json                      libjpeg (OpenCV) file sizes and PSNR at several qualities
+Run through tools/reference.sh. The pairs are made here (numpy seeded), so they do not depend
+on mio; mio's tests read them and must agree with the numbers.
+"""
+import json
+import pathlib
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from skimage.color import rgb2ycbcr
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+OUT = ROOT / "stdlib" / "tests" / "data"
+
+
+def load(name):
+    return np.asarray(Image.open(DATA / name).convert("RGB"))
+
+
+def save(arr, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def y_channel(img):
+    # BasicSR's to_y_channel: ITU-R BT.601 Y on the 0..255 scale, not rounded.
+    return rgb2ycbcr(img.astype(np.float64) / 255.0)[..., 0]
+
+
+def metrics(clean, degraded, crop, y):
+    a, b = clean, degraded
+    if crop:
+        a, b = a[crop:-crop, crop:-crop], b[crop:-crop, crop:-crop]
+    if y:
+        a, b = y_channel(a), y_channel(b)
+        kw = {}
+    else:
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        kw = {"channel_axis": 2}
+    psnr = peak_signal_noise_ratio(a, b, data_range=255)
+    ssim = structural_similarity(a, b, data_range=255, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False, **kw)
+    return psnr, ssim
+
+
+def make_pairs():
+    rng = np.random.default_rng(0)
+    pairs = {}
+    # Non-square crops, so a width/height mix-up cannot pass.
+    chelsea = load("test/chelsea.png")[60:180, 100:260]
+    noisy = np.clip(chelsea + rng.normal(0, 25, chelsea.shape), 0, 255).round().astype(np.uint8)
+    pairs["chelsea_noise"] = (chelsea, noisy)
+    camera = np.ascontiguousarray(load("test/camera.png")[100:260, 150:270])
+    ok, buf = cv2.imencode(".jpg", camera[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 30])
+    pairs["camera_jpeg"] = (camera, cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+    hopper = np.ascontiguousarray(load("test/grace_hopper.png")[40:168, 80:240])
+    pairs["hopper_blur"] = (hopper, cv2.GaussianBlur(hopper, (9, 9), 2.0))
+    result = {}
+    for name, (clean, degraded) in pairs.items():
+        save(clean, OUT / "metrics" / f"{name}_clean.png")
+        save(np.ascontiguousarray(degraded), OUT / "metrics" / f"{name}_degraded.png")
+        entry = {}
+        for crop in (0, 4):
+            for y in (False, True):
+                p, s = metrics(clean, degraded, crop, y)
+                key = f"crop{crop}_{'y' if y else 'rgb'}"
+                entry[f"psnr_{key}"] = p
+                entry[f"ssim_{key}"] = s
+        result[name] = entry
+    (OUT / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    print("metrics:", json.dumps(result, indent=1))
+
+
+def make_bicubic():
+    crops = {
+        "chelsea": load("test/chelsea.png")[40:168, 100:228],
+        "brick": load("train/brick.png")[0:128, 0:128],
+        "astronaut": load("train/astronaut.png")[64:160, 200:328],   # 96 x 128
+        "hubble": load("train/hubble.png")[200:328, 200:328],
+    }
+    for name, img in crops.items():
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+        lr = torch.nn.functional.interpolate(x, scale_factor=0.25, mode="bicubic", align_corners=False)
+        lr = (lr.clamp(0, 1) * 255).round() / 255
+        sr = torch.nn.functional.interpolate(lr, size=img.shape[:2], mode="bicubic", align_corners=False)
+        to8 = lambda t: (t.clamp(0, 1) * 255).round().byte()[0].permute(1, 2, 0).numpy()
+        save(np.ascontiguousarray(img), OUT / "bicubic" / f"{name}.png")
+        save(to8(lr), OUT / "bicubic" / f"{name}_lr.png")
+        save(to8(sr), OUT / "bicubic" / f"{name}_sr.png")
+    print("bicubic:", ", ".join(crops))
+
+
+def make_jpeg():
+    result = {}
+    for name in ("test/chelsea.png", "test/camera.png", "test/grace_hopper.png"):
+        img = load(name)
+        entry = {}
+        for q in (10, 30, 50, 70, 90):
+            ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+            dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+            entry[str(q)] = {"bytes": int(buf.size), "psnr": peak_signal_noise_ratio(img, dec, data_range=255)}
+        result[name] = entry
+    (OUT / "jpeg.json").write_text(json.dumps(result, indent=2) + "\n")
+    print("jpeg:", json.dumps(result))
+
+
+if __name__ == "__main__":
+    make_pairs()
+    make_bicubic()
+    make_jpeg()
