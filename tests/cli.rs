@@ -263,3 +263,142 @@ fn a_closed_pipe_is_not_a_crash() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(!text(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn degrade_is_deterministic_and_compare_measures_it() {
+    let dir = temp_dir("degrade");
+    let out = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let o = mio(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let img = "data/test/chelsea.png";
+    let said = run(&[
+        "degrade",
+        img,
+        "--task",
+        "noise",
+        "--seed",
+        "3",
+        "-o",
+        &out("a.png"),
+    ]);
+    run(&[
+        "degrade",
+        img,
+        "--task",
+        "noise",
+        "--seed",
+        "3",
+        "-o",
+        &out("b.png"),
+    ]);
+    run(&[
+        "degrade",
+        img,
+        "--task",
+        "noise",
+        "--seed",
+        "4",
+        "-o",
+        &out("c.png"),
+    ]);
+    let bytes = |n: &str| std::fs::read(dir.join(n)).unwrap();
+    assert_eq!(bytes("a.png"), bytes("b.png"), "same seed, same bytes");
+    assert_ne!(bytes("a.png"), bytes("c.png"));
+    assert!(
+        said.contains("noise (sigma = ") && said.contains("dB against the input"),
+        "{said}"
+    );
+    // --set fixes a parameter; the out-of-distribution variants are in scope too.
+    let said = run(&[
+        "degrade",
+        img,
+        "--task",
+        "noise",
+        "--set",
+        "sigma=50",
+        "-o",
+        &out("d.png"),
+    ]);
+    assert!(said.contains("sigma = 50"), "{said}");
+    let said = run(&[
+        "degrade",
+        img,
+        "--task",
+        "paper.jpeg_out",
+        "-o",
+        &out("e.png"),
+    ]);
+    let q: f64 = said
+        .split("quality = ")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((10.0..=30.0).contains(&q), "{said}");
+    // compare prints PSNR and SSIM, and the Y channel differs from RGB.
+    let rgb = run(&["compare", img, &out("d.png"), "--crop", "4"]);
+    let y = run(&["compare", img, &out("d.png"), "--crop", "4", "--y"]);
+    let psnr = |s: &str| -> f64 { s.split_whitespace().nth(1).unwrap().parse().unwrap() };
+    assert!((13.5..16.0).contains(&psnr(&rgb)), "{rgb}");
+    assert_ne!(psnr(&rgb), psnr(&y));
+    assert!(rgb.contains("SSIM 0."));
+    // The contact sheet holds the clean image and seven tasks.
+    let sheet = run(&["degrade", img, "--sheet", "-o", &out("sheet.png")]);
+    assert_eq!(sheet.matches("row ").count(), 8, "{sheet}");
+}
+
+#[test]
+fn degrade_and_compare_report_user_errors() {
+    let dir = temp_dir("degrade-errors");
+    let o = dir.join("x.png");
+    let out = mio(&[
+        "degrade",
+        "data/test/chelsea.png",
+        "--task",
+        "nosie",
+        "-o",
+        o.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("did you mean `noise`?"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = mio(&[
+        "degrade",
+        "data/test/chelsea.png",
+        "--task",
+        "noise",
+        "--set",
+        "sigma=-3",
+        "-o",
+        o.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("`sigma` must be >= 0"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = mio(&[
+        "degrade",
+        "no/such.png",
+        "--task",
+        "noise",
+        "-o",
+        o.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no/such.png: no such file"));
+    assert!(!o.exists(), "nothing written on failure");
+    let out = mio(&["compare", "data/test/chelsea.png", "data/test/camera.png"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("differ in size"));
+}

@@ -6,6 +6,7 @@
 use crate::image::{quantize, Image};
 use crate::resize::{self, Kernel};
 use crate::rng::Rng;
+use crate::simd::axpy;
 
 /// The generator for degrading one image: derived from the seed, the degradation's canonical
 /// text (so different parameters draw differently) and the image's file name (so images draw
@@ -260,10 +261,19 @@ fn map_values(img: &Image, f: impl Fn(f32) -> f32) -> Image {
 /// Bicubic down by `scale` and back up, each step re-quantised.
 pub fn super_resolution(img: &Image, scale: u32, kernel: Kernel) -> Image {
     let (w, h) = (img.width, img.height);
-    let (small, sw, sh) = resize::resize_by(&img.to_f32(), w, h, 3, 1.0 / scale as f64, kernel);
-    let small = Image::from_f32(sw, sh, &small);
-    let big = resize::resize_to(&small.to_f32(), sw, sh, 3, w, h, kernel);
-    Image::from_f32(w, h, &big)
+    let f = 1.0 / scale as f64;
+    let (sw, sh) = (
+        (w as f64 * f).floor() as usize,
+        (h as f64 * f).floor() as usize,
+    );
+    let small = resize::resize_image(img, sw, sh, (scale as f64, scale as f64), kernel);
+    resize::resize_image(
+        &small,
+        w,
+        h,
+        (sw as f64 / w as f64, sh as f64 / h as f64),
+        kernel,
+    )
 }
 
 /// Reflect-101 index (`dcb|abcd|cba`), as OpenCV's default border and numpy's `reflect`.
@@ -291,54 +301,79 @@ fn gaussian_kernel(sigma: f64, size: usize) -> Vec<f32> {
 }
 
 /// Separable convolution of interleaved `channels`-channel data with reflect-101 borders.
-fn convolve_separable(data: &[f32], w: usize, h: usize, channels: usize, k: &[f32]) -> Vec<f32> {
-    let r = (k.len() / 2) as i64;
-    let mut mid = vec![0f32; data.len()];
-    for y in 0..h {
-        let row = &data[y * w * channels..(y + 1) * w * channels];
-        let out = &mut mid[y * w * channels..(y + 1) * w * channels];
-        for x in 0..w {
-            for (t, &kv) in k.iter().enumerate() {
-                let sx = reflect(x as i64 + t as i64 - r, w);
-                for c in 0..channels {
-                    out[x * channels + c] += kv * row[sx * channels + c];
-                }
-            }
-        }
-    }
+/// Each pass is a sum of shifted copies (one per tap) of a padded row or of whole rows, which
+/// the compiler vectorises. `emit` receives each finished output row.
+fn convolve_separable_rows(
+    (w, h, channels): (usize, usize, usize),
+    k: &[f32],
+    read: impl Fn(usize, &mut [f32]),
+    mut emit: impl FnMut(usize, &[f32]),
+) {
+    let r = k.len() / 2;
     let stride = w * channels;
-    let mut out = vec![0f32; data.len()];
+    let mut padded = vec![0f32; (w + 2 * r) * channels];
+    let mut mid = vec![0f32; h * stride];
     for y in 0..h {
-        let dst = &mut out[y * stride..(y + 1) * stride];
+        read(y, &mut padded[r * channels..(r + w) * channels]);
+        for px in (0..r).chain(r + w..w + 2 * r) {
+            let sx = reflect(px as i64 - r as i64, w);
+            padded.copy_within((sx + r) * channels..(sx + r + 1) * channels, px * channels);
+        }
+        let out = &mut mid[y * stride..(y + 1) * stride];
         for (t, &kv) in k.iter().enumerate() {
-            let sy = reflect(y as i64 + t as i64 - r, h);
-            let src = &mid[sy * stride..(sy + 1) * stride];
-            for (d, s) in dst.iter_mut().zip(src) {
-                *d += kv * s;
-            }
+            axpy(out, &padded[t * channels..t * channels + stride], kv);
         }
     }
+    let mut dst = vec![0f32; stride];
+    for y in 0..h {
+        dst.fill(0.0);
+        for (t, &kv) in k.iter().enumerate() {
+            let sy = reflect(y as i64 + t as i64 - r as i64, h);
+            axpy(&mut dst, &mid[sy * stride..(sy + 1) * stride], kv);
+        }
+        emit(y, &dst);
+    }
+}
+
+fn convolve_separable(data: &[f32], w: usize, h: usize, channels: usize, k: &[f32]) -> Vec<f32> {
+    let mut out = vec![0f32; data.len()];
+    let stride = w * channels;
+    convolve_separable_rows(
+        (w, h, channels),
+        k,
+        |y, row| row.copy_from_slice(&data[y * stride..(y + 1) * stride]),
+        |y, row| out[y * stride..(y + 1) * stride].copy_from_slice(row),
+    );
     out
 }
 
 pub fn gaussian_blur(img: &Image, sigma: f64, size: usize) -> Image {
     let k = gaussian_kernel(sigma, size);
-    let out = convolve_separable(&img.to_f32(), img.width, img.height, 3, &k);
-    Image::from_f32(img.width, img.height, &out)
+    let mut out = Image::new(img.width, img.height);
+    let stride = img.width * 3;
+    convolve_separable_rows(
+        (img.width, img.height, 3),
+        &k,
+        |y, row| {
+            for (d, &v) in row.iter_mut().zip(&img.data[y * stride..(y + 1) * stride]) {
+                *d = v as f32 * (1.0 / 255.0);
+            }
+        },
+        |y, row| crate::image::quantize_into(row, &mut out.data[y * stride..(y + 1) * stride]),
+    );
+    out
 }
 
 /// Adds N(0, sigma) to every channel of every pixel (sigma on the 0..1 scale), clipped.
 pub fn add_noise(img: &Image, sigma: f64, rng: &mut Rng) -> Image {
-    let data = img
-        .data
-        .iter()
-        .map(|&v| quantize((v as f64 / 255.0 + sigma * rng.normal()) as f32))
-        .collect();
-    Image {
-        width: img.width,
-        height: img.height,
-        data,
+    // Draw every deviate first (scalar), then add and quantise in a pass that vectorises.
+    let s = sigma as f32;
+    let mut noisy = vec![0f32; img.data.len()];
+    rng.fill_normal(&mut noisy);
+    for (n, &v) in noisy.iter_mut().zip(&img.data) {
+        *n = v as f32 * (1.0 / 255.0) + s * *n;
     }
+    Image::from_f32(img.width, img.height, &noisy)
 }
 
 /// Encodes as baseline JPEG the way libjpeg does by default (4:2:0 chroma, box-averaged).
@@ -430,15 +465,16 @@ pub fn rain(
     rng: &mut Rng,
 ) -> Image {
     let (w, h) = (img.width, img.height);
+    // A pixel seeds a streak when a uniform draw in [0, 256) lands at or above
+    // `256 - value / 100`: probability p = value / 25600. Rather than one draw per pixel, draw
+    // the gaps between seeds (geometric) and each seed's value (uniform above the threshold).
     let threshold = 256.0 - value * 0.01;
+    let p = (value * 0.01 / 256.0).min(1.0);
     let mut seeds: Vec<(usize, usize, f32)> = vec![];
-    for y in 0..h {
-        for x in 0..w {
-            let u = rng.range(0.0, 256.0);
-            if u >= threshold {
-                seeds.push((x, y, u as f32));
-            }
-        }
+    let mut at = rng.geometric(p) as usize;
+    while at < w * h {
+        seeds.push((at % w, at / w, rng.range(threshold, 256.0) as f32));
+        at += 1 + rng.geometric(p) as usize;
     }
     // The 3x3 cross [[0, .1, 0], [.1, 8, .1], [0, .1, 0]] around each seed.
     let mut spots: Vec<(i64, i64, f32)> = Vec::with_capacity(seeds.len() * 5);
@@ -453,18 +489,20 @@ pub fn rain(
     let r = (n / 2) as i64;
     let mut field = vec![0f32; w * h];
     for &(sx, sy, v) in &spots {
+        // The kernel's columns that land inside the image, the same for every kernel row.
+        let (kx0, kx1) = ((r - sx).max(0), (w as i64 + r - sx).min(n as i64));
+        if kx0 >= kx1 {
+            continue;
+        }
         for ky in 0..n as i64 {
             let y = sy + ky - r;
             if y < 0 || y >= h as i64 {
                 continue;
             }
-            for kx in 0..n as i64 {
-                let x = sx + kx - r;
-                if x < 0 || x >= w as i64 {
-                    continue;
-                }
-                field[y as usize * w + x as usize] += v * k[(ky * n as i64 + kx) as usize];
-            }
+            let x0 = (sx + kx0 - r) as usize;
+            let dst = &mut field[y as usize * w + x0..y as usize * w + x0 + (kx1 - kx0) as usize];
+            let src = &k[(ky * n as i64 + kx0) as usize..(ky * n as i64 + kx1) as usize];
+            axpy(dst, src, v);
         }
     }
     let (lo, hi) = field
@@ -489,32 +527,53 @@ pub fn rain(
 /// the bottom (d = 1 - y / (H - 1)), plus a smooth random relief (four cosine waves with
 /// periods of at least half the image) weighing a quarter, normalised to [0, 1].
 pub fn depth_prior(w: usize, h: usize, rng: &mut Rng) -> Vec<f32> {
-    let waves: Vec<(f64, f64, f64)> = (0..4)
+    use std::f64::consts::TAU;
+    // cos(a(x) + b(y)) = cos a cos b - sin a sin b: trigonometry per row and column only, then
+    // one multiply-add per wave and pixel along each row.
+    struct Wave {
+        cos_x: Vec<f32>,
+        sin_x: Vec<f32>,
+        ys: Vec<(f32, f32)>,
+    }
+    let waves: Vec<Wave> = (0..4)
         .map(|_| {
             let fx = rng.range(0.0, 2.0) / w.max(1) as f64;
             let fy = rng.range(0.0, 2.0) / h.max(1) as f64;
-            (fx, fy, rng.range(0.0, std::f64::consts::TAU))
+            let ph = rng.range(0.0, TAU);
+            let (sin_x, cos_x) = (0..w)
+                .map(|x| {
+                    let (s, c) = (TAU * fx * x as f64 + ph).sin_cos();
+                    (s as f32, c as f32)
+                })
+                .unzip();
+            let ys = (0..h)
+                .map(|y| {
+                    let (s, c) = (TAU * fy * y as f64).sin_cos();
+                    (s as f32, c as f32)
+                })
+                .collect();
+            Wave { cos_x, sin_x, ys }
         })
         .collect();
-    let mut d: Vec<f64> = Vec::with_capacity(w * h);
-    for y in 0..h {
-        let base = 1.0 - y as f64 / (h.max(2) - 1) as f64;
-        for x in 0..w {
-            let relief: f64 = waves
-                .iter()
-                .map(|(fx, fy, ph)| {
-                    (std::f64::consts::TAU * (fx * x as f64 + fy * y as f64) + ph).cos()
-                })
-                .sum::<f64>()
-                / 4.0;
-            d.push(0.75 * base + 0.25 * (relief * 0.5 + 0.5));
+    let mut d = vec![0f32; w * h];
+    for (y, row) in d.chunks_exact_mut(w.max(1)).enumerate() {
+        // 0.75 * base + 0.25 * (relief / 4 * 0.5 + 0.5), relief the sum of the four cosines.
+        row.fill(0.75 * (1.0 - y as f32 / (h.max(2) - 1) as f32) + 0.125);
+        for wave in &waves {
+            let (sb, cb) = wave.ys[y];
+            let (cc, ss) = (cb * 0.03125, sb * 0.03125);
+            axpy(row, &wave.cos_x, cc);
+            axpy(row, &wave.sin_x, -ss);
         }
     }
     let (lo, hi) = d
         .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    d.iter().map(|v| ((v - lo) / span) as f32).collect()
+        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let scale = if hi > lo { 1.0 / (hi - lo) } else { 1.0 };
+    for v in &mut d {
+        *v = (*v - lo) * scale;
+    }
+    d
 }
 
 /// I = J T + A (1 - T), T = exp(-beta d).
@@ -525,10 +584,12 @@ pub fn haze(img: &Image, depth: &[f32], a: f64, beta: f64) -> Image {
         "depth map of another size"
     );
     let mut out = img.data.clone();
-    for (i, px) in out.chunks_exact_mut(3).enumerate() {
-        let t = (-beta * depth[i] as f64).exp();
+    let (a, beta) = (a as f32, beta as f32);
+    for (px, &d) in out.chunks_exact_mut(3).zip(depth) {
+        let t = (-beta * d).exp();
+        let air = a * (1.0 - t);
         for v in px {
-            *v = quantize((*v as f64 / 255.0 * t + a * (1.0 - t)) as f32);
+            *v = quantize(*v as f32 * (1.0 / 255.0) * t + air);
         }
     }
     Image {

@@ -31,16 +31,21 @@ impl Image {
     /// From values in [0, 1] (interleaved RGB): clamped, then rounded to 8 bits.
     pub fn from_f32(width: usize, height: usize, values: &[f32]) -> Image {
         assert_eq!(values.len(), width * height * 3);
+        let mut data = vec![0u8; values.len()];
+        quantize_into(values, &mut data);
         Image {
             width,
             height,
-            data: values.iter().map(|&v| quantize(v)).collect(),
+            data,
         }
     }
 
     /// Values in [0, 1], interleaved RGB.
     pub fn to_f32(&self) -> Vec<f32> {
-        self.data.iter().map(|&v| v as f32 / 255.0).collect()
+        self.data
+            .iter()
+            .map(|&v| v as f32 * (1.0 / 255.0))
+            .collect()
     }
 
     /// The `w` x `h` region whose top-left corner is (`x`, `y`).
@@ -93,8 +98,20 @@ impl Image {
 
 /// Rounds a value in [0, 1] to 8 bits: `round(clamp(v) * 255)`.
 #[inline]
+#[allow(clippy::manual_clamp)] // `clamp` would keep a NaN, and the cast below needs a number
 pub fn quantize(v: f32) -> u8 {
-    (v.clamp(0.0, 1.0) * 255.0).round() as u8
+    // `max`/`min` (unlike `clamp`) turn NaN into 0, so the cast below always sees a number in
+    // [0.5, 255.5]; adding 0.5 and truncating equals `round()` there, and it vectorises.
+    let x = v.max(0.0).min(1.0) * 255.0 + 0.5;
+    // SAFETY: x is finite and within 0..=255.5, so it fits an i32.
+    unsafe { x.to_int_unchecked::<i32>() as u8 }
+}
+
+/// [`quantize`] over a slice.
+pub fn quantize_into(src: &[f32], dst: &mut [u8]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = quantize(s);
+    }
 }
 
 /// Why an image cannot be used.

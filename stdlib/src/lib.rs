@@ -4,11 +4,13 @@
 
 pub mod builtins;
 pub mod catalog;
+pub mod data;
 pub mod degrade;
 pub mod image;
 pub mod metrics;
 pub mod resize;
 pub mod rng;
+mod simd;
 
 pub use catalog::{Bound, Builtin, Default, Kind, Param, PatchMultiple, Ty};
 

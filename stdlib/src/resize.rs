@@ -2,7 +2,9 @@
 //! align_corners=False)` without antialiasing (a = -0.75, clamped borders), which the reference
 //! implementation uses to make its super-resolution inputs. `matlab`: MATLAB's `imresize`
 //! (a = -0.5, antialiased when shrinking, symmetric borders), as BasicSR's `imresize` computes it.
-//! Both work on f32 planes and are separable.
+//! Both are separable; [`resize_image`] works on 8-bit images row by row.
+
+use crate::image::Image;
 
 /// One output sample: the input indices it reads and their weights.
 struct Taps {
@@ -91,7 +93,9 @@ fn matlab_taps(in_len: usize, out_len: usize, scale: f64) -> Taps {
     Taps { index, weight, n }
 }
 
-/// Resizes interleaved `channels`-channel f32 data from `w` x `h` to `ow` x `oh`.
+/// Resizes interleaved `channels`-channel f32 data from `w` x `h` to `ow` x `oh`. The vertical
+/// pass (a weighted sum of whole rows, which vectorises) runs first when shrinking, so the
+/// horizontal pass (a gather) always runs on the smaller image.
 fn separable(
     data: &[f32],
     (w, h, channels): (usize, usize, usize),
@@ -99,31 +103,114 @@ fn separable(
     tx: &Taps,
     ty: &Taps,
 ) -> Vec<f32> {
-    // Rows first (width), then columns (height); accumulate in f32 as PyTorch does.
-    let mut mid = vec![0f32; h * ow * channels];
-    for y in 0..h {
-        let row = &data[y * w * channels..(y + 1) * w * channels];
-        let out = &mut mid[y * ow * channels..(y + 1) * ow * channels];
-        for x in 0..ow {
-            for c in 0..channels {
-                let mut acc = 0f32;
-                for k in 0..tx.n {
-                    acc += tx.weight[x * tx.n + k] * row[tx.index[x * tx.n + k] * channels + c];
+    if oh < h {
+        let mid = vertical(data, w * channels, oh, ty);
+        horizontal(&mid, (w, oh, channels), ow, tx)
+    } else {
+        let mid = horizontal(data, (w, h, channels), ow, tx);
+        vertical(&mid, ow * channels, oh, ty)
+    }
+}
+
+/// Each output row is the taps' weighted sum of input rows of `stride` values.
+fn vertical(data: &[f32], stride: usize, oh: usize, ty: &Taps) -> Vec<f32> {
+    let mut out = vec![0f32; oh * stride];
+    for (y, dst) in out.chunks_exact_mut(stride).enumerate() {
+        for k in 0..ty.n {
+            let wgt = ty.weight[y * ty.n + k];
+            crate::simd::axpy(dst, &data[ty.index[y * ty.n + k] * stride..][..stride], wgt);
+        }
+    }
+    out
+}
+
+/// Each output pixel of each row is the taps' weighted sum of input pixels.
+fn horizontal(
+    data: &[f32],
+    (w, h, channels): (usize, usize, usize),
+    ow: usize,
+    tx: &Taps,
+) -> Vec<f32> {
+    let mut out = vec![0f32; h * ow * channels];
+    for (row, dst) in data
+        .chunks_exact(w * channels)
+        .zip(out.chunks_exact_mut(ow * channels))
+    {
+        for ((px, idx), wgt) in dst
+            .chunks_exact_mut(channels)
+            .zip(tx.index.chunks_exact(tx.n))
+            .zip(tx.weight.chunks_exact(tx.n))
+        {
+            if channels == 3 {
+                let mut acc = [0f32; 3];
+                for (&i, &wv) in idx.iter().zip(wgt) {
+                    let s = &row[i * 3..i * 3 + 3];
+                    acc[0] += wv * s[0];
+                    acc[1] += wv * s[1];
+                    acc[2] += wv * s[2];
                 }
-                out[x * channels + c] = acc;
+                px.copy_from_slice(&acc);
+            } else {
+                for (&i, &wv) in idx.iter().zip(wgt) {
+                    for (c, p) in px.iter_mut().enumerate() {
+                        *p += wv * row[i * channels + c];
+                    }
+                }
             }
         }
     }
-    let mut out = vec![0f32; oh * ow * channels];
-    let stride = ow * channels;
-    for y in 0..oh {
-        let dst = &mut out[y * stride..(y + 1) * stride];
-        for k in 0..ty.n {
-            let wgt = ty.weight[y * ty.n + k];
-            let src = &mid[ty.index[y * ty.n + k] * stride..(ty.index[y * ty.n + k] + 1) * stride];
-            for (d, s) in dst.iter_mut().zip(src) {
-                *d += wgt * s;
+    out
+}
+
+/// Resizes an 8-bit RGB image to `ow` x `oh` with the sampling steps of [`resize_by`] /
+/// [`resize_to`], re-quantising the result. Works row by row: rows are converted to f32 as they
+/// are read and quantised as they are finished, so no full-size f32 copy is ever made.
+pub fn resize_image(img: &Image, ow: usize, oh: usize, step: (f64, f64), kernel: Kernel) -> Image {
+    let (w, h) = (img.width, img.height);
+    let (tx, ty) = match kernel {
+        Kernel::Torch => (torch_taps(w, ow, step.0), torch_taps(h, oh, step.1)),
+        Kernel::Matlab => (
+            matlab_taps(w, ow, 1.0 / step.0),
+            matlab_taps(h, oh, 1.0 / step.1),
+        ),
+    };
+    let row_f32 = |y: usize, buf: &mut Vec<f32>| {
+        buf.clear();
+        buf.extend(
+            img.data[y * w * 3..(y + 1) * w * 3]
+                .iter()
+                .map(|&v| v as f32 * (1.0 / 255.0)),
+        );
+    };
+    let mut out = Image::new(ow, oh);
+    let mut acc = vec![0f32; ow.max(w) * 3];
+    let mut buf = Vec::with_capacity(w * 3);
+    if oh < h {
+        // Shrinking: weighted sums of input rows first, then the gather on the few rows left.
+        let mut mid = vec![0f32; oh * w * 3];
+        for (y, dst) in mid.chunks_exact_mut(w * 3).enumerate() {
+            for k in 0..ty.n {
+                row_f32(ty.index[y * ty.n + k], &mut buf);
+                crate::simd::axpy(dst, &buf, ty.weight[y * ty.n + k]);
             }
+        }
+        let small = horizontal(&mid, (w, oh, 3), ow, &tx);
+        crate::image::quantize_into(&small, &mut out.data);
+    } else {
+        // Growing: the gather on the few input rows, then weighted sums of those rows.
+        let mut mid = vec![0f32; h * ow * 3];
+        for (y, dst) in mid.chunks_exact_mut(ow * 3).enumerate() {
+            row_f32(y, &mut buf);
+            dst.copy_from_slice(&horizontal(&buf, (w, 1, 3), ow, &tx));
+        }
+        let acc = &mut acc[..ow * 3];
+        for (y, dst) in out.data.chunks_exact_mut(ow * 3).enumerate() {
+            acc.fill(0.0);
+            for k in 0..ty.n {
+                let src = &mid[ty.index[y * ty.n + k] * ow * 3..][..ow * 3];
+                crate::simd::axpy(acc, src, ty.weight[y * ty.n + k]);
+            }
+            crate::image::quantize_into(acc, dst);
         }
     }
     out
