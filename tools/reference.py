@@ -2,7 +2,8 @@
 
 Writes under stdlib/tests/data/:
   metrics/*.png + metrics.json   image pairs and scikit-image PSNR/SSIM (RGB and Y, crop 0 and 4)
-  bicubic/*.png                  crops and PyTorch bicubic x1/4 down, then up (each re-quantised)
+  bicubic/*.png                  crops and PyTorch bicubic x1/4 down, then up (each re-quantised);
+                                 PIL's antialiased bicubic x1/4 (the MATLAB-style option)
   jpeg.json                      libjpeg (OpenCV) file sizes and PSNR at several qualities
 Run through tools/reference.sh. The pairs are made here (numpy seeded), so they do not depend
 on mio; mio's tests read them and must agree with the numbers.
@@ -96,6 +97,11 @@ def make_bicubic():
         save(np.ascontiguousarray(img), OUT / "bicubic" / f"{name}.png")
         save(to8(lr), OUT / "bicubic" / f"{name}_lr.png")
         save(to8(sr), OUT / "bicubic" / f"{name}_sr.png")
+        # MATLAB-style antialiased bicubic (a = -0.5) as PIL computes it; PIL renormalises the
+        # kernel at the borders where MATLAB mirrors, so only the interior is comparable.
+        h, w = img.shape[:2]
+        pil = Image.fromarray(np.ascontiguousarray(img)).resize((w // 4, h // 4), Image.Resampling.BICUBIC)
+        save(np.asarray(pil), OUT / "bicubic" / f"{name}_pil_lr.png")
     print("bicubic:", ", ".join(crops))
 
 

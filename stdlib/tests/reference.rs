@@ -110,6 +110,39 @@ fn bicubic_matches_pytorch_within_one_level() {
 }
 
 #[test]
+fn matlab_bicubic_matches_pils_antialiased_bicubic_inside_the_border() {
+    for name in ["chelsea", "brick", "astronaut", "hubble"] {
+        let clean = img(&data(&format!("bicubic/{name}.png")));
+        let pil = img(&data(&format!("bicubic/{name}_pil_lr.png")));
+        let (w, h) = (clean.width / 4, clean.height / 4);
+        let ours = mio_stdlib::resize::resize_image(&clean, w, h, (4.0, 4.0), Kernel::Matlab);
+        assert_eq!((ours.width, ours.height), (pil.width, pil.height));
+        // The kernel spans 16 input pixels when shrinking by 4: two output pixels from the edge.
+        // PIL rounds its intermediate (horizontal) pass to 8 bits, so it can land two levels away.
+        let (mut max, mut sum, mut n) = (0, 0i64, 0i64);
+        for y in 2..h - 2 {
+            for x in 2..w - 2 {
+                for c in 0..3 {
+                    let i = (y * w + x) * 3 + c;
+                    let d = (ours.data[i] as i16 - pil.data[i] as i16).abs();
+                    max = max.max(d);
+                    sum += d as i64;
+                    n += 1;
+                }
+            }
+        }
+        let mean = sum as f64 / n as f64;
+        assert!(
+            max <= 2 && mean < 0.3,
+            "{name}: max {max}/255, mean {mean:.3} from PIL inside the border"
+        );
+        // And it is not the PyTorch kernel: without antialiasing the result differs.
+        let torch = mio_stdlib::resize::resize_image(&clean, w, h, (4.0, 4.0), Kernel::Torch);
+        assert_ne!(torch.data, ours.data);
+    }
+}
+
+#[test]
 fn jpeg_sizes_and_quality_are_in_libjpegs_range() {
     let json = std::fs::read_to_string(data("jpeg.json")).unwrap();
     for name in [
