@@ -52,8 +52,8 @@ pub struct Batch {
 const MARGIN: usize = 16;
 
 impl TrainSet {
-    /// Loads every image of `dir` (at most `limit`, 0 for all); each must hold a patch. Returns
-    /// the notes of the conversions made (grey to RGB, ...).
+    /// Loads every image of `dir` (at most `limit`, 0 for all; see [`TrainSet::from_files`] for
+    /// a list). Returns the notes of the conversions made (grey to RGB, ...).
     pub fn load(
         dir: &Path,
         patch: usize,
@@ -70,6 +70,15 @@ impl TrainSet {
                 crate::image::ErrorKind::Corrupt("no PNG or JPEG images in the folder".into()),
             ));
         }
+        Self::from_files(&files, patch, augment)
+    }
+
+    /// Loads the listed images; each must hold a patch.
+    pub fn from_files(
+        files: &[PathBuf],
+        patch: usize,
+        augment: Augment,
+    ) -> Result<(TrainSet, Vec<String>), ImageError> {
         let loaded: Vec<Result<_, ImageError>> = files
             .par_iter()
             .map(|p| {

@@ -207,6 +207,22 @@ fn training_crops_stay_aligned_with_their_clean_twins() {
     )
     .unwrap();
     assert_eq!(set.images.len(), 3, "limit");
+    let listed = vec![repo("data/train/brick.png"), repo("data/test/camera.png")];
+    let (from_list, _) = TrainSet::from_files(
+        &listed,
+        32,
+        Augment {
+            flip: false,
+            rot90: false,
+        },
+    )
+    .unwrap();
+    let names: Vec<&str> = from_list
+        .images
+        .iter()
+        .map(|(n, _, _)| n.as_str())
+        .collect();
+    assert_eq!(names, ["brick.png", "camera.png"]);
     let id = TaskSpec {
         id: 5,
         name: "identity".into(),
