@@ -71,6 +71,8 @@ enum Command {
         #[arg(long)]
         y: bool,
     },
+    /// Run the language server over stdin and stdout (for editors)
+    Lsp,
     /// Print the work graph for Graphviz or Mermaid
     Graph {
         file: PathBuf,
@@ -119,6 +121,8 @@ fn main() -> ExitCode {
             crop,
             y,
         } => compare(&reference, &image, crop, y),
+        Command::Lsp => mio_lsp::run_stdio()
+            .map_err(|e| Failure::Internal(format!("language server: {e}"))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

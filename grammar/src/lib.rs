@@ -4,6 +4,7 @@
 
 pub mod ast;
 mod chunk;
+pub mod cursor;
 pub mod comments;
 mod error;
 pub mod format;
