@@ -121,8 +121,9 @@ fn main() -> ExitCode {
             crop,
             y,
         } => compare(&reference, &image, crop, y),
-        Command::Lsp => mio_lsp::run_stdio()
-            .map_err(|e| Failure::Internal(format!("language server: {e}"))),
+        Command::Lsp => {
+            mio_lsp::run_stdio().map_err(|e| Failure::Internal(format!("language server: {e}")))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,6 +39,8 @@ pub struct Checker<'p> {
     expanding: Vec<(ModId, String)>,
     tasks: HashMap<(ModId, String), Option<ir::Task>>,
     defaults: HashMap<&'static str, Expr>,
+    /// Checked defaults by parameter (its address: catalog entries are statics).
+    default_values: HashMap<usize, Option<Value>>,
     /// The models of the workflow being checked (for `Ty::Model`).
     models: Vec<String>,
     /// Statements of the workflow being checked that did not parse, as (keyword, name): their
@@ -55,6 +57,7 @@ impl<'p> Checker<'p> {
             expanding: vec![],
             tasks: HashMap::new(),
             defaults: HashMap::new(),
+            default_values: HashMap::new(),
             models: vec![],
             broken: vec![],
         }
@@ -672,7 +675,12 @@ impl<'p> Checker<'p> {
         })
     }
 
+    /// A parameter's default, evaluated once per check (defaults name no user definitions).
     fn default_value(&mut self, m: ModId, p: &'static Param, text: &'static str) -> Option<Value> {
+        let key = p as *const Param as usize;
+        if let Some(v) = self.default_values.get(&key) {
+            return v.clone();
+        }
         let e = self
             .defaults
             .entry(text)
@@ -681,6 +689,7 @@ impl<'p> Checker<'p> {
         self.quiet += 1;
         let v = self.value(m, &e, &p.ty, Some(p));
         self.quiet -= 1;
+        self.default_values.insert(key, v.clone());
         v
     }
 

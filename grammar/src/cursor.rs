@@ -41,7 +41,10 @@ pub fn surroundings(text: &str, offset: usize) -> Surroundings {
                 // A string piece runs from `i`; the cursor is inside it when it does not end
                 // before the cursor.
                 let rest = &text[i + 1..];
-                let end = rest.find(['"', '\n']).map(|e| i + 1 + e).unwrap_or(text.len());
+                let end = rest
+                    .find(['"', '\n'])
+                    .map(|e| i + 1 + e)
+                    .unwrap_or(text.len());
                 if end >= offset {
                     s.in_comment_or_string = true;
                 }
@@ -96,7 +99,10 @@ pub fn key_before(text: &str, offset: usize, from: usize) -> Option<&str> {
     let entry = &seg[start..];
     let eq = entry.find('=')?;
     let key = entry[..eq].trim();
-    let key = key.rsplit(|c: char| c.is_whitespace()).next().unwrap_or(key);
+    let key = key
+        .rsplit(|c: char| c.is_whitespace())
+        .next()
+        .unwrap_or(key);
     (!key.is_empty() && key.bytes().all(is_word)).then_some(key)
 }
 
@@ -131,7 +137,10 @@ mod tests {
         let s = surroundings(text, text.len());
         assert_eq!(s.open.len(), 1);
         assert_eq!(word_before(text, s.open[0].offset), "srresnet");
-        assert_eq!(key_before(text, text.len(), s.open[0].offset + 1), Some("prompt"));
+        assert_eq!(
+            key_before(text, text.len(), s.open[0].offset + 1),
+            Some("prompt")
+        );
         assert_eq!(word_at(text, text.len()), (text.len() - 3, "exp"));
         let text = "  train n on d {\n    loss = l1\n    opt";
         let s = surroundings(text, text.len());
@@ -142,7 +151,10 @@ mod tests {
         let text = "let a = 1 # a note";
         assert!(surroundings(text, text.len()).in_comment_or_string);
         assert!(!surroundings(text, 5).in_comment_or_string);
-        let ws: Vec<&str> = words("task a = noise(sigma = 1) # noise\nlet b = \"noise\"").into_iter().map(|(_, w)| w).collect();
+        let ws: Vec<&str> = words("task a = noise(sigma = 1) # noise\nlet b = \"noise\"")
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect();
         assert_eq!(ws, ["task", "a", "noise", "sigma", "1", "let", "b"]);
     }
 }

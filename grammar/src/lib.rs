@@ -4,15 +4,15 @@
 
 pub mod ast;
 mod chunk;
-pub mod cursor;
 pub mod comments;
+pub mod cursor;
 mod error;
 pub mod format;
 mod parser;
 
 pub use ast::*;
 pub use error::ParseError;
-pub use parser::{parse_at, parse_expr_at, parse_path_at, Parsed};
+pub use parser::{parse_at, parse_chunked_everywhere, parse_expr_at, parse_path_at, Parsed};
 
 /// Parses a whole file at offset 0.
 pub fn parse(src: &str) -> Parsed {

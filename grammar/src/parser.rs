@@ -30,6 +30,19 @@ pub fn parse_at(src: &str, base: usize) -> Parsed {
     if chunk::too_deep(src).is_some() {
         return recover(src, base);
     }
+    if src.len() >= PARALLEL_FROM {
+        if let Some(parsed) = parse_chunked_at(src, base) {
+            return parsed;
+        }
+    }
+    parse_whole(src, base)
+}
+
+/// From this size on, a file's items (and a large workflow's statements) are parsed in
+/// parallel; below it the threads cost more than they save.
+const PARALLEL_FROM: usize = 24 * 1024;
+
+fn parse_whole(src: &str, base: usize) -> Parsed {
     match MioParser::parse(R::file, src) {
         Ok(mut pairs) => {
             let b = Builder { base };
@@ -58,6 +71,142 @@ fn too_deep_error(at: usize) -> ParseError {
         label: "too deep".into(),
         help: Some("flatten the value: no setting needs this much nesting".into()),
     }
+}
+
+/// Parses a clean file piece by piece in parallel: its items, and the statements of a large
+/// workflow. Returns `None` as soon as a piece does not parse (the caller then parses the whole
+/// text, which also recovers from errors), so on success the tree is the one [`parse_whole`]
+/// builds, spans included (a property test holds them equal).
+fn parse_chunked_at(src: &str, base: usize) -> Option<Parsed> {
+    let run = (src.len() / (2 * rayon::current_num_threads().max(1))).max(2048);
+    chunked(src, base, PARALLEL_FROM / 2, run)
+}
+
+/// [`parse_chunked_at`] splitting every workflow into statements, for the tests that hold the
+/// chunked parse equal to the whole one.
+#[doc(hidden)]
+pub fn parse_chunked_everywhere(src: &str) -> Option<Parsed> {
+    // Every piece a run of its own, every workflow split into statements.
+    chunked(src, 0, 0, 0)
+}
+
+fn chunked(src: &str, base: usize, split_workflows_from: usize, run: usize) -> Option<Parsed> {
+    use rayon::prelude::*;
+    // Runs of consecutive items, a few per thread: one pest call per run, since a call has a
+    // fixed cost that thousands of tiny pieces would pay over and over.
+    let pieces = chunk::items(src);
+    let run_size = run;
+    let runs = batches(&pieces, run);
+    let items: Option<Vec<Vec<Item>>> = runs
+        .par_iter()
+        .map(|run| {
+            let run_len = run_size;
+            let text = &src[run.clone()];
+            if text.len() >= split_workflows_from
+                && chunk::first_word(text) == Some("workflow")
+                && chunk::items(text).len() == 1
+            {
+                return workflow_in_parallel(src, run.clone(), base, run_len).map(|w| vec![w]);
+            }
+            let mut pairs = MioParser::parse(R::file, text).ok()?;
+            let b = Builder { base }.shifted(run.start);
+            Some(
+                pairs
+                    .next()
+                    .unwrap()
+                    .into_inner()
+                    .filter(|p| p.as_rule() != R::EOI)
+                    .map(|p| b.item(p))
+                    .collect(),
+            )
+        })
+        .collect();
+    Some(Parsed {
+        file: File {
+            items: items?.into_iter().flatten().collect(),
+            broken: vec![],
+        },
+        errors: vec![],
+    })
+}
+
+/// Groups consecutive pieces into runs of about `target` bytes (0: each piece alone); a large
+/// piece stays a run of its own, so a workflow's statements can be split in turn.
+fn batches(pieces: &[std::ops::Range<usize>], target: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = vec![];
+    let mut current: Option<std::ops::Range<usize>> = None;
+    for p in pieces {
+        let big = p.len() >= target;
+        match current.take() {
+            Some(c) if !big && c.len() < target => current = Some(c.start..p.end),
+            Some(c) => {
+                out.push(c);
+                current = Some(p.clone());
+            }
+            None => current = Some(p.clone()),
+        }
+        if big {
+            out.extend(current.take());
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// A workflow whose statements are parsed in parallel (in runs); `None` unless every one parses
+/// and only trivia follows the closing brace.
+fn workflow_in_parallel(
+    src: &str,
+    piece: std::ops::Range<usize>,
+    base: usize,
+    run: usize,
+) -> Option<Item> {
+    use rayon::prelude::*;
+    let text = &src[piece.clone()];
+    let mut pairs = MioParser::parse(R::workflow_head, text).ok()?;
+    let b = Builder { base }.shifted(piece.start);
+    let mut inner = pairs.next().unwrap().into_inner();
+    inner.next(); // kw_workflow
+    let name = b.ident(inner.next().unwrap());
+    let mut extends = None;
+    let mut body_start = 0;
+    for p in inner {
+        match p.as_rule() {
+            R::ident => extends = Some(b.ident(p)),
+            R::lbrace => body_start = p.as_span().end(),
+            _ => {}
+        }
+    }
+    let body = chunk::statements(text, body_start);
+    let close = body.close?;
+    if !chunk::is_trivia(&text[close + 1..]) {
+        return None;
+    }
+    let runs = batches(&body.stmts, run);
+    let stmts: Option<Vec<Vec<Stmt>>> = runs
+        .par_iter()
+        .map(|r| {
+            let mut pairs = MioParser::parse(R::stmts_only, &text[r.clone()]).ok()?;
+            let sb = b.shifted(r.start);
+            Some(
+                pairs
+                    .next()
+                    .unwrap()
+                    .into_inner()
+                    .filter(|p| p.as_rule() != R::EOI)
+                    .map(|p| sb.stmt(p))
+                    .collect(),
+            )
+        })
+        .collect();
+    Some(Item::Workflow(Workflow {
+        name,
+        extends,
+        stmts: stmts?.into_iter().flatten().collect(),
+        span: Span::new(base + piece.start, base + piece.start + close + 1),
+        close: base + piece.start + close,
+        broken: vec![],
+    }))
 }
 
 /// Parses one expression (the value of `--set path=value`).

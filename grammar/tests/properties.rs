@@ -188,6 +188,14 @@ proptest! {
     }
 
     #[test]
+    fn the_parallel_chunked_parse_equals_the_whole_parse(src in program()) {
+        // When every piece parses, the tree (spans included) is the whole parse's.
+        if let Some(chunked) = mio_grammar::parse_chunked_everywhere(&src) {
+            prop_assert_eq!(chunked.file, parse(&src).file, "{}", src);
+        }
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
         let text = String::from_utf8_lossy(&bytes);
         let _ = parse(&text);
@@ -228,6 +236,30 @@ fn real_files() -> Vec<String> {
         }
     }
     out
+}
+
+#[test]
+fn every_real_file_parses_the_same_in_pieces() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut n = 0;
+    for dir in [
+        "workflows",
+        "workflows/paper",
+        "examples",
+        "tests/fixtures/valid",
+        "stdlib/src/prelude",
+    ] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "mio") {
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                let chunked = mio_grammar::parse_chunked_everywhere(&text)
+                    .unwrap_or_else(|| panic!("{}", e.path().display()));
+                assert_eq!(chunked.file, parse(&text).file, "{}", e.path().display());
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 15);
 }
 
 proptest! {

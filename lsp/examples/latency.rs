@@ -9,7 +9,11 @@ fn generate(lines: usize) -> String {
     let mut s = String::from("use paper\n\n");
     let tasks = lines / 5;
     for i in 0..tasks {
-        s.push_str(&format!("task t{i} = noise(sigma = {}..{})\n", 1 + i % 40, 11 + i % 40));
+        s.push_str(&format!(
+            "task t{i} = noise(sigma = {}..{})\n",
+            1 + i % 40,
+            11 + i % 40
+        ));
     }
     s.push_str("\nworkflow big {\n  data train = images(\"x\", patch = 64px)\n  data test = images(\"y\")\n");
     let mut i = 0;
@@ -25,18 +29,35 @@ fn generate(lines: usize) -> String {
 }
 
 fn main() {
-    let lines: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2000);
-    let edits: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(100);
+    let lines: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let edits: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
     let text = generate(lines);
     let (server, client) = Connection::memory();
     let thread = std::thread::spawn(move || mio_lsp::run(server).unwrap());
     let send = |m: Message| client.sender.send(m).unwrap();
-    send(Message::Request(Request::new(RequestId::from(1), "initialize".into(), json!({"capabilities": {}}))));
+    send(Message::Request(Request::new(
+        RequestId::from(1),
+        "initialize".into(),
+        json!({"capabilities": {}}),
+    )));
     let _ = client.receiver.recv().unwrap();
-    send(Message::Notification(Notification::new("initialized".into(), json!({}))));
+    send(Message::Notification(Notification::new(
+        "initialized".into(),
+        json!({}),
+    )));
     let uri = "file:///tmp/latency.mio";
     let wait_diagnostics = || loop {
-        if let Message::Notification(n) = client.receiver.recv_timeout(Duration::from_secs(60)).unwrap() {
+        if let Message::Notification(n) = client
+            .receiver
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap()
+        {
             if n.method == "textDocument/publishDiagnostics" {
                 return n.params["diagnostics"].as_array().unwrap().len();
             }
@@ -50,7 +71,11 @@ fn main() {
     let mut times = vec![];
     for k in 0..edits {
         // Alternate a valid edit and one with an error in the middle of the file.
-        let edited = if k % 2 == 0 { text.replacen("blocks = 2", "blocks = 3", 1) } else { text.replacen("blocks = 2", "blocks = -3", 1) };
+        let edited = if k % 2 == 0 {
+            text.replacen("blocks = 2", "blocks = 3", 1)
+        } else {
+            text.replacen("blocks = 2", "blocks = -3", 1)
+        };
         let start = Instant::now();
         send(Message::Notification(Notification::new(
             "textDocument/didChange".into(),
@@ -69,8 +94,15 @@ fn main() {
         q(0.95),
         times[times.len() - 1]
     );
-    send(Message::Request(Request::new(RequestId::from(2), "shutdown".into(), json!(null))));
+    send(Message::Request(Request::new(
+        RequestId::from(2),
+        "shutdown".into(),
+        json!(null),
+    )));
     let _ = client.receiver.recv();
-    send(Message::Notification(Notification::new("exit".into(), json!(null))));
+    send(Message::Notification(Notification::new(
+        "exit".into(),
+        json!(null),
+    )));
     thread.join().unwrap();
 }

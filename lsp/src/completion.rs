@@ -3,7 +3,9 @@
 //! block, its settings or their values; in a workflow, statements; at the top, items; after
 //! `namespace.`, that import's tasks and lets.
 
-use lsp_types::{CompletionItem, CompletionItemKind, Documentation, MarkupContent, MarkupKind, Position};
+use lsp_types::{
+    CompletionItem, CompletionItemKind, Documentation, MarkupContent, MarkupKind, Position,
+};
 use mio_grammar::ast;
 use mio_grammar::cursor::{key_before, surroundings, word_at, word_before};
 use mio_stdlib::builtins;
@@ -12,19 +14,43 @@ use mio_stdlib::{Builtin, Kind, Param, Ty};
 use crate::document::Document;
 
 const ITEM_KEYWORDS: &[(&str, &str)] = &[
-    ("use", "import the `paper` prelude or a file: `use paper`, `use \"lib.mio\" as lib`"),
-    ("task", "a degradation with its parameter ranges: `task heavy = noise(sigma = 50..70)`"),
-    ("let", "a named value: `let order = [paper.sr, paper.noise]`"),
-    ("workflow", "an experiment: data, models, training, evaluation"),
-    ("matrix", "many workflows from one: `matrix table over base { path = [values] }`"),
+    (
+        "use",
+        "import the `paper` prelude or a file: `use paper`, `use \"lib.mio\" as lib`",
+    ),
+    (
+        "task",
+        "a degradation with its parameter ranges: `task heavy = noise(sigma = 50..70)`",
+    ),
+    (
+        "let",
+        "a named value: `let order = [paper.sr, paper.noise]`",
+    ),
+    (
+        "workflow",
+        "an experiment: data, models, training, evaluation",
+    ),
+    (
+        "matrix",
+        "many workflows from one: `matrix table over base { path = [values] }`",
+    ),
 ];
 
 const STMT_KEYWORDS: &[(&str, &str)] = &[
-    ("data", "`data NAME = images(\"folder\", patch = 128px, batch = 16)`"),
+    (
+        "data",
+        "`data NAME = images(\"folder\", patch = 128px, batch = 16)`",
+    ),
     ("model", "`model NAME = srresnet(prompt = explicit)`"),
-    ("train", "`train MODEL on DATA { strategy = ..., iters = ... }`"),
+    (
+        "train",
+        "`train MODEL on DATA { strategy = ..., iters = ... }`",
+    ),
     ("eval", "`eval MODEL on DATA [as NAME] { tasks = ... }`"),
-    ("sweep", "`sweep MODEL on DATA_OR_IMAGE [as NAME] { from = ..., to = ... }`"),
+    (
+        "sweep",
+        "`sweep MODEL on DATA_OR_IMAGE [as NAME] { from = ..., to = ... }`",
+    ),
     ("report", "`report { title = ..., baseline = ... }`"),
 ];
 
@@ -95,14 +121,22 @@ pub fn complete(doc: &Document, pos: Position) -> Vec<CompletionItem> {
         None => top_level(doc, text, off),
         Some(open) if open.bracket == b'(' => {
             let callee = word_before(text, open.offset);
-            let Some(b) = builtin_named(callee) else { return vec![] };
+            let Some(b) = builtin_named(callee) else {
+                return vec![];
+            };
             match key_before(text, off, open.offset + 1) {
-                Some(key) => b.param(key).map(|p| values(doc, &p.ty, off)).unwrap_or_default(),
+                Some(key) => b
+                    .param(key)
+                    .map(|p| values(doc, &p.ty, off))
+                    .unwrap_or_default(),
                 None => {
                     let given = &text[open.offset + 1..closing(text, open.offset)];
                     b.params
                         .iter()
-                        .filter(|p| !given.contains(&format!("{} =", p.name)) && !given.contains(&format!("{}=", p.name)))
+                        .filter(|p| {
+                            !given.contains(&format!("{} =", p.name))
+                                && !given.contains(&format!("{}=", p.name))
+                        })
                         .map(param_item)
                         .collect()
                 }
@@ -111,11 +145,19 @@ pub fn complete(doc: &Document, pos: Position) -> Vec<CompletionItem> {
         Some(open) if open.bracket == b'[' => {
             // A list element: the type comes from the key the list is the value of.
             let outer = s.open.iter().rev().nth(1);
-            let from = outer.map(|o| o.offset + 1).unwrap_or_else(|| line_start(text, open.offset));
-            let Some(key) = key_before(text, open.offset, from) else { return vec![] };
+            let from = outer
+                .map(|o| o.offset + 1)
+                .unwrap_or_else(|| line_start(text, open.offset));
+            let Some(key) = key_before(text, open.offset, from) else {
+                return vec![];
+            };
             let ty = match outer {
-                Some(o) if o.bracket == b'(' => builtin_named(word_before(text, o.offset)).and_then(|b| b.param(key)).map(|p| p.ty),
-                Some(o) if o.bracket == b'{' => block_of(text, o.offset).and_then(|b| b.param(key)).map(|p| p.ty),
+                Some(o) if o.bracket == b'(' => builtin_named(word_before(text, o.offset))
+                    .and_then(|b| b.param(key))
+                    .map(|p| p.ty),
+                Some(o) if o.bracket == b'{' => block_of(text, o.offset)
+                    .and_then(|b| b.param(key))
+                    .map(|p| p.ty),
                 _ => None,
             };
             match ty {
@@ -129,9 +171,14 @@ pub fn complete(doc: &Document, pos: Position) -> Vec<CompletionItem> {
             if head_kw == "workflow" {
                 return in_workflow(doc, text, off, open.offset);
             }
-            let Some(block) = block_of(text, open.offset) else { return vec![] };
+            let Some(block) = block_of(text, open.offset) else {
+                return vec![];
+            };
             match key_before(text, off, open.offset + 1) {
-                Some(key) => block.param(key).map(|p| values(doc, &p.ty, off)).unwrap_or_default(),
+                Some(key) => block
+                    .param(key)
+                    .map(|p| values(doc, &p.ty, off))
+                    .unwrap_or_default(),
                 None => {
                     let given = &text[open.offset + 1..closing(text, open.offset)];
                     block
@@ -172,13 +219,17 @@ fn line_start(text: &str, off: usize) -> usize {
 /// The first word of the statement that a `{` at `brace` opens.
 fn head_keyword(text: &str, brace: usize) -> &str {
     let head = text[line_start(text, brace)..brace].trim_start();
-    head.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap_or("")
+    head.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or("")
 }
 
 /// The catalog entry of the block a `{` opens (`train`, `eval`, `sweep`, `report`).
 fn block_of(text: &str, brace: usize) -> Option<&'static Builtin> {
     let kw = head_keyword(text, brace);
-    builtins::BLOCKS.iter().find(|b| b.name == kw && kw != "workflow")
+    builtins::BLOCKS
+        .iter()
+        .find(|b| b.name == kw && kw != "workflow")
 }
 
 fn top_level(doc: &Document, text: &str, off: usize) -> Vec<CompletionItem> {
@@ -188,7 +239,9 @@ fn top_level(doc: &Document, text: &str, off: usize) -> Vec<CompletionItem> {
         let kw = words.first().copied().unwrap_or("");
         let _ = eq;
         return match kw {
-            "task" => builtins::of_kind(Kind::Degradation).map(builtin_item).collect(),
+            "task" => builtins::of_kind(Kind::Degradation)
+                .map(builtin_item)
+                .collect(),
             "let" => values(doc, &Ty::Task, off),
             _ => vec![],
         };
@@ -206,7 +259,10 @@ fn top_level(doc: &Document, text: &str, off: usize) -> Vec<CompletionItem> {
         return workflow_names(doc);
     }
     if words[0] == "workflow" && words.len() >= 3 {
-        let mut v = vec![keyword("extends", "start from another workflow's statements")];
+        let mut v = vec![keyword(
+            "extends",
+            "start from another workflow's statements",
+        )];
         if words.len() >= 4 {
             v = workflow_names(doc);
         }
@@ -219,7 +275,9 @@ fn workflow_names(doc: &Document) -> Vec<CompletionItem> {
     root_items(doc)
         .iter()
         .filter_map(|i| match i {
-            ast::Item::Workflow(w) => Some(simple(&w.name.name, CompletionItemKind::MODULE, "workflow")),
+            ast::Item::Workflow(w) => {
+                Some(simple(&w.name.name, CompletionItemKind::MODULE, "workflow"))
+            }
             _ => None,
         })
         .collect()
@@ -232,8 +290,13 @@ fn in_workflow(doc: &Document, text: &str, off: usize, brace: usize) -> Vec<Comp
     if line.contains('=') {
         return match first {
             "data" => builtins::of_kind(Kind::Dataset).map(builtin_item).collect(),
-            "model" => builtins::of_kind(Kind::Backbone).map(builtin_item).collect(),
-            key => builtins::block("workflow").param(key).map(|p| values(doc, &p.ty, off)).unwrap_or_default(),
+            "model" => builtins::of_kind(Kind::Backbone)
+                .map(builtin_item)
+                .collect(),
+            key => builtins::block("workflow")
+                .param(key)
+                .map(|p| values(doc, &p.ty, off))
+                .unwrap_or_default(),
         };
     }
     let typing_new_word = !line.ends_with(char::is_whitespace);
@@ -244,7 +307,8 @@ fn in_workflow(doc: &Document, text: &str, off: usize, brace: usize) -> Vec<Comp
         ("train" | "eval" | "sweep", 3) => names_in_workflow(doc, off, "data"),
         ("eval" | "sweep", 4) => vec![keyword("as", "a name for it: `as in_dis`")],
         (_, 0) => {
-            let mut v: Vec<CompletionItem> = STMT_KEYWORDS.iter().map(|(k, d)| keyword(k, d)).collect();
+            let mut v: Vec<CompletionItem> =
+                STMT_KEYWORDS.iter().map(|(k, d)| keyword(k, d)).collect();
             v.extend(builtins::block("workflow").params.iter().map(param_item));
             v
         }
@@ -253,7 +317,9 @@ fn in_workflow(doc: &Document, text: &str, off: usize, brace: usize) -> Vec<Comp
 }
 
 fn root_items(doc: &Document) -> &[ast::Item] {
-    &doc.checked.program.modules[mio_engine::load::Program::ROOT].ast.items
+    &doc.checked.program.modules[mio_engine::load::Program::ROOT]
+        .ast
+        .items
 }
 
 /// Data or model names declared in the workflow around `off` (all workflows when the cursor's
@@ -268,13 +334,28 @@ fn names_in_workflow(doc: &Document, off: usize, kind: &str) -> Vec<CompletionIt
             _ => None,
         })
         .collect();
-    let around: Vec<&&ast::Workflow> = workflows.iter().filter(|w| w.span.contains(global)).collect();
-    let chosen: Vec<&ast::Workflow> = if around.is_empty() { workflows.clone() } else { around.into_iter().copied().collect() };
+    let around: Vec<&&ast::Workflow> = workflows
+        .iter()
+        .filter(|w| w.span.contains(global))
+        .collect();
+    let chosen: Vec<&ast::Workflow> = if around.is_empty() {
+        workflows.clone()
+    } else {
+        around.into_iter().copied().collect()
+    };
     for w in chosen {
         for s in &w.stmts {
             match (s, kind) {
-                (ast::Stmt::Data(b), "data") => out.push(simple(&b.name.name, CompletionItemKind::VARIABLE, &mio_grammar::format::flat(&b.value))),
-                (ast::Stmt::Model(b), "model") => out.push(simple(&b.name.name, CompletionItemKind::CLASS, &mio_grammar::format::flat(&b.value))),
+                (ast::Stmt::Data(b), "data") => out.push(simple(
+                    &b.name.name,
+                    CompletionItemKind::VARIABLE,
+                    &mio_grammar::format::flat(&b.value),
+                )),
+                (ast::Stmt::Model(b), "model") => out.push(simple(
+                    &b.name.name,
+                    CompletionItemKind::CLASS,
+                    &mio_grammar::format::flat(&b.value),
+                )),
                 _ => {}
             }
         }
@@ -287,9 +368,18 @@ fn names_in_workflow(doc: &Document, off: usize, kind: &str) -> Vec<CompletionIt
 fn values(doc: &Document, ty: &Ty, off: usize) -> Vec<CompletionItem> {
     match ty {
         Ty::Builtin(kind) => builtins::of_kind(*kind).map(builtin_item).collect(),
-        Ty::Word(ws) => ws.iter().map(|w| simple(w, CompletionItemKind::ENUM_MEMBER, "")).collect(),
-        Ty::Device => ["auto", "cpu", "cuda"].iter().map(|w| simple(w, CompletionItemKind::ENUM_MEMBER, "device")).collect(),
-        Ty::Bool => ["true", "false"].iter().map(|w| simple(w, CompletionItemKind::KEYWORD, "")).collect(),
+        Ty::Word(ws) => ws
+            .iter()
+            .map(|w| simple(w, CompletionItemKind::ENUM_MEMBER, ""))
+            .collect(),
+        Ty::Device => ["auto", "cpu", "cuda"]
+            .iter()
+            .map(|w| simple(w, CompletionItemKind::ENUM_MEMBER, "device"))
+            .collect(),
+        Ty::Bool => ["true", "false"]
+            .iter()
+            .map(|w| simple(w, CompletionItemKind::KEYWORD, ""))
+            .collect(),
         Ty::Model => names_in_workflow(doc, off, "model"),
         Ty::Task => {
             let mut v = visible_names(doc);
@@ -330,7 +420,11 @@ fn visible_names(doc: &Document) -> Vec<CompletionItem> {
 
 fn namespace_members(doc: &Document, ns: &str) -> Vec<CompletionItem> {
     let prog = &doc.checked.program;
-    let Some((_, mid)) = prog.modules[mio_engine::load::Program::ROOT].imports.iter().find(|(n, _)| n == ns) else {
+    let Some((_, mid)) = prog.modules[mio_engine::load::Program::ROOT]
+        .imports
+        .iter()
+        .find(|(n, _)| n == ns)
+    else {
         return vec![];
     };
     prog.modules[*mid]
@@ -340,7 +434,11 @@ fn namespace_members(doc: &Document, ns: &str) -> Vec<CompletionItem> {
         .filter_map(|i| match i {
             ast::Item::Task(b) | ast::Item::Let(b) => Some(CompletionItem {
                 label: b.name.name.clone(),
-                kind: Some(if matches!(i, ast::Item::Task(_)) { CompletionItemKind::CONSTANT } else { CompletionItemKind::VARIABLE }),
+                kind: Some(if matches!(i, ast::Item::Task(_)) {
+                    CompletionItemKind::CONSTANT
+                } else {
+                    CompletionItemKind::VARIABLE
+                }),
                 detail: Some(mio_grammar::format::flat(&b.value)),
                 ..Default::default()
             }),

@@ -3,7 +3,8 @@
 //! brings it in.
 
 use lsp_types::{
-    Diagnostic, DiagnosticRelatedInformation, DiagnosticSeverity, Location, NumberOrString, Range, Uri,
+    Diagnostic, DiagnosticRelatedInformation, DiagnosticSeverity, Location, NumberOrString, Range,
+    Uri,
 };
 use mio_grammar::ast;
 
@@ -76,7 +77,10 @@ pub fn location(doc: &Document, uri: &Uri, span: mio_grammar::Span) -> Option<Lo
     let path = file.path.as_ref()?;
     let idx = LineIndex::new(&file.text, doc.index.encoding());
     let local = mio_grammar::Span::new(span.start - file.base, span.end - file.base);
-    Some(Location::new(path_to_uri(path)?, idx.range(&file.text, local)))
+    Some(Location::new(
+        path_to_uri(path)?,
+        idx.range(&file.text, local),
+    ))
 }
 
 fn first_use(doc: &Document) -> Option<Range> {

@@ -46,7 +46,11 @@ impl LineIndex {
         let Some(&start) = self.starts.get(pos.line as usize) else {
             return text.len();
         };
-        let end = self.starts.get(pos.line as usize + 1).copied().unwrap_or(text.len());
+        let end = self
+            .starts
+            .get(pos.line as usize + 1)
+            .copied()
+            .unwrap_or(text.len());
         let line = &text[start..end];
         let want = pos.character as usize;
         let mut units = 0;
@@ -68,7 +72,10 @@ impl LineIndex {
     }
 
     pub fn range(&self, text: &str, span: Span) -> Range {
-        Range::new(self.position(text, span.start), self.position(text, span.end))
+        Range::new(
+            self.position(text, span.start),
+            self.position(text, span.end),
+        )
     }
 }
 
@@ -140,13 +147,16 @@ impl Document {
     /// The root file's base offset in the analysis (AST spans are global offsets).
     pub fn base(&self) -> usize {
         let prog = &self.checked.program;
-        prog.sources.get(prog.modules[mio_engine::load::Program::ROOT].file).base
+        prog.sources
+            .get(prog.modules[mio_engine::load::Program::ROOT].file)
+            .base
     }
 
     /// A global span of the root file as an LSP range.
     pub fn range(&self, span: Span) -> Range {
         let b = self.base();
-        self.index.range(&self.text, Span::new(span.start - b, span.end - b))
+        self.index
+            .range(&self.text, Span::new(span.start - b, span.end - b))
     }
 
     /// Whether a global span lies in this document (not in an import).
@@ -170,7 +180,11 @@ mod tests {
         for enc in [Encoding::Utf8, Encoding::Utf16] {
             let idx = LineIndex::new(text, enc);
             for (off, _) in text.char_indices() {
-                assert_eq!(idx.offset(text, idx.position(text, off)), off, "{enc:?} {off}");
+                assert_eq!(
+                    idx.offset(text, idx.position(text, off)),
+                    off,
+                    "{enc:?} {off}"
+                );
             }
         }
         let idx = LineIndex::new(text, Encoding::Utf16);
@@ -188,7 +202,10 @@ mod tests {
     #[test]
     fn file_uris_convert_both_ways() {
         let uri: Uri = "file:///tmp/my%20dir/a.mio".parse().unwrap();
-        assert_eq!(uri_to_path(&uri).unwrap(), PathBuf::from("/tmp/my dir/a.mio"));
+        assert_eq!(
+            uri_to_path(&uri).unwrap(),
+            PathBuf::from("/tmp/my dir/a.mio")
+        );
         let back = path_to_uri(&PathBuf::from("/tmp/my dir/a.mio")).unwrap();
         assert_eq!(back.as_str(), "file:///tmp/my%20dir/a.mio");
         // Invalid UTF-8 in a path does not fail.

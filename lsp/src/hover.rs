@@ -25,18 +25,48 @@ fn code(text: &str) -> String {
 }
 
 const KEYWORDS: &[(&str, &str)] = &[
-    ("use", "Imports the `paper` prelude or a `.mio` file (its tasks and lets)."),
-    ("task", "Declares a task: a degradation with its parameter ranges."),
+    (
+        "use",
+        "Imports the `paper` prelude or a `.mio` file (its tasks and lets).",
+    ),
+    (
+        "task",
+        "Declares a task: a degradation with its parameter ranges.",
+    ),
     ("let", "Names a value, expanded where it is used."),
-    ("workflow", "An experiment: data, models, training, evaluation, sweeps, report."),
-    ("extends", "Starts from another workflow: statements replace, blocks merge setting by setting."),
-    ("matrix", "Expands workflows over lists of values: every combination is a row."),
+    (
+        "workflow",
+        "An experiment: data, models, training, evaluation, sweeps, report.",
+    ),
+    (
+        "extends",
+        "Starts from another workflow: statements replace, blocks merge setting by setting.",
+    ),
+    (
+        "matrix",
+        "Expands workflows over lists of values: every combination is a row.",
+    ),
     ("over", "The base workflow(s) of a matrix."),
-    ("data", "Declares a data set: `images(...)` (clean images) or `pairs(...)`."),
-    ("model", "Declares a model: a backbone with its prompt strategy."),
-    ("train", "Trains a model on data: one node per stage in the plan."),
-    ("eval", "Evaluates a trained model on a data set's degraded copies."),
-    ("sweep", "Blends two tasks' prompts and restores the same images at each step."),
+    (
+        "data",
+        "Declares a data set: `images(...)` (clean images) or `pairs(...)`.",
+    ),
+    (
+        "model",
+        "Declares a model: a backbone with its prompt strategy.",
+    ),
+    (
+        "train",
+        "Trains a model on data: one node per stage in the plan.",
+    ),
+    (
+        "eval",
+        "Evaluates a trained model on a data set's degraded copies.",
+    ),
+    (
+        "sweep",
+        "Blends two tasks' prompts and restores the same images at each step.",
+    ),
     ("report", "The run's report: tables, curves, image grids."),
 ];
 
@@ -60,16 +90,31 @@ pub fn hover(doc: &Document, pos: Position) -> Option<Hover> {
     }
     if is_key {
         let param = match s.open.last() {
-            Some(o) if o.bracket == b'(' => builtin_named(word_before(text, o.offset)).and_then(|b| b.param(word)),
+            Some(o) if o.bracket == b'(' => {
+                builtin_named(word_before(text, o.offset)).and_then(|b| b.param(word))
+            }
             Some(o) if o.bracket == b'{' => {
-                let head = text[..o.offset].rsplit('\n').next().unwrap_or("").trim_start();
-                let kw = head.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("");
-                builtins::BLOCKS.iter().find(|b| b.name == kw).and_then(|b| b.param(word))
+                let head = text[..o.offset]
+                    .rsplit('\n')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start();
+                let kw = head
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .next()
+                    .unwrap_or("");
+                builtins::BLOCKS
+                    .iter()
+                    .find(|b| b.name == kw)
+                    .and_then(|b| b.param(word))
             }
             _ => None,
         };
         if let Some(p) = param {
-            let bounds = p.bounds_text().map(|b| format!("\n\nAllowed: {b}.")).unwrap_or_default();
+            let bounds = p
+                .bounds_text()
+                .map(|b| format!("\n\nAllowed: {b}."))
+                .unwrap_or_default();
             return Some(md(format!("{}\n\n{}{bounds}", code(&p.signature()), p.doc)));
         }
     }
@@ -81,7 +126,9 @@ pub fn hover(doc: &Document, pos: Position) -> Option<Hover> {
         }
     }
     let global = doc.base() + start;
-    named(doc, word, global).or_else(|| builtin_named(word).map(|b| md(format!("{}\n\n{}", code(&b.signature()), b.doc))))
+    named(doc, word, global).or_else(|| {
+        builtin_named(word).map(|b| md(format!("{}\n\n{}", code(&b.signature()), b.doc)))
+    })
 }
 
 /// A task, let, model or data name.
@@ -89,7 +136,9 @@ fn named(doc: &Document, word: &str, global: usize) -> Option<Hover> {
     let prog = &doc.checked.program;
     // Models and data of the workflow around the cursor, with their checked values.
     for item in &prog.modules[mio_engine::load::Program::ROOT].ast.items {
-        let ast::Item::Workflow(w) = item else { continue };
+        let ast::Item::Workflow(w) = item else {
+            continue;
+        };
         if !w.span.contains(global) {
             continue;
         }
@@ -97,11 +146,15 @@ fn named(doc: &Document, word: &str, global: usize) -> Option<Hover> {
         for s in &w.stmts {
             match s {
                 ast::Stmt::Model(b) if b.name.name == word => {
-                    let effective = checked.and_then(|c| c.model(word)).map(|m| m.backbone.to_string());
+                    let effective = checked
+                        .and_then(|c| c.model(word))
+                        .map(|m| m.backbone.to_string());
                     return Some(md(describe("model", b, effective)));
                 }
                 ast::Stmt::Data(b) if b.name.name == word => {
-                    let effective = checked.and_then(|c| c.data(word)).map(|d| d.source.to_string());
+                    let effective = checked
+                        .and_then(|c| c.data(word))
+                        .map(|d| d.source.to_string());
                     return Some(md(describe("data", b, effective)));
                 }
                 _ => {}
@@ -131,10 +184,12 @@ fn named(doc: &Document, word: &str, global: usize) -> Option<Hover> {
             }
             let mut checker = mio_engine::check::Checker::new(prog);
             let effective = if kw == "task" {
-                checker.value(mid, &b.value, &Ty::Task, None).map(|v| match v {
-                    mio_engine::ir::Value::Task(t) => t.degradation.to_string(),
-                    other => other.to_string(),
-                })
+                checker
+                    .value(mid, &b.value, &Ty::Task, None)
+                    .map(|v| match v {
+                        mio_engine::ir::Value::Task(t) => t.degradation.to_string(),
+                        other => other.to_string(),
+                    })
             } else {
                 None
             };
@@ -154,16 +209,26 @@ fn named(doc: &Document, word: &str, global: usize) -> Option<Hover> {
 
 fn task_degradation(b: &ast::Binding) -> Option<&'static mio_stdlib::Builtin> {
     match &b.value.kind {
-        ast::ExprKind::Call(c) => builtins::lookup(mio_stdlib::Kind::Degradation, &c.callee.to_string()),
+        ast::ExprKind::Call(c) => {
+            builtins::lookup(mio_stdlib::Kind::Degradation, &c.callee.to_string())
+        }
         _ => None,
     }
 }
 
 fn describe(kw: &str, b: &ast::Binding, effective: Option<String>) -> String {
-    let written = format!("{kw} {} = {}", b.name.name, mio_grammar::format::flat(&b.value));
+    let written = format!(
+        "{kw} {} = {}",
+        b.name.name,
+        mio_grammar::format::flat(&b.value)
+    );
     match effective {
         Some(e) if e != mio_grammar::format::flat(&b.value) => {
-            format!("{}\n\nEffective value, defaults filled in:\n{}", code(&written), code(&e))
+            format!(
+                "{}\n\nEffective value, defaults filled in:\n{}",
+                code(&written),
+                code(&e)
+            )
         }
         _ => code(&written),
     }

@@ -115,7 +115,10 @@ impl Server<'_> {
     }
 
     fn log(&self, level: MessageType, message: String) {
-        let params = LogMessageParams { typ: level, message };
+        let params = LogMessageParams {
+            typ: level,
+            message,
+        };
         self.send(Message::Notification(Notification::new(
             notif::LogMessage::METHOD.into(),
             params,
@@ -131,15 +134,24 @@ impl Server<'_> {
             Ok(Err((code, message))) => Response::new_err(id, code as i32, message),
             Err(panic) => {
                 let why = panic_text(&panic);
-                self.log(MessageType::ERROR, format!("mio: internal error in {method}: {why}"));
-                Response::new_err(id, ErrorCode::InternalError as i32, format!("internal error: {why}"))
+                self.log(
+                    MessageType::ERROR,
+                    format!("mio: internal error in {method}: {why}"),
+                );
+                Response::new_err(
+                    id,
+                    ErrorCode::InternalError as i32,
+                    format!("internal error: {why}"),
+                )
             }
         };
         self.send(Message::Response(response));
     }
 
     fn dispatch(&mut self, r: &Request) -> Result<Value, Failure> {
-        let json = |v: Result<Value, serde_json::Error>| v.map_err(|e| (ErrorCode::InternalError, e.to_string()));
+        let json = |v: Result<Value, serde_json::Error>| {
+            v.map_err(|e| (ErrorCode::InternalError, e.to_string()))
+        };
         match r.method.as_str() {
             req::Completion::METHOD => {
                 let p: CompletionParams = params(r)?;
@@ -153,7 +165,9 @@ impl Server<'_> {
             req::HoverRequest::METHOD => {
                 let p: HoverParams = params(r)?;
                 let pos = p.text_document_position_params;
-                let hover = self.doc(&pos.text_document.uri).and_then(|d| hover::hover(d, pos.position));
+                let hover = self
+                    .doc(&pos.text_document.uri)
+                    .and_then(|d| hover::hover(d, pos.position));
                 json(serde_json::to_value(hover))
             }
             req::GotoDefinition::METHOD => {
@@ -172,14 +186,21 @@ impl Server<'_> {
                 let uri = pos.text_document.uri.clone();
                 let locs = self
                     .doc(&uri)
-                    .map(|d| navigation::references(d, &uri, pos.position, p.context.include_declaration))
+                    .map(|d| {
+                        navigation::references(d, &uri, pos.position, p.context.include_declaration)
+                    })
                     .unwrap_or_default();
                 json(serde_json::to_value(locs))
             }
             req::DocumentSymbolRequest::METHOD => {
                 let p: DocumentSymbolParams = params(r)?;
-                let symbols = self.doc(&p.text_document.uri).map(navigation::symbols).unwrap_or_default();
-                json(serde_json::to_value(DocumentSymbolResponse::Nested(symbols)))
+                let symbols = self
+                    .doc(&p.text_document.uri)
+                    .map(navigation::symbols)
+                    .unwrap_or_default();
+                json(serde_json::to_value(DocumentSymbolResponse::Nested(
+                    symbols,
+                )))
             }
             req::Formatting::METHOD => {
                 let p: DocumentFormattingParams = params(r)?;
@@ -189,9 +210,14 @@ impl Server<'_> {
             req::SemanticTokensFullRequest::METHOD => {
                 let p: SemanticTokensParams = params(r)?;
                 let tokens = self.doc(&p.text_document.uri).map(semantic::tokens);
-                json(serde_json::to_value(tokens.map(SemanticTokensResult::Tokens)))
+                json(serde_json::to_value(
+                    tokens.map(SemanticTokensResult::Tokens),
+                ))
             }
-            other => Err((ErrorCode::MethodNotFound, format!("mio does not handle {other}"))),
+            other => Err((
+                ErrorCode::MethodNotFound,
+                format!("mio does not handle {other}"),
+            )),
         }
     }
 
@@ -222,13 +248,18 @@ impl Server<'_> {
                     let uri = p.text_document.uri;
                     // Full sync: the last change holds the whole text. A ranged change (from a
                     // client that ignored our capability) is applied to the text we have.
-                    let mut text = self.docs.get(&uri).map(|d| d.text.clone()).unwrap_or_default();
+                    let mut text = self
+                        .docs
+                        .get(&uri)
+                        .map(|d| d.text.clone())
+                        .unwrap_or_default();
                     for c in p.content_changes {
                         match c.range {
                             None => text = c.text,
                             Some(range) => {
                                 let idx = document::LineIndex::new(&text, self.encoding);
-                                let (a, b) = (idx.offset(&text, range.start), idx.offset(&text, range.end));
+                                let (a, b) =
+                                    (idx.offset(&text, range.start), idx.offset(&text, range.end));
                                 if a <= b && b <= text.len() {
                                     text.replace_range(a..b, &c.text);
                                 }
@@ -246,8 +277,11 @@ impl Server<'_> {
             }
             notif::DidSaveTextDocument::METHOD => {
                 // Imports may have changed on disk: analyse the open documents again.
-                let open: Vec<(Uri, String, i32)> =
-                    self.docs.iter().map(|(u, d)| (u.clone(), d.text.clone(), d.version)).collect();
+                let open: Vec<(Uri, String, i32)> = self
+                    .docs
+                    .iter()
+                    .map(|(u, d)| (u.clone(), d.text.clone(), d.version))
+                    .collect();
                 for (uri, text, version) in open {
                     self.update(uri, text, version);
                 }
@@ -259,8 +293,9 @@ impl Server<'_> {
     fn update(&mut self, uri: Uri, text: String, version: i32) {
         let doc = Document::new(&uri, text, version, self.encoding);
         let diags = diagnostics::collect(&doc, &uri);
-        self.docs.insert(uri.clone(), doc);
-        self.publish(uri, diags, Some(version));
+        // Publish first: dropping the previous analysis takes a while on a large file.
+        self.publish(uri.clone(), diags, Some(version));
+        self.docs.insert(uri, doc);
     }
 
     fn publish(&self, uri: Uri, diagnostics: Vec<Diagnostic>, version: Option<i32>) {
@@ -284,7 +319,10 @@ fn format_edits(d: &Document) -> Option<Vec<TextEdit>> {
         return Some(vec![]);
     }
     let end = d.index.position(&d.text, d.text.len());
-    Some(vec![TextEdit::new(Range::new(Position::new(0, 0), end), formatted)])
+    Some(vec![TextEdit::new(
+        Range::new(Position::new(0, 0), end),
+        formatted,
+    )])
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {

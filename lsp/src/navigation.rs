@@ -14,14 +14,28 @@ use crate::document::Document;
 #[derive(Clone, Debug, PartialEq)]
 enum Target {
     /// A model or data of a workflow: its name span, and the workflow's span.
-    Local { def: Span, scope: Span, name: String },
+    Local {
+        def: Span,
+        scope: Span,
+        name: String,
+    },
     /// A task or let in module `module`, known there as `name`, reachable as `ns.name`.
-    Global { def: Span, module: usize, name: String, ns: Option<String> },
-    Workflow { def: Span, name: String },
+    Global {
+        def: Span,
+        module: usize,
+        name: String,
+        ns: Option<String>,
+    },
+    Workflow {
+        def: Span,
+        name: String,
+    },
 }
 
 fn root(doc: &Document) -> &[Item] {
-    &doc.checked.program.modules[mio_engine::load::Program::ROOT].ast.items
+    &doc.checked.program.modules[mio_engine::load::Program::ROOT]
+        .ast
+        .items
 }
 
 fn target_at(doc: &Document, pos: Position) -> Option<Target> {
@@ -43,7 +57,11 @@ fn resolve(doc: &Document, word: &str, global: usize) -> Option<Target> {
                 for s in &w.stmts {
                     if let Stmt::Model(b) | Stmt::Data(b) = s {
                         if b.name.name == word {
-                            return Some(Target::Local { def: b.name.span, scope: w.span, name: word.into() });
+                            return Some(Target::Local {
+                                def: b.name.span,
+                                scope: w.span,
+                                name: word.into(),
+                            });
                         }
                     }
                 }
@@ -68,7 +86,12 @@ fn resolve(doc: &Document, word: &str, global: usize) -> Option<Target> {
         for item in &prog.modules[mid].ast.items {
             if let Item::Task(b) | Item::Let(b) = item {
                 if b.name.name == name {
-                    return Some(Target::Global { def: b.name.span, module: mid, name: name.into(), ns: mns });
+                    return Some(Target::Global {
+                        def: b.name.span,
+                        module: mid,
+                        name: name.into(),
+                        ns: mns,
+                    });
                 }
             }
         }
@@ -76,7 +99,10 @@ fn resolve(doc: &Document, word: &str, global: usize) -> Option<Target> {
     for item in root(doc) {
         if let Item::Workflow(w) = item {
             if w.name.name == word {
-                return Some(Target::Workflow { def: w.name.span, name: word.into() });
+                return Some(Target::Workflow {
+                    def: w.name.span,
+                    name: word.into(),
+                });
             }
         }
     }
@@ -85,13 +111,22 @@ fn resolve(doc: &Document, word: &str, global: usize) -> Option<Target> {
 
 pub fn definition(doc: &Document, uri: &Uri, pos: Position) -> Option<Location> {
     let def = match target_at(doc, pos)? {
-        Target::Local { def, .. } | Target::Global { def, .. } | Target::Workflow { def, .. } => def,
+        Target::Local { def, .. } | Target::Global { def, .. } | Target::Workflow { def, .. } => {
+            def
+        }
     };
     location(doc, uri, def)
 }
 
-pub fn references(doc: &Document, uri: &Uri, pos: Position, include_declaration: bool) -> Vec<Location> {
-    let Some(target) = target_at(doc, pos) else { return vec![] };
+pub fn references(
+    doc: &Document,
+    uri: &Uri,
+    pos: Position,
+    include_declaration: bool,
+) -> Vec<Location> {
+    let Some(target) = target_at(doc, pos) else {
+        return vec![];
+    };
     let base = doc.base();
     let mut out = vec![];
     for (off, w) in words(&doc.text) {
@@ -124,9 +159,21 @@ pub fn references(doc: &Document, uri: &Uri, pos: Position, include_declaration:
 }
 
 #[allow(deprecated)] // `DocumentSymbol::deprecated` must still be given
-fn symbol(doc: &Document, name: &str, detail: Option<String>, kind: SymbolKind, span: Span, sel: Span, children: Vec<DocumentSymbol>) -> DocumentSymbol {
+fn symbol(
+    doc: &Document,
+    name: &str,
+    detail: Option<String>,
+    kind: SymbolKind,
+    span: Span,
+    sel: Span,
+    children: Vec<DocumentSymbol>,
+) -> DocumentSymbol {
     DocumentSymbol {
-        name: if name.is_empty() { "?".into() } else { name.into() },
+        name: if name.is_empty() {
+            "?".into()
+        } else {
+            name.into()
+        },
         detail,
         kind,
         tags: None,
@@ -149,21 +196,63 @@ pub fn symbols(doc: &Document) -> Vec<DocumentSymbol> {
                 };
                 symbol(doc, &name, None, SymbolKind::MODULE, u.span, u.span, vec![])
             }
-            Item::Task(b) => symbol(doc, &b.name.name, flat(&b.value), SymbolKind::CONSTANT, b.span, b.name.span, vec![]),
-            Item::Let(b) => symbol(doc, &b.name.name, flat(&b.value), SymbolKind::VARIABLE, b.span, b.name.span, vec![]),
+            Item::Task(b) => symbol(
+                doc,
+                &b.name.name,
+                flat(&b.value),
+                SymbolKind::CONSTANT,
+                b.span,
+                b.name.span,
+                vec![],
+            ),
+            Item::Let(b) => symbol(
+                doc,
+                &b.name.name,
+                flat(&b.value),
+                SymbolKind::VARIABLE,
+                b.span,
+                b.name.span,
+                vec![],
+            ),
             Item::Workflow(w) => {
                 let children = w.stmts.iter().map(|s| stmt_symbol(doc, s)).collect();
                 let detail = w.extends.as_ref().map(|e| format!("extends {}", e.name));
-                symbol(doc, &w.name.name, detail, SymbolKind::NAMESPACE, w.span, w.name.span, children)
+                symbol(
+                    doc,
+                    &w.name.name,
+                    detail,
+                    SymbolKind::NAMESPACE,
+                    w.span,
+                    w.name.span,
+                    children,
+                )
             }
             Item::Matrix(m) => {
                 let children = m
                     .axes
                     .iter()
-                    .map(|a| symbol(doc, &a.path.to_string(), flat(&a.value), SymbolKind::ARRAY, a.span, a.path.span, vec![]))
+                    .map(|a| {
+                        symbol(
+                            doc,
+                            &a.path.to_string(),
+                            flat(&a.value),
+                            SymbolKind::ARRAY,
+                            a.span,
+                            a.path.span,
+                            vec![],
+                        )
+                    })
                     .collect();
                 let bases: Vec<&str> = m.bases.iter().map(|b| b.name.as_str()).collect();
-                symbol(doc, &m.name.name, Some(format!("over {}", bases.join(", "))), SymbolKind::NAMESPACE, m.span, m.name.span, children)
+                symbol(
+                    doc,
+                    &m.name.name,
+                    Some(format!("over {}", bases.join(", "))),
+                    SymbolKind::NAMESPACE,
+                    m.span,
+                    m.name.span,
+                    children,
+                )
             }
         })
         .collect()
@@ -172,12 +261,68 @@ pub fn symbols(doc: &Document) -> Vec<DocumentSymbol> {
 fn stmt_symbol(doc: &Document, s: &Stmt) -> DocumentSymbol {
     let flat = |e: &ast::Expr| Some(mio_grammar::format::flat(e));
     match s {
-        Stmt::Setting(b) => symbol(doc, &b.name.name, flat(&b.value), SymbolKind::PROPERTY, b.span, b.name.span, vec![]),
-        Stmt::Data(b) => symbol(doc, &b.name.name, flat(&b.value), SymbolKind::FIELD, b.span, b.name.span, vec![]),
-        Stmt::Model(b) => symbol(doc, &b.name.name, flat(&b.value), SymbolKind::CLASS, b.span, b.name.span, vec![]),
-        Stmt::Train(t) => symbol(doc, &format!("train {}", t.model.name), Some(format!("on {}", t.data.name)), SymbolKind::EVENT, t.span, t.model.span, vec![]),
-        Stmt::Eval(e) => symbol(doc, &mio_engine::merge::eval_name(e), Some(format!("{} on {}", e.model.name, e.data.name)), SymbolKind::FUNCTION, e.span, e.model.span, vec![]),
-        Stmt::Sweep(sw) => symbol(doc, &mio_engine::merge::sweep_name(sw), None, SymbolKind::FUNCTION, sw.span, sw.model.span, vec![]),
-        Stmt::Report(r) => symbol(doc, "report", None, SymbolKind::OBJECT, r.span, r.block.span, vec![]),
+        Stmt::Setting(b) => symbol(
+            doc,
+            &b.name.name,
+            flat(&b.value),
+            SymbolKind::PROPERTY,
+            b.span,
+            b.name.span,
+            vec![],
+        ),
+        Stmt::Data(b) => symbol(
+            doc,
+            &b.name.name,
+            flat(&b.value),
+            SymbolKind::FIELD,
+            b.span,
+            b.name.span,
+            vec![],
+        ),
+        Stmt::Model(b) => symbol(
+            doc,
+            &b.name.name,
+            flat(&b.value),
+            SymbolKind::CLASS,
+            b.span,
+            b.name.span,
+            vec![],
+        ),
+        Stmt::Train(t) => symbol(
+            doc,
+            &format!("train {}", t.model.name),
+            Some(format!("on {}", t.data.name)),
+            SymbolKind::EVENT,
+            t.span,
+            t.model.span,
+            vec![],
+        ),
+        Stmt::Eval(e) => symbol(
+            doc,
+            &mio_engine::merge::eval_name(e),
+            Some(format!("{} on {}", e.model.name, e.data.name)),
+            SymbolKind::FUNCTION,
+            e.span,
+            e.model.span,
+            vec![],
+        ),
+        Stmt::Sweep(sw) => symbol(
+            doc,
+            &mio_engine::merge::sweep_name(sw),
+            None,
+            SymbolKind::FUNCTION,
+            sw.span,
+            sw.model.span,
+            vec![],
+        ),
+        Stmt::Report(r) => symbol(
+            doc,
+            "report",
+            None,
+            SymbolKind::OBJECT,
+            r.span,
+            r.block.span,
+            vec![],
+        ),
     }
 }

@@ -70,16 +70,20 @@ pub fn tokens(doc: &Document) -> SemanticTokens {
         let prev = line_before.split_whitespace().last().unwrap_or("");
         let kind = if w.as_bytes()[0].is_ascii_digit() {
             NUMBER
-        } else if first_on_line && LEADING.contains(&w) && !after.starts_with('=') {
-            KEYWORD
-        } else if INNER.contains(&w) {
+        } else if (first_on_line && LEADING.contains(&w) && !after.starts_with('='))
+            || INNER.contains(&w)
+        {
             KEYWORD
         } else if after.starts_with('(') {
             FUNCTION
         } else if after.starts_with('=') && !after.starts_with("==") {
             if matches!(prev, "data" | "model" | "task" | "let") {
                 VARIABLE
-            } else if surroundings(text, off).open.last().is_some_and(|o| o.bracket == b'(') {
+            } else if surroundings(text, off)
+                .open
+                .last()
+                .is_some_and(|o| o.bracket == b'(')
+            {
                 PARAMETER
             } else {
                 PROPERTY
@@ -105,7 +109,11 @@ pub fn tokens(doc: &Document) -> SemanticTokens {
             continue;
         }
         let delta_line = pos.line - line;
-        let delta_start = if delta_line == 0 { pos.character - col } else { pos.character };
+        let delta_start = if delta_line == 0 {
+            pos.character - col
+        } else {
+            pos.character
+        };
         data.push(SemanticToken {
             delta_line,
             delta_start,

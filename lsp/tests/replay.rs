@@ -39,7 +39,12 @@ fn typing_every_workflow_character_by_character() {
         // Once complete, the file is clean again.
         version += 1;
         s.change(&uri, version, &text);
-        assert_eq!(s.diagnostics(&uri), serde_json::json!([]), "{}", path.display());
+        assert_eq!(
+            s.diagnostics(&uri),
+            serde_json::json!([]),
+            "{}",
+            path.display()
+        );
     }
     assert!(requests > 10_000, "{requests}");
 }

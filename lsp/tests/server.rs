@@ -9,14 +9,26 @@ use serde_json::{json, Value};
 
 /// Line and UTF-16 column of the first occurrence of `needle` (plus `after` characters).
 fn pos(text: &str, needle: &str, after: usize) -> (u32, u32) {
-    let off = text.find(needle).unwrap_or_else(|| panic!("{needle} not in text")) + after;
+    let off = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} not in text"))
+        + after;
     let line = text[..off].matches('\n').count();
-    let col = text[..off].rsplit('\n').next().unwrap().encode_utf16().count();
+    let col = text[..off]
+        .rsplit('\n')
+        .next()
+        .unwrap()
+        .encode_utf16()
+        .count();
     (line as u32, col as u32)
 }
 
 fn labels(v: &Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|i| i["label"].as_str().unwrap().to_string()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["label"].as_str().unwrap().to_string())
+        .collect()
 }
 
 const DOC: &str = "use paper\n\ntask heavy = noise(sigma = 50..70)\n\nworkflow w {\n  data train = images(\"imgs\", patch = 64px)\n  model net = srresnet(channels = 32, prompt = explicit)\n  train net on train {\n    strategy = sequential(order = [paper.sr, heavy])\n    iters = 100\n  }\n  eval net on train { tasks = [heavy, paper.noise_out] }\n}\n";
@@ -26,9 +38,17 @@ fn diagnostics_arrive_on_open_and_follow_changes() {
     let mut s = TestServer::start(false);
     let uri = "file:///tmp/mio-lsp-test/a.mio";
     let d = s.open(uri, "use paper\nworkflow w {\n  data d = images(\"x\", patch = 0)\n  model net = srresnet(chanels = 32)\n}\n");
-    let codes: Vec<&str> = d.as_array().unwrap().iter().map(|x| x["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["code"].as_str().unwrap())
+        .collect();
     assert_eq!(codes, ["mio::E022", "mio::E014"]);
-    insta::assert_snapshot!("diagnostics_on_open", serde_json::to_string_pretty(&d).unwrap());
+    insta::assert_snapshot!(
+        "diagnostics_on_open",
+        serde_json::to_string_pretty(&d).unwrap()
+    );
     s.change(uri, 2, DOC);
     assert_eq!(s.diagnostics(uri), json!([]));
     // Half-typed text still gets an answer, and a syntax error with a range on the right line.
@@ -47,22 +67,37 @@ fn completion_knows_parameters_values_settings_and_names() {
     let (l, c) = pos(DOC, "channels = 32, ", 15);
     let items = s.at("textDocument/completion", uri, l, c);
     assert_eq!(labels(&items), ["blocks", "init_scale"]);
-    insta::assert_snapshot!("completion_params", serde_json::to_string_pretty(&items).unwrap());
+    insta::assert_snapshot!(
+        "completion_params",
+        serde_json::to_string_pretty(&items).unwrap()
+    );
     // The value of `prompt =`: the prompt strategies.
     let (l, c) = pos(DOC, "prompt = explicit", 9);
-    assert_eq!(labels(&s.at("textDocument/completion", uri, l, c)), ["none", "explicit", "adaptive"]);
+    assert_eq!(
+        labels(&s.at("textDocument/completion", uri, l, c)),
+        ["none", "explicit", "adaptive"]
+    );
     // Inside the train block: its settings not set yet.
     let (l, c) = pos(DOC, "    iters = 100\n", 16);
     let got = labels(&s.at("textDocument/completion", uri, l, c));
-    assert!(got.contains(&"optimizer".to_string()) && !got.contains(&"iters".to_string()), "{got:?}");
+    assert!(
+        got.contains(&"optimizer".to_string()) && !got.contains(&"iters".to_string()),
+        "{got:?}"
+    );
     // Task names inside a list of tasks, this file's and the prelude's.
     let (l, c) = pos(DOC, "tasks = [heavy", 9);
     let got = labels(&s.at("textDocument/completion", uri, l, c));
-    assert!(got.contains(&"heavy".to_string()) && got.contains(&"paper.rain_out".to_string()), "{got:?}");
+    assert!(
+        got.contains(&"heavy".to_string()) && got.contains(&"paper.rain_out".to_string()),
+        "{got:?}"
+    );
     // After `paper.`: the prelude's names.
     let (l, c) = pos(DOC, "paper.noise_out", 6);
     let got = labels(&s.at("textDocument/completion", uri, l, c));
-    assert!(got.contains(&"order_cnn".to_string()) && got.contains(&"lowlight".to_string()), "{got:?}");
+    assert!(
+        got.contains(&"order_cnn".to_string()) && got.contains(&"lowlight".to_string()),
+        "{got:?}"
+    );
     // Model names after `eval `.
     let text = format!("{}\n", DOC.trim_end().trim_end_matches('}')) + "  eval \n}\n";
     s.change(uri, 2, &text);
@@ -82,10 +117,16 @@ fn hover_shows_docs_signatures_and_effective_values() {
     let text = |v: Value| v["contents"]["value"].as_str().unwrap_or("").to_string();
     let (l, c) = pos(DOC, "srresnet(", 2);
     let h = text(s.at("textDocument/hover", uri, l, c));
-    assert!(h.contains("srresnet(channels: int = 64") && h.contains("1.2 M parameters"), "{h}");
+    assert!(
+        h.contains("srresnet(channels: int = 64") && h.contains("1.2 M parameters"),
+        "{h}"
+    );
     let (l, c) = pos(DOC, "channels = 32", 1);
     let h = text(s.at("textDocument/hover", uri, l, c));
-    assert!(h.contains("channels: int = 64") && h.contains("Allowed: >= 1"), "{h}");
+    assert!(
+        h.contains("channels: int = 64") && h.contains("Allowed: >= 1"),
+        "{h}"
+    );
     // A model: as written, and with every default filled in.
     let (l, c) = pos(DOC, "train net", 7);
     let h = s.at("textDocument/hover", uri, l, c);
@@ -93,7 +134,10 @@ fn hover_shows_docs_signatures_and_effective_values() {
     // A prelude task, qualified.
     let (l, c) = pos(DOC, "paper.noise_out", 8);
     let h = text(s.at("textDocument/hover", uri, l, c));
-    assert!(h.contains("task noise_out = noise(sigma = 50..70)") && h.contains("From `paper`"), "{h}");
+    assert!(
+        h.contains("task noise_out = noise(sigma = 50..70)") && h.contains("From `paper`"),
+        "{h}"
+    );
     // A setting of a block.
     let (l, c) = pos(DOC, "iters = 100", 1);
     assert!(text(s.at("textDocument/hover", uri, l, c)).contains("one per stage"));
@@ -117,12 +161,24 @@ fn definition_and_references_resolve_like_the_checker() {
     // A task of an imported file: the definition is in that file.
     let (l, c) = pos(&text, "heavy.murk]", 7);
     let def = s.at("textDocument/definition", &uri, l, c);
-    assert!(def["uri"].as_str().unwrap().ends_with("tests/fixtures/lib/heavy.mio"), "{def}");
+    assert!(
+        def["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("tests/fixtures/lib/heavy.mio"),
+        "{def}"
+    );
     // A model: its declaration, and every use in the workflow.
     let (l, c) = pos(&text, "train net", 7);
     let def = s.at("textDocument/definition", &uri, l, c);
     assert_eq!(def["range"]["start"]["line"], pos(&text, "model net", 0).0);
-    assert_eq!(s.at("textDocument/references", &uri, l, c).as_array().unwrap().len(), 4);
+    assert_eq!(
+        s.at("textDocument/references", &uri, l, c)
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
 }
 
 #[test]
@@ -130,24 +186,49 @@ fn symbols_formatting_and_semantic_tokens() {
     let mut s = TestServer::start(false);
     let uri = "file:///tmp/mio-lsp-test/s.mio";
     s.open(uri, DOC);
-    let syms = s.request("textDocument/documentSymbol", json!({"textDocument": {"uri": uri}}));
-    let names: Vec<&str> = syms.as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
+    let syms = s.request(
+        "textDocument/documentSymbol",
+        json!({"textDocument": {"uri": uri}}),
+    );
+    let names: Vec<&str> = syms
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["paper", "heavy", "w"]);
-    let children: Vec<&str> = syms[2]["children"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
+    let children: Vec<&str> = syms[2]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
     assert_eq!(children, ["train", "net", "train net", "net_on_train"]);
     // Formatting: one edit that gives the same text as `mio fmt`.
     let messy = "use paper\nworkflow w {\nseed=1\n}\n";
     s.change(uri, 2, messy);
     s.diagnostics(uri);
-    let edits = s.request("textDocument/formatting", json!({"textDocument": {"uri": uri}, "options": {"tabSize": 2, "insertSpaces": true}}));
-    assert_eq!(edits[0]["newText"], mio_grammar::format::format(messy).unwrap());
+    let edits = s.request(
+        "textDocument/formatting",
+        json!({"textDocument": {"uri": uri}, "options": {"tabSize": 2, "insertSpaces": true}}),
+    );
+    assert_eq!(
+        edits[0]["newText"],
+        mio_grammar::format::format(messy).unwrap()
+    );
     // Semantic tokens: a flat list of 5-tuples, the first `use` a keyword.
     s.change(uri, 3, DOC);
     s.diagnostics(uri);
-    let toks = s.request("textDocument/semanticTokens/full", json!({"textDocument": {"uri": uri}}));
+    let toks = s.request(
+        "textDocument/semanticTokens/full",
+        json!({"textDocument": {"uri": uri}}),
+    );
     let data = toks["data"].as_array().unwrap();
     assert_eq!(data.len() % 5, 0);
-    assert_eq!(&data[..5], &[json!(0), json!(0), json!(3), json!(0), json!(0)]);
+    assert_eq!(
+        &data[..5],
+        &[json!(0), json!(0), json!(3), json!(0), json!(0)]
+    );
     insta::assert_snapshot!("semantic_tokens", serde_json::to_string(&data).unwrap());
 }
 
@@ -187,7 +268,10 @@ fn it_never_dies_on_input() {
     let text = "use \"lib.mio\"\nlet x = [lib.t]\n";
     assert_eq!(s.open(&uri, text), json!([]));
     std::fs::remove_file(&lib).unwrap();
-    s.notify("textDocument/didSave", json!({"textDocument": {"uri": uri}}));
+    s.notify(
+        "textDocument/didSave",
+        json!({"textDocument": {"uri": uri}}),
+    );
     let d = s.diagnostics(&uri);
     assert_eq!(d[0]["code"], "mio::E003");
     for odd in ["file:///tmp/%FF%FE/x.mio", "untitled:Untitled-1"] {
@@ -196,12 +280,19 @@ fn it_never_dies_on_input() {
         let _ = s.at("textDocument/hover", odd, 1, 3);
     }
     // Requests about documents never opened, and positions far outside the text.
-    assert_eq!(s.at("textDocument/hover", "file:///nowhere.mio", 0, 0), Value::Null);
+    assert_eq!(
+        s.at("textDocument/hover", "file:///nowhere.mio", 0, 0),
+        Value::Null
+    );
     assert!(s.at("textDocument/completion", &uri, 999, 999).is_array());
     // An unknown method is an error answer, not a crash; the server still works after it.
     s.client
         .sender
-        .send(Message::Request(Request::new(RequestId::from(999), "mio/unknown".into(), json!({}))))
+        .send(Message::Request(Request::new(
+            RequestId::from(999),
+            "mio/unknown".into(),
+            json!({}),
+        )))
         .unwrap();
     let _ = s.at("textDocument/hover", &uri, 0, 1);
 }

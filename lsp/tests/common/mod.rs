@@ -18,7 +18,11 @@ impl TestServer {
     pub fn start(utf8: bool) -> TestServer {
         let (server, client) = Connection::memory();
         let thread = std::thread::spawn(move || mio_lsp::run(server).expect("server ran"));
-        let mut t = TestServer { client, thread: Some(thread), next_id: 0 };
+        let mut t = TestServer {
+            client,
+            thread: Some(thread),
+            next_id: 0,
+        };
         let caps = if utf8 {
             json!({"general": {"positionEncodings": ["utf-8", "utf-16"]}})
         } else {
@@ -33,7 +37,10 @@ impl TestServer {
     pub fn notify(&self, method: &str, params: Value) {
         self.client
             .sender
-            .send(Message::Notification(Notification::new(method.into(), params)))
+            .send(Message::Notification(Notification::new(
+                method.into(),
+                params,
+            )))
             .unwrap();
     }
 
@@ -44,10 +51,19 @@ impl TestServer {
         let id = RequestId::from(self.next_id);
         self.client
             .sender
-            .send(Message::Request(Request::new(id.clone(), method.into(), params)))
+            .send(Message::Request(Request::new(
+                id.clone(),
+                method.into(),
+                params,
+            )))
             .unwrap();
         loop {
-            match self.client.receiver.recv_timeout(Duration::from_secs(30)).expect("an answer") {
+            match self
+                .client
+                .receiver
+                .recv_timeout(Duration::from_secs(30))
+                .expect("an answer")
+            {
                 Message::Response(r) if r.id == id => {
                     if let Some(e) = r.error {
                         panic!("{method} failed: {}", e.message);
@@ -62,8 +78,15 @@ impl TestServer {
     /// The next published diagnostics for `uri`.
     pub fn diagnostics(&self, uri: &str) -> Value {
         loop {
-            match self.client.receiver.recv_timeout(Duration::from_secs(30)).expect("diagnostics") {
-                Message::Notification(n) if n.method == "textDocument/publishDiagnostics" && n.params["uri"] == uri => {
+            match self
+                .client
+                .receiver
+                .recv_timeout(Duration::from_secs(30))
+                .expect("diagnostics")
+            {
+                Message::Notification(n)
+                    if n.method == "textDocument/publishDiagnostics" && n.params["uri"] == uri =>
+                {
                     return n.params["diagnostics"].clone();
                 }
                 _ => {}
@@ -113,6 +136,8 @@ pub fn repo(rel: &str) -> PathBuf {
 }
 
 pub fn uri_of(path: &Path) -> String {
-    mio_lsp::document::path_to_uri(path).unwrap().as_str().to_string()
+    mio_lsp::document::path_to_uri(path)
+        .unwrap()
+        .as_str()
+        .to_string()
 }
-
