@@ -5,6 +5,8 @@ Writes under stdlib/tests/data/:
   bicubic/*.png                  crops and PyTorch bicubic x1/4 down, then up (each re-quantised);
                                  PIL's antialiased bicubic x1/4 (the MATLAB-style option)
   jpeg.json                      libjpeg (OpenCV) file sizes and PSNR at several qualities
+  srresnet/*.safetensors         small SRResNets (plain, EP, AP) written in PyTorch from MIOIR.md,
+                                 with the reference's parameter names, an input and the output
 Run through tools/reference.sh. The pairs are made here (numpy seeded), so they do not depend
 on mio; mio's tests read them and must agree with the numbers.
 """
@@ -119,7 +121,88 @@ def make_jpeg():
     print("jpeg:", json.dumps(result))
 
 
+def make_srresnet():
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from safetensors.torch import save_file
+
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv1 = nn.Conv2d(c, c, 3, 1, 1)
+            self.conv2 = nn.Conv2d(c, c, 3, 1, 1)
+
+        def forward(self, x):
+            return x + self.conv2(F.relu(self.conv1(x)))
+
+    class Extractor(nn.Module):
+        def __init__(self, cin, dim):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, dim, 7, 2, 1)
+            self.conv2 = nn.Conv2d(dim, dim, 3, 2, 1)
+            self.conv3 = nn.Conv2d(dim, dim, 3, 2, 1)
+
+        def forward(self, x):
+            h = F.relu(self.conv3(F.relu(self.conv2(F.relu(self.conv1(x))))))
+            return h.mean(dim=(2, 3))
+
+    class SRResNet(nn.Module):
+        # Scale 1, as MIOIR.md describes the reference; `prompt_in` 0 (plain), 1 (EP) or 3 (AP).
+        def __init__(self, c, n, prompt_in, dim):
+            super().__init__()
+            self.n, self.prompted = n, prompt_in > 0
+            self.conv_first = nn.Conv2d(3, c, 3, 1, 1)
+            if self.prompted:
+                self.F_ext_net = Extractor(prompt_in, dim)
+                for k in range(1, n + 1):
+                    setattr(self, f"body{k}", nn.Sequential(Block(c)))
+                    setattr(self, f"prompt_scale{k}", nn.Linear(dim, c))
+                    setattr(self, f"prompt_shift{k}", nn.Linear(dim, c))
+                self.prompt_scalehr, self.prompt_shifthr = nn.Linear(dim, c), nn.Linear(dim, c)
+                self.prompt_scaleout, self.prompt_shiftout = nn.Linear(dim, 3), nn.Linear(dim, 3)
+            else:
+                self.body = nn.Sequential(*[Block(c) for _ in range(n)])
+            self.conv_hr = nn.Conv2d(c, c, 3, 1, 1)
+            self.conv_last = nn.Conv2d(c, 3, 3, 1, 1)
+
+        def forward(self, x, source=None):
+            lrelu = lambda t: F.leaky_relu(t, 0.1)
+            mod = lambda f, s, b: f * s(z)[:, :, None, None] + b(z)[:, :, None, None] + f
+            feat = lrelu(self.conv_first(x))
+            if self.prompted:
+                z = self.F_ext_net(source)
+                for k in range(1, self.n + 1):
+                    feat = getattr(self, f"body{k}")(feat)
+                    feat = mod(feat, getattr(self, f"prompt_scale{k}"), getattr(self, f"prompt_shift{k}"))
+                feat = mod(lrelu(self.conv_hr(feat)), self.prompt_scalehr, self.prompt_shifthr)
+                out = mod(self.conv_last(feat), self.prompt_scaleout, self.prompt_shiftout)
+            else:
+                feat = lrelu(self.conv_hr(self.body(feat)))
+                out = self.conv_last(feat)
+            return out + x
+
+    torch.manual_seed(0)
+    for name, prompt_in in (("plain", 0), ("explicit", 1), ("adaptive", 3)):
+        net = SRResNet(16, 2, prompt_in, 16).eval()
+        # Larger than the default init, so every branch visibly matters.
+        with torch.no_grad():
+            for p in net.parameters():
+                p.mul_(1.5)
+        x = torch.rand(2, 3, 24, 20)
+        source = {0: None, 1: torch.rand(2, 1, 32, 32), 3: x}[prompt_in]
+        with torch.no_grad():
+            y = net(x, source)
+        (OUT / "srresnet").mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, OUT / "srresnet" / f"{name}.safetensors")
+        io = {"x": x, "y": y}
+        if prompt_in == 1:
+            io["maps"] = source
+        save_file(io, OUT / "srresnet" / f"{name}_io.safetensors")
+    print("srresnet: plain, explicit, adaptive")
+
+
 if __name__ == "__main__":
     make_pairs()
     make_bicubic()
     make_jpeg()
+    make_srresnet()

@@ -8,6 +8,6 @@ cd "$(dirname "$0")/.."
 venv="$HOME/.cache/mio-tools-venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q numpy scikit-image opencv-python-headless pillow torch
+  "$venv/bin/pip" install -q numpy scikit-image opencv-python-headless pillow torch safetensors
 fi
 "$venv/bin/python" tools/reference.py "$@"

@@ -13,11 +13,19 @@ fn read(rel: &str) -> String {
 #[test]
 fn the_vscode_extension_matches_the_language() {
     let package: Value = serde_json::from_str(&read("editors/vscode/package.json")).unwrap();
-    let grammar: Value = serde_json::from_str(&read("editors/vscode/syntaxes/mio.tmLanguage.json")).unwrap();
-    let _: Value = serde_json::from_str(&read("editors/vscode/language-configuration.json")).unwrap();
+    let grammar: Value =
+        serde_json::from_str(&read("editors/vscode/syntaxes/mio.tmLanguage.json")).unwrap();
+    let _: Value =
+        serde_json::from_str(&read("editors/vscode/language-configuration.json")).unwrap();
     assert_eq!(package["contributes"]["languages"][0]["id"], "mio");
-    assert_eq!(package["contributes"]["languages"][0]["extensions"][0], ".mio");
-    assert_eq!(package["contributes"]["grammars"][0]["scopeName"], grammar["scopeName"]);
+    assert_eq!(
+        package["contributes"]["languages"][0]["extensions"][0],
+        ".mio"
+    );
+    assert_eq!(
+        package["contributes"]["grammars"][0]["scopeName"],
+        grammar["scopeName"]
+    );
     assert!(read("editors/vscode/extension.js").contains("args: [\"lsp\"]"));
 
     // Every include names a rule of the repository, and every rule is used.
@@ -41,7 +49,12 @@ fn the_vscode_extension_matches_the_language() {
     let mut n = 0;
     for line in pest.lines().filter(|l| l.starts_with("kw_")) {
         let kw = line.split('"').nth(1).unwrap();
-        assert!(text.contains(&format!("|{kw}|")) || text.contains(&format!("({kw}|")) || text.contains(&format!("|{kw})")), "`{kw}` is not highlighted");
+        assert!(
+            text.contains(&format!("|{kw}|"))
+                || text.contains(&format!("({kw}|"))
+                || text.contains(&format!("|{kw})")),
+            "`{kw}` is not highlighted"
+        );
         n += 1;
     }
     assert!(n >= 17);

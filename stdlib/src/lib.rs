@@ -8,6 +8,7 @@ pub mod data;
 pub mod degrade;
 pub mod image;
 pub mod metrics;
+pub mod models;
 pub mod resize;
 pub mod rng;
 mod simd;

@@ -185,3 +185,67 @@ fn noise_at_sigma_50_lands_near_the_papers_input_psnr() {
         assert!((13.5..16.0).contains(&p), "{name}: {p:.2} dB");
     }
 }
+
+#[test]
+fn srresnet_loads_pytorch_weights_by_name_and_gives_the_same_output() {
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    use mio_stdlib::models::{srresnet::SrResNet, PromptMode};
+    let dev = Device::Cpu;
+    for (name, mode) in [
+        ("plain", PromptMode::None),
+        ("explicit", PromptMode::Explicit { dim: 16 }),
+        ("adaptive", PromptMode::Adaptive { dim: 16 }),
+    ] {
+        let weights =
+            candle_core::safetensors::load(data(&format!("srresnet/{name}.safetensors")), &dev)
+                .unwrap();
+        let io =
+            candle_core::safetensors::load(data(&format!("srresnet/{name}_io.safetensors")), &dev)
+                .unwrap();
+        // The same names, no more and no fewer, as a model mio builds itself.
+        let vm = VarMap::new();
+        SrResNet::new(16, 2, mode, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        let mut ours: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
+        let mut theirs: Vec<String> = weights.keys().cloned().collect();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs, "{name}");
+        let net = SrResNet::new(
+            16,
+            2,
+            mode,
+            VarBuilder::from_tensors(weights, DType::F32, &dev),
+        )
+        .unwrap();
+        let x = &io["x"];
+        let z = match mode {
+            PromptMode::Explicit { .. } => net.latent(&io["maps"]).unwrap(),
+            PromptMode::Adaptive { .. } => net.latent(x).unwrap(),
+            PromptMode::None => None,
+        };
+        let y = net.forward(x, z.as_ref()).unwrap();
+        let diff: f32 = (y - &io["y"])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-4, "{name}: max difference {diff} from PyTorch");
+        // The prompt matters: a wrong one gives another output.
+        if let Some(z) = z {
+            let other = net.forward(x, Some(&(z * 0.5).unwrap())).unwrap();
+            let d: f32 = (other - &io["y"])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(d > 1e-3, "{name}: the prompt changed nothing");
+        }
+    }
+}

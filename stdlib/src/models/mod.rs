@@ -1,0 +1,294 @@
+//! The restoration networks, on candle. One file per architecture; parameter names mirror the
+//! reference implementation's (BasicSR), so weights exported from it load by name.
+
+pub mod prompt;
+pub mod srresnet;
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarMap;
+
+use crate::rng::Rng;
+
+/// How a model is told its task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptMode {
+    None,
+    /// A fixed random map per task through the extractor (1 channel in).
+    Explicit {
+        dim: usize,
+    },
+    /// The degraded input itself through the extractor (3 channels in).
+    Adaptive {
+        dim: usize,
+    },
+}
+
+/// Initialises every variable from the seed, each from a generator derived from its name (so
+/// creation order does not matter), as the reference does: the restoration branch's weights
+/// Kaiming-normal (fan in, ReLU gain) scaled by 0.1 with zero biases (BasicSR's
+/// `default_init_weights(..., 0.1)`); the prompt extractor and modulation layers as PyTorch's
+/// default, uniform in +-1/sqrt(fan in).
+pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
+    let data = varmap.data().lock().expect("the var map is not poisoned");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let is_bias = name.ends_with(".bias");
+        let weight_dims = if is_bias {
+            data.get(&name.replace(".bias", ".weight"))
+                .map(|w| w.dims().to_vec())
+                .unwrap_or(dims.clone())
+        } else {
+            dims.clone()
+        };
+        let fan_in: usize = weight_dims[1..].iter().product::<usize>().max(1);
+        let prompt_part = name.starts_with("F_ext_net") || name.starts_with("prompt_");
+        let mut rng = Rng::derive(seed, &["init", name]);
+        let n: usize = dims.iter().product();
+        let values: Vec<f32> = if prompt_part {
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            (0..n).map(|_| rng.range(-bound, bound) as f32).collect()
+        } else if is_bias {
+            vec![0.0; n]
+        } else {
+            let std = 0.1 * (2.0 / fan_in as f64).sqrt();
+            (0..n).map(|_| (std * rng.normal()) as f32).collect()
+        };
+        var.set(&Tensor::from_vec(values, dims, var.device())?.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
+}
+
+/// Parameters in a var map.
+pub fn parameter_count(varmap: &VarMap) -> usize {
+    varmap.all_vars().iter().map(|v| v.elem_count()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::srresnet::SrResNet;
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarBuilder;
+
+    fn build(channels: usize, blocks: usize, mode: PromptMode) -> (VarMap, SrResNet) {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let net = SrResNet::new(channels, blocks, mode, vb).unwrap();
+        init_weights(&vm, 0).unwrap();
+        (vm, net)
+    }
+
+    #[test]
+    fn the_reference_configuration_has_about_1_2_million_parameters() {
+        let (vm, _) = build(64, 16, PromptMode::None);
+        // conv_first 1,792 + 32 body convs of 36,928 + conv_hr 36,928 + conv_last 1,731.
+        assert_eq!(parameter_count(&vm), 1_792 + 32 * 36_928 + 36_928 + 1_731);
+        assert_eq!(parameter_count(&vm), 1_222_147);
+        let (ep, _) = build(64, 16, PromptMode::Explicit { dim: 64 });
+        let extractor = (64 * 49 + 64) + 2 * (64 * 64 * 9 + 64);
+        let modulation = 2 * (17 * (64 * 64 + 64) + (64 * 3 + 3));
+        assert_eq!(parameter_count(&ep), 1_222_147 + extractor + modulation);
+        let (ap, _) = build(64, 16, PromptMode::Adaptive { dim: 64 });
+        assert_eq!(parameter_count(&ap), parameter_count(&ep) + 2 * 64 * 49);
+    }
+
+    #[test]
+    fn parameter_names_are_the_references() {
+        let names = |vm: &VarMap| {
+            let mut v: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
+            v.sort();
+            v
+        };
+        let (plain, _) = build(8, 2, PromptMode::None);
+        assert_eq!(
+            names(&plain),
+            [
+                "body.0.conv1.bias",
+                "body.0.conv1.weight",
+                "body.0.conv2.bias",
+                "body.0.conv2.weight",
+                "body.1.conv1.bias",
+                "body.1.conv1.weight",
+                "body.1.conv2.bias",
+                "body.1.conv2.weight",
+                "conv_first.bias",
+                "conv_first.weight",
+                "conv_hr.bias",
+                "conv_hr.weight",
+                "conv_last.bias",
+                "conv_last.weight",
+            ]
+        );
+        let (ep, _) = build(8, 2, PromptMode::Explicit { dim: 16 });
+        let n = names(&ep);
+        for want in [
+            "F_ext_net.conv1.weight",
+            "F_ext_net.conv3.bias",
+            "body1.0.conv1.weight",
+            "body2.0.conv2.bias",
+            "prompt_scale1.weight",
+            "prompt_shift2.bias",
+            "prompt_scalehr.weight",
+            "prompt_shiftout.weight",
+        ] {
+            assert!(n.contains(&want.to_string()), "{want} not in {n:?}");
+        }
+        assert!(!n.iter().any(|x| x.starts_with("body.")));
+    }
+
+    #[test]
+    fn initialisation_is_seeded_and_follows_the_reference() {
+        let (a, _) = build(16, 2, PromptMode::Adaptive { dim: 8 });
+        let (b, _) = build(16, 2, PromptMode::Adaptive { dim: 8 });
+        let get = |vm: &VarMap, n: &str| -> Vec<f32> {
+            vm.data().lock().unwrap()[n]
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        assert!(
+            !a.data().lock().unwrap().contains_key("body.0.conv1.weight"),
+            "prompted names differ"
+        );
+        let w = get(&a, "body1.0.conv1.weight");
+        assert_eq!(
+            w,
+            get(&b, "body1.0.conv1.weight"),
+            "same seed, same weights"
+        );
+        let std = (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt();
+        let want = 0.1 * (2.0f32 / (16.0 * 9.0)).sqrt();
+        assert!((std / want - 1.0).abs() < 0.1, "{std} vs {want}");
+        assert!(get(&a, "conv_hr.bias").iter().all(|&x| x == 0.0));
+        let bound = 1.0 / (8.0f32).sqrt();
+        assert!(get(&a, "prompt_scale1.weight")
+            .iter()
+            .all(|x| x.abs() <= bound));
+    }
+
+    #[test]
+    fn forward_keeps_the_shape_and_every_variable_gets_a_gradient() {
+        for mode in [
+            PromptMode::None,
+            PromptMode::Explicit { dim: 8 },
+            PromptMode::Adaptive { dim: 8 },
+        ] {
+            let (vm, net) = build(8, 2, mode);
+            let x = Tensor::rand(0f32, 1f32, (2, 3, 16, 16), &Device::Cpu).unwrap();
+            let source = match mode {
+                PromptMode::Explicit { .. } => {
+                    Some(Tensor::rand(0f32, 1f32, (2, 1, 32, 32), &Device::Cpu).unwrap())
+                }
+                PromptMode::Adaptive { .. } => Some(x.clone()),
+                PromptMode::None => None,
+            };
+            let z = match &source {
+                Some(s) => net.latent(s).unwrap(),
+                None => None,
+            };
+            if let Some(z) = &z {
+                assert_eq!(z.dims(), &[2, 8]);
+            }
+            let y = net.forward(&x, z.as_ref()).unwrap();
+            assert_eq!(y.dims(), x.dims());
+            // Against a target, so no gradient is zero by symmetry.
+            let target = Tensor::rand(0f32, 1f32, (2, 3, 16, 16), &Device::Cpu).unwrap();
+            let loss = (y - target).unwrap().abs().unwrap().mean_all().unwrap();
+            let grads = loss.backward().unwrap();
+            for (name, var) in vm.data().lock().unwrap().iter() {
+                let g = grads
+                    .get(var)
+                    .unwrap_or_else(|| panic!("{mode:?}: no gradient for {name}"));
+                let norm = g
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(norm > 0.0, "{mode:?}: zero gradient for {name}");
+            }
+        }
+    }
+
+    /// Central finite differences against autograd for a few entries of each named variable.
+    fn gradient_check(vm: &VarMap, loss: impl Fn() -> Tensor, names: &[&str]) {
+        let grads = loss().backward().unwrap();
+        for name in names {
+            let var = vm.data().lock().unwrap()[*name].clone();
+            let g: Vec<f64> = grads
+                .get(&var)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let base: Vec<f64> = var.flatten_all().unwrap().to_vec1().unwrap();
+            for i in [0, base.len() / 2, base.len() - 1] {
+                let eps = 1e-6;
+                let at = |d: f64| {
+                    let mut v = base.clone();
+                    v[i] += d;
+                    var.set(&Tensor::from_vec(v, var.dims(), &Device::Cpu).unwrap())
+                        .unwrap();
+                    loss().to_scalar::<f64>().unwrap()
+                };
+                let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+                var.set(&Tensor::from_vec(base.clone(), var.dims(), &Device::Cpu).unwrap())
+                    .unwrap();
+                let tol = 1e-6 + 1e-4 * numeric.abs().max(g[i].abs());
+                assert!(
+                    (numeric - g[i]).abs() < tol,
+                    "{name}[{i}]: autograd {} vs finite differences {numeric}",
+                    g[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn modulation_and_extractor_gradients_match_finite_differences() {
+        use super::prompt::{Extractor, Modulation};
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
+        let ext = Extractor::new(3, 6, vb.pp("F_ext_net")).unwrap();
+        let m = Modulation::new(6, 4, "1", &vb).unwrap();
+        init_weights(&vm, 3).unwrap();
+        let dev = Device::Cpu;
+        let x = Tensor::rand(0f64, 1f64, (2, 3, 20, 20), &dev).unwrap();
+        let f = Tensor::rand(-1f64, 1f64, (2, 4, 5, 5), &dev).unwrap();
+        let w = Tensor::rand(-1f64, 1f64, (2, 4, 5, 5), &dev).unwrap();
+        let loss = || {
+            let z = ext.forward(&x).unwrap();
+            (m.forward(&f, &z).unwrap() * &w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        gradient_check(
+            &vm,
+            loss,
+            &[
+                "prompt_scale1.weight",
+                "prompt_shift1.bias",
+                "F_ext_net.conv1.weight",
+                "F_ext_net.conv3.bias",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_prompted_model_without_a_prompt_is_an_error() {
+        let (_, net) = build(8, 1, PromptMode::Explicit { dim: 8 });
+        let x = Tensor::zeros((1, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        assert!(net
+            .forward(&x, None)
+            .unwrap_err()
+            .to_string()
+            .contains("needs a latent prompt"));
+    }
+}

@@ -1,0 +1,63 @@
+//! Prompt learning (MIOIR.md): the extractor F_ext that turns a prompt map (explicit) or the
+//! degraded input (adaptive) into a latent prompt z, and the modulation f * (1 + s(z)) + b(z)
+//! applied at each modulation point.
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+
+/// The latent prompt's size in the reference.
+pub const PROMPT_DIM: usize = 64;
+
+/// F_ext: pad 1, conv 7x7 stride 2, ReLU, pad 1, conv 3x3 stride 2, ReLU, pad 1, conv 3x3
+/// stride 2, ReLU, mean over space. Names `F_ext_net.conv{1,2,3}` as the reference's.
+pub struct Extractor {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    conv3: Conv2d,
+}
+
+impl Extractor {
+    pub fn new(in_channels: usize, dim: usize, vb: VarBuilder) -> Result<Self> {
+        let s2 = Conv2dConfig {
+            padding: 1,
+            stride: 2,
+            ..Default::default()
+        };
+        Ok(Extractor {
+            conv1: conv2d(in_channels, dim, 7, s2, vb.pp("conv1"))?,
+            conv2: conv2d(dim, dim, 3, s2, vb.pp("conv2"))?,
+            conv3: conv2d(dim, dim, 3, s2, vb.pp("conv3"))?,
+        })
+    }
+
+    /// `[B, C, H, W]` -> `[B, dim]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.conv1.forward(x)?.relu()?;
+        let h = self.conv2.forward(&h)?.relu()?;
+        let h = self.conv3.forward(&h)?.relu()?;
+        h.mean(D::Minus1)?.mean(D::Minus1)
+    }
+}
+
+/// One modulation point: `prompt_scale{name}` and `prompt_shift{name}`, linear maps from z to
+/// the point's channels.
+pub struct Modulation {
+    scale: Linear,
+    shift: Linear,
+}
+
+impl Modulation {
+    pub fn new(dim: usize, channels: usize, name: &str, vb: &VarBuilder) -> Result<Self> {
+        Ok(Modulation {
+            scale: linear(dim, channels, vb.pp(format!("prompt_scale{name}")))?,
+            shift: linear(dim, channels, vb.pp(format!("prompt_shift{name}")))?,
+        })
+    }
+
+    /// f * (1 + scale(z)) + shift(z), broadcast over space: `f` `[B, C, H, W]`, `z` `[B, dim]`.
+    pub fn forward(&self, f: &Tensor, z: &Tensor) -> Result<Tensor> {
+        let s = self.scale.forward(z)?.unsqueeze(2)?.unsqueeze(3)?;
+        let b = self.shift.forward(z)?.unsqueeze(2)?.unsqueeze(3)?;
+        f.broadcast_mul(&(s + 1.0)?)?.broadcast_add(&b)
+    }
+}

@@ -1,0 +1,105 @@
+//! SRResNet at scale 1 (MIOIR.md), with BasicSR's parameter names so reference weights load by
+//! name: plain `conv_first`, `body.{i}.conv{1,2}`, `conv_hr`, `conv_last`; with prompts
+//! `body{k}.0.conv{1,2}` (k from 1), `F_ext_net.*`, `prompt_{scale,shift}{k,hr,out}`.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{conv2d, Conv2d, Conv2dConfig, VarBuilder};
+
+use super::prompt::{Extractor, Modulation};
+use super::PromptMode;
+
+pub struct SrResNet {
+    conv_first: Conv2d,
+    body: Vec<(Conv2d, Conv2d)>,
+    conv_hr: Conv2d,
+    conv_last: Conv2d,
+    prompt: Option<Prompted>,
+}
+
+/// The prompt branch: the extractor and a modulation after each block, after conv_hr and after
+/// conv_last.
+struct Prompted {
+    extractor: Extractor,
+    blocks: Vec<Modulation>,
+    hr: Modulation,
+    out: Modulation,
+}
+
+impl SrResNet {
+    pub fn new(channels: usize, blocks: usize, prompt: PromptMode, vb: VarBuilder) -> Result<Self> {
+        let same = Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let prompted = prompt != PromptMode::None;
+        let body = (0..blocks)
+            .map(|i| {
+                let pre = if prompted {
+                    vb.pp(format!("body{}", i + 1)).pp("0")
+                } else {
+                    vb.pp("body").pp(i.to_string())
+                };
+                Ok((
+                    conv2d(channels, channels, 3, same, pre.pp("conv1"))?,
+                    conv2d(channels, channels, 3, same, pre.pp("conv2"))?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let prompt = match prompt {
+            PromptMode::None => None,
+            PromptMode::Explicit { dim } | PromptMode::Adaptive { dim } => {
+                let in_channels = if matches!(prompt, PromptMode::Explicit { .. }) {
+                    1
+                } else {
+                    3
+                };
+                Some(Prompted {
+                    extractor: Extractor::new(in_channels, dim, vb.pp("F_ext_net"))?,
+                    blocks: (1..=blocks)
+                        .map(|k| Modulation::new(dim, channels, &k.to_string(), &vb))
+                        .collect::<Result<Vec<_>>>()?,
+                    hr: Modulation::new(dim, channels, "hr", &vb)?,
+                    out: Modulation::new(dim, 3, "out", &vb)?,
+                })
+            }
+        };
+        Ok(SrResNet {
+            conv_first: conv2d(3, channels, 3, same, vb.pp("conv_first"))?,
+            body,
+            conv_hr: conv2d(channels, channels, 3, same, vb.pp("conv_hr"))?,
+            conv_last: conv2d(channels, 3, 3, same, vb.pp("conv_last"))?,
+            prompt,
+        })
+    }
+
+    /// The latent prompt from what the extractor reads: the task maps `[B, 1, S, S]` (explicit)
+    /// or the degraded input `[B, 3, H, W]` (adaptive). `None` for a plain model.
+    pub fn latent(&self, source: &Tensor) -> Result<Option<Tensor>> {
+        self.prompt
+            .as_ref()
+            .map(|p| p.extractor.forward(source))
+            .transpose()
+    }
+
+    /// Restores `x` `[B, 3, H, W]`; `z` `[B, dim]` is the latent prompt (ignored by a plain
+    /// model, required by a prompted one).
+    pub fn forward(&self, x: &Tensor, z: Option<&Tensor>) -> Result<Tensor> {
+        let lrelu = |t: &Tensor| -> Result<Tensor> { t.maximum(&(t * 0.1)?) };
+        let modulate = |m: Option<&Modulation>, f: Tensor| -> Result<Tensor> {
+            match (m, z) {
+                (Some(m), Some(z)) => m.forward(&f, z),
+                (Some(_), None) => candle_core::bail!("a prompted SRResNet needs a latent prompt"),
+                _ => Ok(f),
+            }
+        };
+        let p = self.prompt.as_ref();
+        let mut feat = lrelu(&self.conv_first.forward(x)?)?;
+        for (i, (c1, c2)) in self.body.iter().enumerate() {
+            let r = c2.forward(&c1.forward(&feat)?.relu()?)?;
+            feat = modulate(p.map(|p| &p.blocks[i]), (feat + r)?)?;
+        }
+        let feat = modulate(p.map(|p| &p.hr), lrelu(&self.conv_hr.forward(&feat)?)?)?;
+        let out = modulate(p.map(|p| &p.out), self.conv_last.forward(&feat)?)?;
+        out + x
+    }
+}
