@@ -279,6 +279,45 @@ fn save_image(img: &mio_stdlib::image::Image, path: &Path) -> Result<(), Failure
         .map_err(|e| Failure::Internal(e.to_string()))
 }
 
+/// An image to degrade: its pixels, its file name (which seeds the draws, as in the test-set
+/// builder) and the depth map beside it, if any.
+struct Source {
+    image: mio_stdlib::image::Image,
+    name: String,
+    depth: Option<Vec<f32>>,
+}
+
+fn read_source(path: &Path) -> Result<Source, Failure> {
+    let image = load_image(path)?;
+    let depth = mio_stdlib::degrade::depth_file(path, image.width, image.height);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Source { image, name, depth })
+}
+
+/// Degrades `src` with `task`; returns the result and what was drawn, with its PSNR against
+/// the input (`sigma = 33; 17.89 dB`).
+fn apply_task(
+    src: &Source,
+    task: &mio_engine::ir::Task,
+    seed: u64,
+) -> Result<(mio_stdlib::image::Image, String), Failure> {
+    let d = mio_engine::degradation(task).map_err(Failure::Internal)?;
+    let mut rng = mio_stdlib::degrade::rng_for(seed, &task.degradation.to_string(), &src.name);
+    let (out, drawn) = d.apply(&src.image, &mut rng, src.depth.as_deref());
+    let params: Vec<String> = drawn
+        .iter()
+        .map(|(n, v)| format!("{n} = {}", short(*v)))
+        .collect();
+    let p = mio_stdlib::metrics::psnr(&src.image, &out, 0, false).unwrap_or(f64::NAN);
+    Ok((
+        out,
+        format!("{}; {p:.2} dB against the input", params.join(", ")),
+    ))
+}
+
 /// Degrades one image as the test-set builder would, and says what was drawn.
 fn degrade(
     image: &Path,
@@ -291,28 +330,14 @@ fn degrade(
         eprint!("{rendered}");
         Failure::User
     })?;
-    let d = mio_engine::degradation(&task).map_err(Failure::Internal)?;
-    let img = load_image(image)?;
-    let name = image
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let depth = mio_stdlib::degrade::depth_file(image, img.width, img.height);
-    let mut rng = mio_stdlib::degrade::rng_for(seed, &task.degradation.to_string(), &name);
-    let (out, drawn) = d.apply(&img, &mut rng, depth.as_deref());
+    let src = read_source(image)?;
+    let (out, what) = apply_task(&src, &task, seed)?;
     save_image(&out, output)?;
-    let params: Vec<String> = drawn
-        .iter()
-        .map(|(n, v)| format!("{n} = {}", short(*v)))
-        .collect();
-    let p = mio_stdlib::metrics::psnr(&img, &out, 0, false).unwrap_or(f64::NAN);
     emit(&format!(
-        "{}: {} ({}) -> {} ({:.2} dB against the input)\n",
+        "{}: {} ({what}) -> {}\n",
         image.display(),
         task.name,
-        params.join(", "),
-        output.display(),
-        p
+        output.display()
     ))
 }
 
@@ -326,30 +351,14 @@ fn short(v: f64) -> String {
 
 /// The clean image and its seven degradations (the paper's in-distribution tasks), in a 4 x 2 grid.
 fn contact_sheet(image: &Path, seed: u64, output: &Path) -> Result<(), Failure> {
-    let img = load_image(image)?;
-    let name = image
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let depth = mio_stdlib::degrade::depth_file(image, img.width, img.height);
-    let mut tiles = vec![("clean".to_string(), img.clone(), String::new())];
+    let src = read_source(image)?;
+    let mut tiles = vec![("clean".to_string(), src.image.clone(), String::new())];
     for key in mio_stdlib::PAPER_TASKS {
         let task = mio_engine::resolve_task(key, &[], style()).map_err(Failure::Internal)?;
-        let d = mio_engine::degradation(&task).map_err(Failure::Internal)?;
-        let mut rng = mio_stdlib::degrade::rng_for(seed, &task.degradation.to_string(), &name);
-        let (out, drawn) = d.apply(&img, &mut rng, depth.as_deref());
-        let params: Vec<String> = drawn
-            .iter()
-            .map(|(n, v)| format!("{n} = {}", short(*v)))
-            .collect();
-        let p = mio_stdlib::metrics::psnr(&img, &out, 0, false).unwrap_or(f64::NAN);
-        tiles.push((
-            key.to_string(),
-            out,
-            format!("{}; {p:.2} dB", params.join(", ")),
-        ));
+        let (out, what) = apply_task(&src, &task, seed)?;
+        tiles.push((key.to_string(), out, what));
     }
-    let (w, h, gap) = (img.width, img.height, 4);
+    let (w, h, gap) = (src.image.width, src.image.height, 4);
     let mut sheet = mio_stdlib::image::Image::new(4 * w + 3 * gap, 2 * h + gap);
     sheet.data.fill(255);
     let mut legend = String::new();

@@ -335,7 +335,7 @@ fn degrade_is_deterministic_and_compare_measures_it() {
         .split("quality = ")
         .nth(1)
         .unwrap()
-        .split(')')
+        .split(';')
         .next()
         .unwrap()
         .parse()

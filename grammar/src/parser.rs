@@ -44,14 +44,9 @@ const PARALLEL_FROM: usize = 24 * 1024;
 
 fn parse_whole(src: &str, base: usize) -> Parsed {
     match MioParser::parse(R::file, src) {
-        Ok(mut pairs) => {
+        Ok(pairs) => {
             let b = Builder { base };
-            let file = pairs.next().expect("file rule");
-            let items = file
-                .into_inner()
-                .filter(|p| p.as_rule() != R::EOI)
-                .map(|p| b.item(p))
-                .collect();
+            let items = top_children(pairs).map(|p| b.item(p)).collect();
             Parsed {
                 file: File {
                     items,
@@ -108,17 +103,9 @@ fn chunked(src: &str, base: usize, split_workflows_from: usize, run: usize) -> O
             {
                 return workflow_in_parallel(src, run.clone(), base, run_len).map(|w| vec![w]);
             }
-            let mut pairs = MioParser::parse(R::file, text).ok()?;
+            let pairs = MioParser::parse(R::file, text).ok()?;
             let b = Builder { base }.shifted(run.start);
-            Some(
-                pairs
-                    .next()
-                    .unwrap()
-                    .into_inner()
-                    .filter(|p| p.as_rule() != R::EOI)
-                    .map(|p| b.item(p))
-                    .collect(),
-            )
+            Some(top_children(pairs).map(|p| b.item(p)).collect())
         })
         .collect();
     Some(Parsed {
@@ -163,20 +150,8 @@ fn workflow_in_parallel(
 ) -> Option<Item> {
     use rayon::prelude::*;
     let text = &src[piece.clone()];
-    let mut pairs = MioParser::parse(R::workflow_head, text).ok()?;
     let b = Builder { base }.shifted(piece.start);
-    let mut inner = pairs.next().unwrap().into_inner();
-    inner.next(); // kw_workflow
-    let name = b.ident(inner.next().unwrap());
-    let mut extends = None;
-    let mut body_start = 0;
-    for p in inner {
-        match p.as_rule() {
-            R::ident => extends = Some(b.ident(p)),
-            R::lbrace => body_start = p.as_span().end(),
-            _ => {}
-        }
-    }
+    let (name, extends, body_start) = workflow_head(text, b)?;
     let body = chunk::statements(text, body_start);
     let close = body.close?;
     if !chunk::is_trivia(&text[close + 1..]) {
@@ -186,17 +161,9 @@ fn workflow_in_parallel(
     let stmts: Option<Vec<Vec<Stmt>>> = runs
         .par_iter()
         .map(|r| {
-            let mut pairs = MioParser::parse(R::stmts_only, &text[r.clone()]).ok()?;
+            let pairs = MioParser::parse(R::stmts_only, &text[r.clone()]).ok()?;
             let sb = b.shifted(r.start);
-            Some(
-                pairs
-                    .next()
-                    .unwrap()
-                    .into_inner()
-                    .filter(|p| p.as_rule() != R::EOI)
-                    .map(|p| sb.stmt(p))
-                    .collect(),
-            )
+            Some(top_children(pairs).map(|p| sb.stmt(p)).collect())
         })
         .collect();
     Some(Item::Workflow(Workflow {
@@ -226,6 +193,17 @@ pub fn parse_path_at(src: &str, base: usize) -> Result<Path, ParseError> {
         .map_err(|e| from_pest(&e, src, 0, base, src, "the end of the path"))?;
     let b = Builder { base };
     Ok(b.path(first_inner(pairs.next().unwrap())))
+}
+
+/// The children of a successful parse's top pair, without the end of input.
+fn top_children<'a>(
+    mut pairs: pest::iterators::Pairs<'a, Rule>,
+) -> impl Iterator<Item = Pair<'a, Rule>> {
+    pairs
+        .next()
+        .expect("a parse yields its rule's pair")
+        .into_inner()
+        .filter(|p| p.as_rule() != R::EOI)
 }
 
 fn first_inner(p: Pair<'_, Rule>) -> Pair<'_, Rule> {
@@ -287,20 +265,8 @@ fn recover_workflow(
     errors: &mut Vec<ParseError>,
 ) -> Option<Workflow> {
     let text = &src[piece.clone()];
-    let mut pairs = MioParser::parse(R::workflow_head, text).ok()?;
     let b = Builder { base }.shifted(piece.start);
-    let mut inner = pairs.next().unwrap().into_inner();
-    inner.next(); // kw_workflow
-    let name = b.ident(inner.next().unwrap());
-    let mut extends = None;
-    let mut body_start = 0;
-    for p in inner {
-        match p.as_rule() {
-            R::ident => extends = Some(b.ident(p)),
-            R::lbrace => body_start = p.as_span().end(),
-            _ => {}
-        }
-    }
+    let (name, extends, body_start) = workflow_head(text, b)?;
     let body = chunk::statements(text, body_start);
     let mut stmts = vec![];
     let mut broken = vec![];
@@ -348,6 +314,25 @@ fn recover_workflow(
         close: base + piece.start + close,
         broken,
     })
+}
+
+/// `workflow NAME [extends BASE] {` at the start of `text`: the name, the base, and where the
+/// body starts.
+fn workflow_head(text: &str, b: Builder) -> Option<(Ident, Option<Ident>, usize)> {
+    let mut pairs = MioParser::parse(R::workflow_head, text).ok()?;
+    let mut inner = pairs.next().unwrap().into_inner();
+    inner.next(); // kw_workflow
+    let name = b.ident(inner.next().unwrap());
+    let mut extends = None;
+    let mut body_start = 0;
+    for p in inner {
+        match p.as_rule() {
+            R::ident => extends = Some(b.ident(p)),
+            R::lbrace => body_start = p.as_span().end(),
+            _ => {}
+        }
+    }
+    Some((name, extends, body_start))
 }
 
 /// Converts pairs to AST nodes, adding `base` to every pest offset.

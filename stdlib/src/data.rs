@@ -295,14 +295,7 @@ pub fn build_test_set(
     clean
         .par_iter()
         .map(|path| {
-            let bytes = std::fs::read(path).map_err(|e| {
-                let kind = if e.kind() == std::io::ErrorKind::NotFound {
-                    crate::image::ErrorKind::Missing
-                } else {
-                    crate::image::ErrorKind::Unreadable(e.to_string())
-                };
-                ImageError::new(path, kind)
-            })?;
+            let bytes = std::fs::read(path).map_err(|e| crate::image::read_error(path, e))?;
             let key = content_key(&[&bytes, task.text.as_bytes(), &seed.to_le_bytes()]);
             let stem = path
                 .file_stem()

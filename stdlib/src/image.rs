@@ -182,18 +182,21 @@ pub struct Loaded {
     pub notes: Vec<String>,
 }
 
+/// A failed read of `path`: missing, or unreadable with the system's reason.
+pub fn read_error(path: &Path, e: std::io::Error) -> ImageError {
+    let kind = if e.kind() == std::io::ErrorKind::NotFound {
+        ErrorKind::Missing
+    } else {
+        ErrorKind::Unreadable(e.to_string())
+    };
+    ImageError::new(path, kind)
+}
+
 /// Reads a PNG or JPEG as 8-bit RGB. Grey images are replicated to RGB and a fully opaque
 /// alpha channel is dropped (each with a note); 16-bit, transparent, damaged and missing files
 /// are errors that name the file.
 pub fn load(path: &Path) -> Result<Loaded, ImageError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        let kind = if e.kind() == std::io::ErrorKind::NotFound {
-            ErrorKind::Missing
-        } else {
-            ErrorKind::Unreadable(e.to_string())
-        };
-        ImageError::new(path, kind)
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| read_error(path, e))?;
     decode(path, &bytes)
 }
 
@@ -261,14 +264,7 @@ pub fn load_for_patch(path: &Path, patch: usize) -> Result<Loaded, ImageError> {
 
 /// The image files (PNG, JPEG) of a folder, sorted by name; other files are skipped.
 pub fn list_folder(dir: &Path) -> Result<Vec<PathBuf>, ImageError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| {
-        let kind = if e.kind() == std::io::ErrorKind::NotFound {
-            ErrorKind::Missing
-        } else {
-            ErrorKind::Unreadable(e.to_string())
-        };
-        ImageError::new(dir, kind)
-    })?;
+    let rd = std::fs::read_dir(dir).map_err(|e| read_error(dir, e))?;
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {

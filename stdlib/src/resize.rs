@@ -162,18 +162,21 @@ fn horizontal(
     out
 }
 
+/// The taps of `kernel` for one axis sampled every `step` input pixels.
+fn taps(kernel: Kernel, in_len: usize, out_len: usize, step: f64) -> Taps {
+    match kernel {
+        Kernel::Torch => torch_taps(in_len, out_len, step),
+        // MATLAB's taps take the scale (out / in), not the step.
+        Kernel::Matlab => matlab_taps(in_len, out_len, 1.0 / step),
+    }
+}
+
 /// Resizes an 8-bit RGB image to `ow` x `oh` with the sampling steps of [`resize_by`] /
 /// [`resize_to`], re-quantising the result. Works row by row: rows are converted to f32 as they
 /// are read and quantised as they are finished, so no full-size f32 copy is ever made.
 pub fn resize_image(img: &Image, ow: usize, oh: usize, step: (f64, f64), kernel: Kernel) -> Image {
     let (w, h) = (img.width, img.height);
-    let (tx, ty) = match kernel {
-        Kernel::Torch => (torch_taps(w, ow, step.0), torch_taps(h, oh, step.1)),
-        Kernel::Matlab => (
-            matlab_taps(w, ow, 1.0 / step.0),
-            matlab_taps(h, oh, 1.0 / step.1),
-        ),
-    };
+    let (tx, ty) = (taps(kernel, w, ow, step.0), taps(kernel, h, oh, step.1));
     let row_f32 = |y: usize, buf: &mut Vec<f32>| {
         buf.clear();
         buf.extend(
@@ -285,14 +288,7 @@ fn resize_with_scale(
     step_y: f64,
     kernel: Kernel,
 ) -> Vec<f32> {
-    let (tx, ty) = match kernel {
-        Kernel::Torch => (torch_taps(w, ow, step_x), torch_taps(h, oh, step_y)),
-        // MATLAB's taps take the scale (out / in), not the step.
-        Kernel::Matlab => (
-            matlab_taps(w, ow, 1.0 / step_x),
-            matlab_taps(h, oh, 1.0 / step_y),
-        ),
-    };
+    let (tx, ty) = (taps(kernel, w, ow, step_x), taps(kernel, h, oh, step_y));
     separable(data, (w, h, channels), (ow, oh), &tx, &ty)
 }
 
