@@ -12,6 +12,7 @@ pub mod models;
 pub mod resize;
 pub mod rng;
 mod simd;
+pub mod train;
 
 pub use catalog::{Bound, Builtin, Default, Kind, Param, PatchMultiple, Ty};
 
