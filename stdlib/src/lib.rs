@@ -13,6 +13,7 @@ pub mod resize;
 pub mod rng;
 mod simd;
 pub mod train;
+pub mod trainer;
 
 pub use catalog::{Bound, Builtin, Default, Kind, Param, PatchMultiple, Ty};
 

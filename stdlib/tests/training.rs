@@ -70,3 +70,224 @@ fn srresnet_overfits_one_batch() {
     assert!(last < first * 0.1 && last < 0.01, "loss {first} -> {last}");
     assert!(losses.iter().all(|l| l.is_finite()));
 }
+
+mod stages {
+    use super::*;
+    use candle_core::Tensor;
+    use mio_stdlib::trainer::{checkpoint_path, run_stage, sorted_vars, StageConfig, StageError};
+
+    fn tasks() -> Vec<TaskSpec> {
+        vec![
+            TaskSpec {
+                id: 0,
+                name: "noise".into(),
+                degradation: Degradation::paper("noise").unwrap(),
+                text: "noise()".into(),
+            },
+            TaskSpec {
+                id: 1,
+                name: "lowlight".into(),
+                degradation: Degradation::paper("lowlight").unwrap(),
+                text: "lowlight()".into(),
+            },
+        ]
+    }
+
+    fn config(iters: u64, lr: f64) -> StageConfig {
+        StageConfig {
+            seed: 7,
+            stage: 1,
+            iters,
+            batch: 2,
+            lr,
+            adam: AdamConfig {
+                betas: (0.9, 0.99),
+                eps: 1e-8,
+                weight_decay: 0.0,
+                decoupled: false,
+            },
+            schedule: Schedule::CosineRestart {
+                min_lr: 1e-7,
+                periods: vec![],
+            },
+            loss: Loss::L1,
+            ema: 0.999,
+            grad_clip: 0.0,
+            checkpoint_every: 3,
+        }
+    }
+
+    /// A small explicit-prompt SRResNet and its fixed task maps, built the same way each time.
+    fn model(dev: &Device) -> (VarMap, SrResNet, Tensor) {
+        let vm = VarMap::new();
+        let net = SrResNet::new(
+            8,
+            1,
+            PromptMode::Explicit { dim: 8 },
+            VarBuilder::from_varmap(&vm, DType::F32, dev),
+        )
+        .unwrap();
+        init_weights(&vm, 1).unwrap();
+        // The fixed task maps come from the seed, as a run draws them (candle's own random
+        // tensors are not seeded).
+        let mut rng = mio_stdlib::rng::Rng::derive(7, &["prompt maps"]);
+        let v: Vec<f32> = (0..2 * 16 * 16).map(|_| rng.uniform() as f32).collect();
+        let maps = Tensor::from_vec(v, (2, 1, 16, 16), dev).unwrap();
+        (vm, net, maps)
+    }
+
+    fn weights(vm: &VarMap) -> Vec<Vec<f32>> {
+        sorted_vars(vm)
+            .iter()
+            .map(|(_, v)| v.flatten_all().unwrap().to_vec1().unwrap())
+            .collect()
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("mio-trainer-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn an_interrupted_stage_resumes_to_the_same_weights_bit_for_bit() {
+        let dev = Device::Cpu;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/train");
+        let (set, _) = TrainSet::load(
+            &root,
+            16,
+            Augment {
+                flip: true,
+                rot90: true,
+            },
+            0,
+        )
+        .unwrap();
+        let tasks = tasks();
+        let cfg = config(10, 1e-3);
+        // Uninterrupted.
+        let (vm_a, net_a, maps) = model(&dev);
+        let fwd_a = |lq: &Tensor, ids: &Tensor| {
+            let z = net_a.latent(&maps.index_select(ids, 0)?)?;
+            net_a.forward(lq, z.as_ref())
+        };
+        let dir_a = temp("a");
+        let a = run_stage(
+            &vm_a,
+            &fwd_a,
+            &set,
+            &tasks,
+            &cfg,
+            &dir_a,
+            None,
+            |_, _, _| {},
+        )
+        .unwrap();
+        assert!(a.completed && a.losses.len() == 10);
+        // Stopped after 5 steps (checkpoint at 3), then a fresh process resumes.
+        let dir_b = temp("b");
+        let (vm_b, net_b, maps_b) = model(&dev);
+        let fwd_b = |lq: &Tensor, ids: &Tensor| {
+            let z = net_b.latent(&maps_b.index_select(ids, 0)?)?;
+            net_b.forward(lq, z.as_ref())
+        };
+        let first = run_stage(
+            &vm_b,
+            &fwd_b,
+            &set,
+            &tasks,
+            &cfg,
+            &dir_b,
+            Some(5),
+            |_, _, _| {},
+        )
+        .unwrap();
+        assert!(!first.completed);
+        assert_eq!(
+            first.checkpoint.as_deref(),
+            Some(checkpoint_path(&dir_b, 1).as_path())
+        );
+        drop((vm_b, net_b, maps_b));
+        let (vm_c, net_c, maps_c) = model(&dev);
+        let fwd_c = |lq: &Tensor, ids: &Tensor| {
+            let z = net_c.latent(&maps_c.index_select(ids, 0)?)?;
+            net_c.forward(lq, z.as_ref())
+        };
+        let resumed = run_stage(
+            &vm_c,
+            &fwd_c,
+            &set,
+            &tasks,
+            &cfg,
+            &dir_b,
+            None,
+            |_, _, _| {},
+        )
+        .unwrap();
+        assert!(resumed.completed);
+        assert_eq!(
+            resumed.losses.first().unwrap().0,
+            3,
+            "resumed from the checkpoint at step 3"
+        );
+        let (wa, wc) = (weights(&vm_a), weights(&vm_c));
+        let differing = wa.iter().zip(&wc).filter(|(x, y)| x != y).count();
+        assert_eq!(
+            differing,
+            0,
+            "{differing} of {} variables differ after resuming",
+            wa.len()
+        );
+        // The step-3..9 losses agree too.
+        assert_eq!(a.losses[3..], resumed.losses[..]);
+        // A finished stage run again does nothing.
+        let again = run_stage(
+            &vm_c,
+            &fwd_c,
+            &set,
+            &tasks,
+            &cfg,
+            &dir_b,
+            None,
+            |_, _, _| {},
+        )
+        .unwrap();
+        assert!(again.completed && again.losses.is_empty());
+    }
+
+    #[test]
+    fn a_diverging_stage_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
+        let dev = Device::Cpu;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/train");
+        let (set, _) = TrainSet::load(
+            &root,
+            16,
+            Augment {
+                flip: false,
+                rot90: false,
+            },
+            2,
+        )
+        .unwrap();
+        let (vm, net, maps) = model(&dev);
+        let fwd = |lq: &Tensor, ids: &Tensor| {
+            let z = net.latent(&maps.index_select(ids, 0)?)?;
+            net.forward(lq, z.as_ref())
+        };
+        let mut cfg = config(40, 1e12);
+        cfg.checkpoint_every = 1;
+        cfg.schedule = Schedule::Constant;
+        let dir = temp("nan");
+        let err = run_stage(&vm, &fwd, &set, &tasks(), &cfg, &dir, None, |_, _, _| {}).unwrap_err();
+        let StageError::Diverged {
+            step,
+            last_checkpoint,
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        assert!(*step >= 1, "the first step's loss is finite");
+        assert!(last_checkpoint.as_ref().unwrap().exists());
+        assert!(err.to_string().contains("lower the learning rate"), "{err}");
+    }
+}
