@@ -119,9 +119,8 @@ pub fn run_stage(
         checkpoint: path.exists().then(|| path.clone()),
         completed: false,
     };
-    let mut ran = 0;
     for step in start..cfg.iters {
-        if stop_after.is_some_and(|n| ran >= n) {
+        if stop_after.is_some_and(|n| step - start >= n) {
             return Ok(outcome);
         }
         let batch = set.batch(tasks, cfg.seed, cfg.stage, step, cfg.batch);
@@ -147,7 +146,6 @@ pub fn run_stage(
         }
         outcome.losses.push((step, value));
         progress(step, value, lr);
-        ran += 1;
         let done = step + 1;
         if done % cfg.checkpoint_every.max(1) == 0 || done == cfg.iters {
             save(&path, &vars, &adam, ema.as_ref(), done)?;
