@@ -291,3 +291,61 @@ mod stages {
         assert!(err.to_string().contains("lower the learning rate"), "{err}");
     }
 }
+
+#[test]
+fn the_task_classifier_learns_to_tell_degradations_apart() {
+    use mio_stdlib::models::classifier::TaskClassifier;
+    let dev = Device::Cpu;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/train");
+    let (set, _) = TrainSet::load(
+        &root,
+        27,
+        Augment {
+            flip: true,
+            rot90: true,
+        },
+        0,
+    )
+    .unwrap();
+    // Two tasks that look nothing alike: heavy noise and strong low light.
+    let tasks = vec![
+        TaskSpec {
+            id: 0,
+            name: "noise".into(),
+            degradation: Degradation::Noise {
+                sigma: Sampled::Fixed(40.0),
+            },
+            text: "noise(sigma = 40)".into(),
+        },
+        TaskSpec {
+            id: 1,
+            name: "lowlight".into(),
+            degradation: Degradation::Lowlight {
+                gamma: Sampled::Fixed(2.5),
+            },
+            text: "lowlight(gamma = 2.5)".into(),
+        },
+    ];
+    let vm = VarMap::new();
+    let clf = TaskClassifier::new(2, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+    mio_stdlib::models::init_default(&vm, 5).unwrap();
+    let config = AdamConfig {
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+    };
+    let mut opt = Adam::new(vm.all_vars(), config).unwrap();
+    for step in 0..150 {
+        let (lq, _, ids) = set.batch(&tasks, 3, 0, step, 8).to_tensors(&dev).unwrap();
+        let loss = TaskClassifier::loss(&clf.forward(&lq).unwrap(), &ids).unwrap();
+        let grads = loss.backward().unwrap();
+        opt.step(&grads, 1e-3).unwrap();
+    }
+    // Fresh crops it has not seen (another stage index).
+    let (lq, _, ids) = set.batch(&tasks, 3, 1, 0, 32).to_tensors(&dev).unwrap();
+    let predicted = clf.predict(&lq).unwrap();
+    let truth: Vec<u32> = ids.to_vec1().unwrap();
+    let right = predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();
+    assert!(right >= 28, "{right}/32 right");
+}

@@ -1,6 +1,7 @@
 //! The restoration networks, on candle. One file per architecture; parameter names mirror the
 //! reference implementation's (BasicSR), so weights exported from it load by name.
 
+pub mod classifier;
 pub mod prompt;
 pub mod srresnet;
 
@@ -29,6 +30,19 @@ pub enum PromptMode {
 /// `default_init_weights(..., 0.1)`); the prompt extractor and modulation layers as PyTorch's
 /// default, uniform in +-1/sqrt(fan in).
 pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
+    init_with(varmap, seed, |name| {
+        name.starts_with("F_ext_net") || name.starts_with("prompt_")
+    })
+}
+
+/// PyTorch's default initialisation for every variable (uniform in +-1/sqrt(fan in)), seeded
+/// per name: what the reference's task classifier starts from.
+pub fn init_default(varmap: &VarMap, seed: u64) -> Result<()> {
+    init_with(varmap, seed, |_| true)
+}
+
+/// `default(name)`: PyTorch's default for that variable, else BasicSR's scaled Kaiming.
+fn init_with(varmap: &VarMap, seed: u64, default: impl Fn(&str) -> bool) -> Result<()> {
     let data = varmap.data().lock().expect("the var map is not poisoned");
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
@@ -44,7 +58,7 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
             dims.clone()
         };
         let fan_in: usize = weight_dims[1..].iter().product::<usize>().max(1);
-        let prompt_part = name.starts_with("F_ext_net") || name.starts_with("prompt_");
+        let prompt_part = default(name);
         let mut rng = Rng::derive(seed, &["init", name]);
         let n: usize = dims.iter().product();
         let values: Vec<f32> = if prompt_part {
