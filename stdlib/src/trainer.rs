@@ -223,3 +223,38 @@ fn load(
     adam.step = meta[1] as u64;
     Ok(meta[0] as u64)
 }
+
+/// Runs stages in order, each on its own tasks and iterations (sequential learning: stage k
+/// trains on the first k tasks; mixed learning is one stage). Weights carry over from stage to
+/// stage; each stage starts a fresh optimizer and restarts its learning-rate schedule; a stage
+/// already finished (its checkpoint says so) is reloaded, not rerun.
+#[allow(clippy::too_many_arguments)]
+pub fn run_stages(
+    varmap: &VarMap,
+    forward: &Forward,
+    set: &TrainSet,
+    stages: &[(Vec<TaskSpec>, u64)],
+    base: &StageConfig,
+    dir: &Path,
+    mut progress: impl FnMut(usize, u64, f32, f64),
+) -> std::result::Result<Vec<StageOutcome>, StageError> {
+    let mut out = vec![];
+    for (k, (tasks, iters)) in stages.iter().enumerate() {
+        let cfg = StageConfig {
+            stage: k,
+            iters: *iters,
+            ..base.clone()
+        };
+        out.push(run_stage(
+            varmap,
+            forward,
+            set,
+            tasks,
+            &cfg,
+            dir,
+            None,
+            |s, l, lr| progress(k, s, l, lr),
+        )?);
+    }
+    Ok(out)
+}
