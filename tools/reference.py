@@ -7,6 +7,8 @@ Writes under stdlib/tests/data/:
   jpeg.json                      libjpeg (OpenCV) file sizes and PSNR at several qualities
   srresnet/*.safetensors         small SRResNets (plain, EP, AP) written in PyTorch from MIOIR.md,
                                  with the reference's parameter names, an input and the output
+  swinir/*.safetensors           a small SwinIR from BasicSR's own swinir_arch.py (PyPI `basicsr`),
+                                 its weights, an input and the output
 Run through tools/reference.sh. The pairs are made here (numpy seeded), so they do not depend
 on mio; mio's tests read them and must agree with the numbers.
 """
@@ -201,8 +203,62 @@ def make_srresnet():
     print("srresnet: plain, explicit, adaptive")
 
 
+def official_swinir():
+    """BasicSR's SwinIR class, loaded from the `basicsr` wheel alone (its package __init__ pulls
+    in far more than this file needs)."""
+    import importlib.util
+    import sys
+    import types
+
+    spec = importlib.util.find_spec("basicsr")
+    root = pathlib.Path(spec.submodule_search_locations[0])
+    registry = types.ModuleType("basicsr.utils.registry")
+
+    class Registry:
+        def register(self, obj=None, **_):
+            return obj if obj is not None else (lambda f: f)
+
+    registry.ARCH_REGISTRY = Registry()
+    util = types.ModuleType("basicsr.archs.arch_util")
+    util.to_2tuple = lambda x: tuple(x) if isinstance(x, (tuple, list)) else (x, x)
+    util.trunc_normal_ = torch.nn.init.trunc_normal_
+    for name in ("basicsr", "basicsr.utils", "basicsr.archs"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules["basicsr.utils.registry"] = registry
+    sys.modules["basicsr.archs.arch_util"] = util
+    spec = importlib.util.spec_from_file_location("basicsr.archs.swinir_arch", root / "archs" / "swinir_arch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SwinIR
+
+
+def make_swinir():
+    from safetensors.torch import save_file
+
+    SwinIR = official_swinir()
+    torch.manual_seed(0)
+    # Scale 1 restoration ("denoising" path), MIOIR's RGB mean, a small configuration.
+    net = SwinIR(upscale=1, in_chans=3, img_size=16, window_size=4, img_range=1.0, depths=[2, 2],
+                 embed_dim=12, num_heads=[2, 2], mlp_ratio=2, upsampler="", resi_connection="1conv").eval()
+    net.mean = torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)  # move off the init so every weight matters
+    x = torch.rand(2, 3, 16, 12)
+    with torch.no_grad():
+        y = net(x)
+    # Buffers (relative_position_index, attn_mask) are recomputed by mio, not loaded.
+    weights = {k: v.contiguous() for k, v in net.state_dict().items()
+               if not k.endswith("relative_position_index") and not k.endswith("attn_mask")}
+    (OUT / "swinir").mkdir(parents=True, exist_ok=True)
+    save_file(weights, OUT / "swinir" / "small.safetensors")
+    save_file({"x": x, "y": y}, OUT / "swinir" / "small_io.safetensors")
+    print("swinir: small, parameters", sum(v.numel() for v in weights.values()))
+
+
 if __name__ == "__main__":
     make_pairs()
     make_bicubic()
     make_jpeg()
     make_srresnet()
+    make_swinir()

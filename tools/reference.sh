@@ -9,5 +9,6 @@ venv="$HOME/.cache/mio-tools-venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q numpy scikit-image opencv-python-headless pillow torch safetensors
+  "$venv/bin/pip" install -q --no-deps basicsr  # only its swinir_arch.py is used
 fi
 "$venv/bin/python" tools/reference.py "$@"

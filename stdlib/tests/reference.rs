@@ -249,3 +249,38 @@ fn srresnet_loads_pytorch_weights_by_name_and_gives_the_same_output() {
         }
     }
 }
+
+#[test]
+fn swinir_matches_basicsrs_own_implementation() {
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    use mio_stdlib::models::swinir::{SwinConfig, SwinIr};
+    let dev = Device::Cpu;
+    let cfg = SwinConfig {
+        embed: 12,
+        depths: vec![2, 2],
+        heads: 2,
+        window: 4,
+        mlp_ratio: 2.0,
+    };
+    let weights = candle_core::safetensors::load(data("swinir/small.safetensors"), &dev).unwrap();
+    let io = candle_core::safetensors::load(data("swinir/small_io.safetensors"), &dev).unwrap();
+    let vm = VarMap::new();
+    SwinIr::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+    let mut ours: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
+    let mut theirs: Vec<String> = weights.keys().cloned().collect();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs);
+    let net = SwinIr::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &dev)).unwrap();
+    let y = net.forward(&io["x"]).unwrap();
+    let diff: f32 = (y - &io["y"])
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(diff < 1e-4, "max difference {diff} from BasicSR's SwinIR");
+}

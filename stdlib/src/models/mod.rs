@@ -4,6 +4,7 @@
 pub mod classifier;
 pub mod prompt;
 pub mod srresnet;
+pub mod swinir;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarMap;
@@ -293,6 +294,63 @@ mod tests {
                 "F_ext_net.conv3.bias",
             ],
         );
+    }
+
+    #[test]
+    fn swinir_reference_configuration_and_gradients() {
+        use super::swinir::{SwinConfig, SwinIr};
+        // The paper's configuration: 11,504,163 parameters, as BasicSR's SwinIR counts them.
+        let vm = VarMap::new();
+        SwinIr::new(
+            &SwinConfig::reference(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        assert_eq!(parameter_count(&vm), 11_504_163);
+        // Every variable of a small one gets a gradient (hand-written LayerNorm and softmax).
+        let vm = VarMap::new();
+        let cfg = SwinConfig {
+            embed: 8,
+            depths: vec![2],
+            heads: 2,
+            window: 4,
+            mlp_ratio: 2.0,
+        };
+        let net =
+            SwinIr::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        init_default(&vm, 4).unwrap();
+        let x = Tensor::rand(0f32, 1f32, (2, 3, 8, 12), &Device::Cpu).unwrap();
+        let t = Tensor::rand(0f32, 1f32, (2, 3, 8, 12), &Device::Cpu).unwrap();
+        let y = net.forward(&x).unwrap();
+        assert_eq!(y.dims(), x.dims());
+        let grads = (y - t)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, var) in vm.data().lock().unwrap().iter() {
+            let g = grads
+                .get(var)
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(norm > 0.0, "zero gradient for {name}");
+        }
+        // Sides that are not multiples of the window are refused with a reason.
+        let odd = Tensor::zeros((1, 3, 10, 12), DType::F32, &Device::Cpu).unwrap();
+        assert!(net
+            .forward(&odd)
+            .unwrap_err()
+            .to_string()
+            .contains("multiples of its window"));
     }
 
     #[test]
