@@ -28,11 +28,25 @@ pub enum PromptMode {
 /// Initialises every variable from the seed, each from a generator derived from its name (so
 /// creation order does not matter), as the reference does: the restoration branch's weights
 /// Kaiming-normal (fan in, ReLU gain) scaled by 0.1 with zero biases (BasicSR's
-/// `default_init_weights(..., 0.1)`); the prompt extractor and modulation layers as PyTorch's
-/// default, uniform in +-1/sqrt(fan in).
+/// `default_init_weights(..., 0.1)`); the prompt extractor and modulation layers (and, in the
+/// prompted SRResNets, conv_first, conv_hr and conv_last, as the reference's classes leave them)
+/// as PyTorch's default, uniform in +-1/sqrt(fan in).
 pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
-    init_with(varmap, seed, |name| {
-        name.starts_with("F_ext_net") || name.starts_with("prompt_")
+    // The reference's prompted SRResNets scale only their residual blocks; their conv_first,
+    // conv_hr and conv_last keep PyTorch's default (the plain one scales those too).
+    let prompted = varmap
+        .data()
+        .lock()
+        .expect("the var map is not poisoned")
+        .keys()
+        .any(|k| k.starts_with("F_ext_net"));
+    init_with(varmap, seed, move |name| {
+        name.starts_with("F_ext_net")
+            || name.starts_with("prompt_")
+            || (prompted
+                && ["conv_first", "conv_hr", "conv_last"]
+                    .iter()
+                    .any(|c| name.starts_with(c)))
     })
 }
 
@@ -178,7 +192,11 @@ mod tests {
         let std = (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt();
         let want = 0.1 * (2.0f32 / (16.0 * 9.0)).sqrt();
         assert!((std / want - 1.0).abs() < 0.1, "{std} vs {want}");
-        assert!(get(&a, "conv_hr.bias").iter().all(|&x| x == 0.0));
+        // Prompted: conv_hr keeps PyTorch's default; the residual blocks are scaled.
+        assert!(get(&a, "conv_hr.bias").iter().any(|&x| x != 0.0));
+        assert!(get(&a, "body1.0.conv1.bias").iter().all(|&x| x == 0.0));
+        let (plain, _) = build(16, 2, PromptMode::None);
+        assert!(get(&plain, "conv_hr.bias").iter().all(|&x| x == 0.0));
         let bound = 1.0 / (8.0f32).sqrt();
         assert!(get(&a, "prompt_scale1.weight")
             .iter()
