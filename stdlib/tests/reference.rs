@@ -186,6 +186,19 @@ fn noise_at_sigma_50_lands_near_the_papers_input_psnr() {
     }
 }
 
+/// A model mio builds holds exactly the variables a reference checkpoint holds.
+fn assert_same_names(
+    vm: &candle_nn::VarMap,
+    weights: &std::collections::HashMap<String, candle_core::Tensor>,
+    what: &str,
+) {
+    let mut ours: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
+    let mut theirs: Vec<String> = weights.keys().cloned().collect();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs, "{what}");
+}
+
 #[test]
 fn srresnet_loads_pytorch_weights_by_name_and_gives_the_same_output() {
     use candle_core::{DType, Device};
@@ -206,11 +219,7 @@ fn srresnet_loads_pytorch_weights_by_name_and_gives_the_same_output() {
         // The same names, no more and no fewer, as a model mio builds itself.
         let vm = VarMap::new();
         SrResNet::new(16, 2, mode, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-        let mut ours: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
-        let mut theirs: Vec<String> = weights.keys().cloned().collect();
-        ours.sort();
-        theirs.sort();
-        assert_eq!(ours, theirs, "{name}");
+        assert_same_names(&vm, &weights, name);
         let net = SrResNet::new(
             16,
             2,
@@ -267,11 +276,7 @@ fn swinir_matches_basicsrs_own_implementation() {
     let io = candle_core::safetensors::load(data("swinir/small_io.safetensors"), &dev).unwrap();
     let vm = VarMap::new();
     SwinIr::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-    let mut ours: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
-    let mut theirs: Vec<String> = weights.keys().cloned().collect();
-    ours.sort();
-    theirs.sort();
-    assert_eq!(ours, theirs);
+    assert_same_names(&vm, &weights, "swinir");
     let net = SwinIr::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &dev)).unwrap();
     let y = net.forward(&io["x"]).unwrap();
     let diff: f32 = (y - &io["y"])

@@ -110,6 +110,23 @@ mod tests {
         (vm, net)
     }
 
+    /// Every variable of `vm` has a non-zero gradient in `grads`.
+    fn assert_all_gradients(vm: &VarMap, grads: &candle_core::backprop::GradStore, what: &str) {
+        for (name, var) in vm.data().lock().unwrap().iter() {
+            let g = grads
+                .get(var)
+                .unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(norm > 0.0, "{what}: zero gradient for {name}");
+        }
+    }
+
     #[test]
     fn the_reference_configuration_has_about_1_2_million_parameters() {
         let (vm, _) = build(64, 16, PromptMode::None);
@@ -232,19 +249,7 @@ mod tests {
             let target = Tensor::rand(0f32, 1f32, (2, 3, 16, 16), &Device::Cpu).unwrap();
             let loss = (y - target).unwrap().abs().unwrap().mean_all().unwrap();
             let grads = loss.backward().unwrap();
-            for (name, var) in vm.data().lock().unwrap().iter() {
-                let g = grads
-                    .get(var)
-                    .unwrap_or_else(|| panic!("{mode:?}: no gradient for {name}"));
-                let norm = g
-                    .sqr()
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                assert!(norm > 0.0, "{mode:?}: zero gradient for {name}");
-            }
+            assert_all_gradients(&vm, &grads, &format!("{mode:?}"));
         }
     }
 
@@ -349,19 +354,7 @@ mod tests {
             .unwrap()
             .backward()
             .unwrap();
-        for (name, var) in vm.data().lock().unwrap().iter() {
-            let g = grads
-                .get(var)
-                .unwrap_or_else(|| panic!("no gradient for {name}"));
-            let norm = g
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(norm > 0.0, "zero gradient for {name}");
-        }
+        assert_all_gradients(&vm, &grads, "swinir");
         // Sides that are not multiples of the window are refused with a reason.
         let odd = Tensor::zeros((1, 3, 10, 12), DType::F32, &Device::Cpu).unwrap();
         assert!(net
