@@ -371,7 +371,7 @@ impl<'p> Checker<'p> {
                 }
                 return match self.lookup(m, p)? {
                     Sym::Let(mid, b) => self.expand_let(mid, b, ty, param, e.span),
-                    Sym::Task(mid, b) => {
+                    Sym::Task(..) => {
                         if matches!(ty, Ty::List(Ty::Task)) {
                             self.emit(
                                 Diagnostic::new(
@@ -384,7 +384,6 @@ impl<'p> Checker<'p> {
                             );
                             return None;
                         }
-                        let _ = (mid, b);
                         self.mismatch(e, ty, param);
                         None
                     }
@@ -1015,7 +1014,6 @@ impl<'p> Checker<'p> {
         }
         for (o, ok) in overrides.iter().zip(applied) {
             if !ok {
-                let mut probe: Vec<Stmt> = vec![];
                 let why = self.first_workflow_stmts(root).map_or_else(
                     || "the file has no workflow".to_string(),
                     |mut s| {
@@ -1024,7 +1022,6 @@ impl<'p> Checker<'p> {
                             .unwrap_or_default()
                     },
                 );
-                probe.clear();
                 self.emit(
                     Diagnostic::new(
                         Code::BadOverride,

@@ -235,9 +235,8 @@ fn block_of(text: &str, brace: usize) -> Option<&'static Builtin> {
 fn top_level(doc: &Document, text: &str, off: usize) -> Vec<CompletionItem> {
     let line = &text[line_start(text, off)..off];
     let words: Vec<&str> = line.split_whitespace().collect();
-    if let Some(eq) = line.find('=') {
+    if line.contains('=') {
         let kw = words.first().copied().unwrap_or("");
-        let _ = eq;
         return match kw {
             "task" => builtins::of_kind(Kind::Degradation)
                 .map(builtin_item)

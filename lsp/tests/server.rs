@@ -246,13 +246,12 @@ fn positions_are_utf16_by_default_and_utf8_when_offered() {
     }
     // The comment's width differs between encodings: check the diagnostics' columns.
     let bad = "let y = \"😀\" t\n";
-    let mut s16 = TestServer::start(false);
-    let mut s8 = TestServer::start(true);
+    let s16 = TestServer::start(false);
+    let s8 = TestServer::start(true);
     let d16 = s16.open("file:///tmp/mio-lsp-test/v.mio", bad);
     let d8 = s8.open("file:///tmp/mio-lsp-test/v.mio", bad);
     assert_eq!(d16[0]["range"]["start"]["character"], 13);
     assert_eq!(d8[0]["range"]["start"]["character"], 15);
-    let _ = (&mut s16, &mut s8);
 }
 
 #[test]

@@ -186,6 +186,18 @@ fn noise_at_sigma_50_lands_near_the_papers_input_psnr() {
     }
 }
 
+/// The largest absolute difference between two tensors of the same shape.
+fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
 /// A model mio builds holds exactly the variables a reference checkpoint holds.
 fn assert_same_names(
     vm: &candle_nn::VarMap,
@@ -234,26 +246,12 @@ fn srresnet_loads_pytorch_weights_by_name_and_gives_the_same_output() {
             PromptMode::None => None,
         };
         let y = net.forward(x, z.as_ref()).unwrap();
-        let diff: f32 = (y - &io["y"])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff: f32 = max_abs_diff(&y, &io["y"]);
         assert!(diff < 1e-4, "{name}: max difference {diff} from PyTorch");
         // The prompt matters: a wrong one gives another output.
         if let Some(z) = z {
             let other = net.forward(x, Some(&(z * 0.5).unwrap())).unwrap();
-            let d: f32 = (other - &io["y"])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let d: f32 = max_abs_diff(&other, &io["y"]);
             assert!(d > 1e-3, "{name}: the prompt changed nothing");
         }
     }
@@ -279,13 +277,6 @@ fn swinir_matches_basicsrs_own_implementation() {
     assert_same_names(&vm, &weights, "swinir");
     let net = SwinIr::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &dev)).unwrap();
     let y = net.forward(&io["x"]).unwrap();
-    let diff: f32 = (y - &io["y"])
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff: f32 = max_abs_diff(&y, &io["y"]);
     assert!(diff < 1e-4, "max difference {diff} from BasicSR's SwinIR");
 }

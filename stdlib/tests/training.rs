@@ -10,20 +10,33 @@ use mio_stdlib::degrade::{Degradation, Sampled};
 use mio_stdlib::models::{init_weights, srresnet::SrResNet, PromptMode};
 use mio_stdlib::train::{Adam, AdamConfig, Loss, Schedule};
 
+/// The bundled training images, cut into `patch` crops (at most `limit` images, 0 for all).
+fn train_images(patch: usize, augment: Augment, limit: usize) -> TrainSet {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/train");
+    TrainSet::load(&root, patch, augment, limit).unwrap().0
+}
+
+/// Adam as the reference trains SRResNet: betas (0.9, 0.99), no weight decay.
+fn adam() -> AdamConfig {
+    AdamConfig {
+        betas: (0.9, 0.99),
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+    }
+}
+
 #[test]
 fn srresnet_overfits_one_batch() {
     let dev = Device::Cpu;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/train");
-    let (set, _) = TrainSet::load(
-        &root,
+    let set = train_images(
         16,
         Augment {
             flip: true,
             rot90: true,
         },
         0,
-    )
-    .unwrap();
+    );
     let noise = TaskSpec {
         id: 0,
         name: "noise".into(),
@@ -44,12 +57,7 @@ fn srresnet_overfits_one_batch() {
     )
     .unwrap();
     init_weights(&vm, 0).unwrap();
-    let config = AdamConfig {
-        betas: (0.9, 0.99),
-        eps: 1e-8,
-        weight_decay: 0.0,
-        decoupled: false,
-    };
+    let config = adam();
     let mut opt = Adam::new(vm.all_vars(), config).unwrap();
     let schedule = Schedule::CosineRestart {
         min_lr: 1e-5,
@@ -100,12 +108,7 @@ mod stages {
             iters,
             batch: 2,
             lr,
-            adam: AdamConfig {
-                betas: (0.9, 0.99),
-                eps: 1e-8,
-                weight_decay: 0.0,
-                decoupled: false,
-            },
+            adam: adam(),
             schedule: Schedule::CosineRestart {
                 min_lr: 1e-7,
                 periods: vec![],
@@ -152,17 +155,14 @@ mod stages {
     #[test]
     fn an_interrupted_stage_resumes_to_the_same_weights_bit_for_bit() {
         let dev = Device::Cpu;
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/train");
-        let (set, _) = TrainSet::load(
-            &root,
+        let set = train_images(
             16,
             Augment {
                 flip: true,
                 rot90: true,
             },
             0,
-        )
-        .unwrap();
+        );
         let tasks = tasks();
         let cfg = config(10, 1e-3);
         // Uninterrupted.
@@ -258,17 +258,14 @@ mod stages {
     #[test]
     fn a_diverging_stage_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
         let dev = Device::Cpu;
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/train");
-        let (set, _) = TrainSet::load(
-            &root,
+        let set = train_images(
             16,
             Augment {
                 flip: false,
                 rot90: false,
             },
             2,
-        )
-        .unwrap();
+        );
         let (vm, net, maps) = model(&dev);
         let fwd = |lq: &Tensor, ids: &Tensor| {
             let z = net.latent(&maps.index_select(ids, 0)?)?;
@@ -296,17 +293,14 @@ mod stages {
 fn the_task_classifier_learns_to_tell_degradations_apart() {
     use mio_stdlib::models::classifier::TaskClassifier;
     let dev = Device::Cpu;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/train");
-    let (set, _) = TrainSet::load(
-        &root,
+    let set = train_images(
         27,
         Augment {
             flip: true,
             rot90: true,
         },
         0,
-    )
-    .unwrap();
+    );
     // Two tasks that look nothing alike: heavy noise and strong low light.
     let tasks = vec![
         TaskSpec {
@@ -356,17 +350,14 @@ fn a_curriculum_carries_weights_and_restarts_the_optimizer_per_stage() {
     use mio_stdlib::trainer::{checkpoint_path, run_stages, sorted_vars, StageConfig};
     use std::cell::RefCell;
     let dev = Device::Cpu;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/train");
-    let (set, _) = TrainSet::load(
-        &root,
+    let set = train_images(
         16,
         Augment {
             flip: false,
             rot90: false,
         },
         0,
-    )
-    .unwrap();
+    );
     let noise = TaskSpec {
         id: 0,
         name: "noise".into(),
@@ -401,12 +392,7 @@ fn a_curriculum_carries_weights_and_restarts_the_optimizer_per_stage() {
         iters: 0,
         batch: 4,
         lr: 1e-3,
-        adam: AdamConfig {
-            betas: (0.9, 0.99),
-            eps: 1e-8,
-            weight_decay: 0.0,
-            decoupled: false,
-        },
+        adam: adam(),
         schedule: Schedule::CosineRestart {
             min_lr: 1e-7,
             periods: vec![],
