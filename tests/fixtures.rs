@@ -30,12 +30,14 @@ fn header(text: &str, key: &str) -> Vec<String> {
 }
 
 /// Checks (and plans) a fixture; returns the diagnostics' codes and their rendering, with
-/// paths made relative so snapshots do not depend on where the repository lives.
+/// paths made relative so snapshots do not depend on where the repository lives. The relative
+/// path is what gets resolved (integration tests run in the package root), so imported files'
+/// names are relative before rendering, and line wrapping cannot depend on the checkout's path.
 fn run(path: &Path) -> (Vec<Code>, String) {
     let text = std::fs::read_to_string(path).unwrap();
     let sets = header(&text, "set");
     let rel = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap();
-    let checked = mio_engine::check_source(&rel.display().to_string(), Some(path), text, &sets);
+    let checked = mio_engine::check_source(&rel.display().to_string(), Some(rel), text, &sets);
     let mut diags = checked.diagnostics.clone();
     if diags.is_empty() {
         if let Err(d) = mio_engine::plan(&checked) {
