@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod data;
 pub mod degrade;
 pub mod image;
+pub mod kernels;
 pub mod metrics;
 pub mod models;
 pub mod resize;

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::VarMap;
@@ -87,8 +88,9 @@ pub fn checkpoint_path(dir: &Path, stage: usize) -> PathBuf {
     dir.join(format!("stage{}.safetensors", stage + 1))
 }
 
-/// Runs (or resumes) a stage: from its checkpoint in `dir` if one exists, until `iters`, or
-/// until `stop_after` steps were run in this call (to simulate an interruption in tests).
+/// Runs (or resumes) a stage: from its checkpoint in `dir` if one exists, until `iters`; or
+/// until `stop_after` steps were run in this call (to simulate a kill in tests: nothing is
+/// saved); or until `stop` is set (Ctrl-C: a checkpoint of the steps done is saved first).
 #[allow(clippy::too_many_arguments)]
 pub fn run_stage(
     varmap: &VarMap,
@@ -98,6 +100,7 @@ pub fn run_stage(
     cfg: &StageConfig,
     dir: &Path,
     stop_after: Option<u64>,
+    stop: Option<&AtomicBool>,
     mut progress: impl FnMut(u64, f32, f64),
 ) -> std::result::Result<StageOutcome, StageError> {
     let vars = sorted_vars(varmap);
@@ -121,6 +124,13 @@ pub fn run_stage(
     };
     for step in start..cfg.iters {
         if stop_after.is_some_and(|n| step - start >= n) {
+            return Ok(outcome);
+        }
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            if step > start {
+                save(&path, &vars, &adam, ema.as_ref(), step)?;
+                outcome.checkpoint = Some(path.clone());
+            }
             return Ok(outcome);
         }
         let batch = set.batch(tasks, cfg.seed, cfg.stage, step, cfg.batch);
@@ -252,6 +262,7 @@ pub fn run_stages(
             tasks,
             &cfg,
             dir,
+            None,
             None,
             |s, l, lr| progress(k, s, l, lr),
         )?);

@@ -180,6 +180,7 @@ mod stages {
             &cfg,
             &dir_a,
             None,
+            None,
             |_, _, _| {},
         )
         .unwrap();
@@ -199,6 +200,7 @@ mod stages {
             &cfg,
             &dir_b,
             Some(5),
+            None,
             |_, _, _| {},
         )
         .unwrap();
@@ -220,6 +222,7 @@ mod stages {
             &tasks,
             &cfg,
             &dir_b,
+            None,
             None,
             |_, _, _| {},
         )
@@ -249,10 +252,55 @@ mod stages {
             &cfg,
             &dir_b,
             None,
+            None,
             |_, _, _| {},
         )
         .unwrap();
         assert!(again.completed && again.losses.is_empty());
+        // Ctrl-C: the stop flag set after step 4 saves a checkpoint of 5 steps (not the
+        // periodic one at 3), and the resumed run ends with the same weights.
+        let dir_d = temp("d");
+        let (vm_d, net_d, maps_d) = model(&dev);
+        let fwd_d = |lq: &Tensor, ids: &Tensor| {
+            let z = net_d.latent(&maps_d.index_select(ids, 0)?)?;
+            net_d.forward(lq, z.as_ref())
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let stopped = run_stage(
+            &vm_d,
+            &fwd_d,
+            &set,
+            &tasks,
+            &cfg,
+            &dir_d,
+            None,
+            Some(&stop),
+            |step, _, _| {
+                if step == 4 {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed)
+                }
+            },
+        )
+        .unwrap();
+        assert!(!stopped.completed && stopped.losses.len() == 5);
+        let resumed = run_stage(
+            &vm_d,
+            &fwd_d,
+            &set,
+            &tasks,
+            &cfg,
+            &dir_d,
+            None,
+            None,
+            |_, _, _| {},
+        )
+        .unwrap();
+        assert_eq!(
+            resumed.losses.first().unwrap().0,
+            5,
+            "resumed at the Ctrl-C step"
+        );
+        assert_eq!(weights(&vm_d), wa);
     }
 
     #[test]
@@ -275,7 +323,18 @@ mod stages {
         cfg.checkpoint_every = 1;
         cfg.schedule = Schedule::Constant;
         let dir = temp("nan");
-        let err = run_stage(&vm, &fwd, &set, &tasks(), &cfg, &dir, None, |_, _, _| {}).unwrap_err();
+        let err = run_stage(
+            &vm,
+            &fwd,
+            &set,
+            &tasks(),
+            &cfg,
+            &dir,
+            None,
+            None,
+            |_, _, _| {},
+        )
+        .unwrap_err();
         let StageError::Diverged {
             step,
             last_checkpoint,

@@ -4,7 +4,9 @@
 //! cross-entropy on the degraded crops' task labels.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{linear, Linear, VarBuilder};
+
+use crate::kernels::conv::{conv2d, Conv2d, Conv2dConfig};
 
 pub struct TaskClassifier {
     convs: Vec<Conv2d>,

@@ -2,6 +2,7 @@
 //! reference implementation's (BasicSR), so weights exported from it load by name.
 
 pub mod classifier;
+pub mod network;
 pub mod prompt;
 pub mod srresnet;
 pub mod swinir;

@@ -3,7 +3,9 @@
 //! applied at each modulation point.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{linear, Linear, VarBuilder};
+
+use crate::kernels::conv::{conv2d, Conv2d, Conv2dConfig};
 
 /// The latent prompt's size in the reference.
 pub const PROMPT_DIM: usize = 64;

@@ -3,7 +3,9 @@
 //! `body{k}.0.conv{1,2}` (k from 1), `F_ext_net.*`, `prompt_{scale,shift}{k,hr,out}`.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{conv2d, Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::kernels::conv::{conv2d, Conv2d, Conv2dConfig};
 
 use super::prompt::{Extractor, Modulation};
 use super::PromptMode;

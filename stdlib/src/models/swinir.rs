@@ -6,7 +6,9 @@
 //! written from differentiable ops: candle's fused versions return no gradient.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{linear, Linear, VarBuilder};
+
+use crate::kernels::conv::{conv2d, Conv2d, Conv2dConfig};
 
 /// The RGB mean the reference subtracts (DF2K's).
 pub const RGB_MEAN: [f32; 3] = [0.4488, 0.4371, 0.4040];

@@ -1,0 +1,648 @@
+//! 2-D convolution on the CPU as candle custom ops: forward, input gradient and weight gradient
+//! as im2col/col2im over tiles of output rows, each tile one GEMM (the `gemm` crate, the one
+//! candle's matmul uses). Images are spread over rayon's threads; a batch smaller than the
+//! thread count (single-image inference) parallelises inside the GEMM instead. Candle's own conv
+//! is kept for other devices and dtypes, for grouped convolutions, and when the switch
+//! ([`set_fast`]) turns ours off for comparison.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
+use candle_nn::{Init, VarBuilder};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+static FAST: AtomicBool = AtomicBool::new(true);
+
+/// Whether convolutions on the CPU use mio's kernels (the default) or candle's.
+pub fn set_fast(on: bool) {
+    FAST.store(on, Ordering::Relaxed);
+}
+
+pub fn fast() -> bool {
+    FAST.load(Ordering::Relaxed)
+}
+
+/// The geometry of one convolution: zero padding and stride (square), dilation 1, no groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    batch: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Geometry {
+    fn ho(&self) -> usize {
+        (self.h + 2 * self.pad - self.kh) / self.stride + 1
+    }
+    fn wo(&self) -> usize {
+        (self.w + 2 * self.pad - self.kw) / self.stride + 1
+    }
+    /// Rows of the GEMM: input channels times kernel taps.
+    fn k(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+    /// Output rows per tile: the im2col buffer stays near 4 MiB (it lives in cache-sized pieces).
+    fn tile_rows(&self) -> usize {
+        let per_row = self.k() * self.wo();
+        ((1 << 20) / per_row.max(1)).clamp(1, self.ho())
+    }
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("conv2d kernel: {what} must be f32");
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("conv2d kernel: {what} must be contiguous"),
+    }
+}
+
+/// Fills `cols` (`k` rows of `rows * wo` values) with the input taps of output rows
+/// `y0..y0 + rows`.
+fn im2col(g: &Geometry, x: &[f32], y0: usize, rows: usize, cols: &mut [f32]) {
+    let (wo, n) = (g.wo(), rows * g.wo());
+    let mut r = 0;
+    for c in 0..g.cin {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let dst = &mut cols[r * n..(r + 1) * n];
+                r += 1;
+                for (t, out_row) in dst.chunks_exact_mut(wo).enumerate() {
+                    let iy = ((y0 + t) * g.stride + ky) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        out_row.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    tap_row(g, src, kx, out_row);
+                }
+            }
+        }
+    }
+}
+
+/// One output row's values of tap `kx` from input row `src`.
+#[inline]
+fn tap_row(g: &Geometry, src: &[f32], kx: usize, out: &mut [f32]) {
+    let off = kx as isize - g.pad as isize;
+    if g.stride == 1 {
+        // Output x reads input x + off: a shifted copy with zeros at the edges.
+        let lo = (-off).max(0) as usize;
+        let hi = ((g.w as isize - off).min(out.len() as isize)).max(lo as isize) as usize;
+        out[..lo].fill(0.0);
+        out[hi..].fill(0.0);
+        if hi > lo {
+            let s = (lo as isize + off) as usize;
+            out[lo..hi].copy_from_slice(&src[s..s + hi - lo]);
+        }
+    } else {
+        for (x, o) in out.iter_mut().enumerate() {
+            let ix = (x * g.stride) as isize + off;
+            *o = if ix >= 0 && (ix as usize) < g.w {
+                src[ix as usize]
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// Adds `cols` (as [`im2col`] lays it out) back onto the input gradient `dx`.
+fn col2im(g: &Geometry, cols: &[f32], y0: usize, rows: usize, dx: &mut [f32]) {
+    let (wo, n) = (g.wo(), rows * g.wo());
+    let mut r = 0;
+    for c in 0..g.cin {
+        let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let src = &cols[r * n..(r + 1) * n];
+                r += 1;
+                let off = kx as isize - g.pad as isize;
+                for (t, row) in src.chunks_exact(wo).enumerate() {
+                    let iy = ((y0 + t) * g.stride + ky) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    if g.stride == 1 {
+                        let lo = (-off).max(0) as usize;
+                        let hi = ((g.w as isize - off).min(wo as isize)).max(lo as isize) as usize;
+                        let s = (lo as isize + off) as usize;
+                        for (d, v) in dst[s..s + hi - lo].iter_mut().zip(&row[lo..hi]) {
+                            *d += v;
+                        }
+                    } else {
+                        for (x, v) in row.iter().enumerate() {
+                            let ix = (x * g.stride) as isize + off;
+                            if ix >= 0 && (ix as usize) < g.w {
+                                dst[ix as usize] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst (m x n) = lhs (m x k) * rhs (k x n)` (plus `dst` when `accumulate`), with explicit
+/// row and column strides for each operand.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    accumulate: bool,
+    par: Parallelism,
+) {
+    // Bounds the raw-pointer call below: every element it may touch is inside its slice.
+    debug_assert!(m == 0 || n == 0 || (m - 1) * dst_rs + n <= dst.len());
+    debug_assert!(m == 0 || k == 0 || (m - 1) * lhs.1 + (k - 1) * lhs.2 < lhs.0.len());
+    debug_assert!(k == 0 || n == 0 || (k - 1) * rhs.1 + (n - 1) * rhs.2 < rhs.0.len());
+    // SAFETY: the strides describe views inside the slices (checked above in debug builds and
+    // guaranteed by the callers' shapes), `dst` does not alias the operands (a unique borrow).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.0.as_ptr(),
+            lhs.2 as isize,
+            lhs.1 as isize,
+            rhs.0.as_ptr(),
+            rhs.2 as isize,
+            rhs.1 as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// Images are spread over threads when there are enough of them; otherwise each GEMM uses
+/// every thread.
+fn split(batch: usize) -> (bool, Parallelism) {
+    let threads = rayon::current_num_threads();
+    if batch >= threads {
+        (true, Parallelism::None)
+    } else {
+        (false, Parallelism::Rayon(threads))
+    }
+}
+
+fn for_images<F>(batch: usize, per_image: usize, out: &mut [f32], across: bool, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    if across {
+        out.par_chunks_mut(per_image)
+            .enumerate()
+            .for_each(|(b, o)| f(b, o));
+    } else {
+        for (b, o) in out.chunks_mut(per_image).enumerate().take(batch) {
+            f(b, o);
+        }
+    }
+}
+
+/// Forward: `x [B, Cin, H, W]`, `w [Cout, Cin, KH, KW]` to `[B, Cout, Ho, Wo]`.
+fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let (k, n) = (g.k(), g.ho() * g.wo());
+    let mut out = vec![0f32; g.batch * g.cout * n];
+    let (across, par) = split(g.batch);
+    for_images(g.batch, g.cout * n, &mut out, across, |b, o| {
+        let xb = &x[b * g.cin * g.h * g.w..(b + 1) * g.cin * g.h * g.w];
+        if g.is_pointwise() {
+            matmul(g.cout, n, k, o, n, (w, k, 1), (xb, n, 1), false, par);
+            return;
+        }
+        let tile = g.tile_rows();
+        let mut cols = vec![0f32; k * tile * g.wo()];
+        let mut y0 = 0;
+        while y0 < g.ho() {
+            let rows = tile.min(g.ho() - y0);
+            let tn = rows * g.wo();
+            im2col(g, xb, y0, rows, &mut cols[..k * tn]);
+            let dst = &mut o[y0 * g.wo()..];
+            matmul(g.cout, tn, k, dst, n, (w, k, 1), (&cols, tn, 1), false, par);
+            y0 += rows;
+        }
+    });
+    out
+}
+
+/// Input gradient: `dy [B, Cout, Ho, Wo]` and `w` to `dx [B, Cin, H, W]`.
+fn input_grad(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    let (k, n) = (g.k(), g.ho() * g.wo());
+    let mut dx = vec![0f32; g.batch * g.cin * g.h * g.w];
+    let (across, par) = split(g.batch);
+    for_images(g.batch, g.cin * g.h * g.w, &mut dx, across, |b, o| {
+        let dyb = &dy[b * g.cout * n..(b + 1) * g.cout * n];
+        if g.is_pointwise() {
+            // dx = w^T dy
+            matmul(k, n, g.cout, o, n, (w, 1, k), (dyb, n, 1), false, par);
+            return;
+        }
+        let tile = g.tile_rows();
+        let mut cols = vec![0f32; k * tile * g.wo()];
+        let mut y0 = 0;
+        while y0 < g.ho() {
+            let rows = tile.min(g.ho() - y0);
+            let tn = rows * g.wo();
+            let dyt = &dyb[y0 * g.wo()..];
+            matmul(
+                k,
+                tn,
+                g.cout,
+                &mut cols,
+                tn,
+                (w, 1, k),
+                (dyt, n, 1),
+                false,
+                par,
+            );
+            col2im(g, &cols[..k * tn], y0, rows, o);
+            y0 += rows;
+        }
+    });
+    dx
+}
+
+/// Weight gradient: `x` and `dy` to `dw [Cout, Cin, KH, KW]`, summed over the batch.
+fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (k, n) = (g.k(), g.ho() * g.wo());
+    let (across, par) = split(g.batch);
+    let one = |b: usize, dw: &mut [f32], first: bool| {
+        let xb = &x[b * g.cin * g.h * g.w..(b + 1) * g.cin * g.h * g.w];
+        let dyb = &dy[b * g.cout * n..(b + 1) * g.cout * n];
+        if g.is_pointwise() {
+            // dw += dy x^T
+            matmul(g.cout, k, n, dw, k, (dyb, n, 1), (xb, 1, n), !first, par);
+            return;
+        }
+        let tile = g.tile_rows();
+        let mut cols = vec![0f32; k * tile * g.wo()];
+        let mut y0 = 0;
+        let mut first = first;
+        while y0 < g.ho() {
+            let rows = tile.min(g.ho() - y0);
+            let tn = rows * g.wo();
+            im2col(g, xb, y0, rows, &mut cols[..k * tn]);
+            let dyt = &dyb[y0 * g.wo()..];
+            matmul(
+                g.cout,
+                k,
+                tn,
+                dw,
+                k,
+                (dyt, n, 1),
+                (&cols, 1, tn),
+                !first,
+                par,
+            );
+            first = false;
+            y0 += rows;
+        }
+    };
+    if across {
+        (0..g.batch)
+            .into_par_iter()
+            .fold(
+                || (vec![0f32; g.cout * k], true),
+                |(mut dw, first), b| {
+                    one(b, &mut dw, first);
+                    (dw, false)
+                },
+            )
+            .map(|(dw, _)| dw)
+            .reduce(
+                || vec![0f32; g.cout * k],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            )
+    } else {
+        let mut dw = vec![0f32; g.cout * k];
+        for b in 0..g.batch {
+            one(b, &mut dw, b == 0);
+        }
+        dw
+    }
+}
+
+fn dims4(l: &Layout, what: &str) -> Result<(usize, usize, usize, usize)> {
+    l.shape().dims4().map_err(|_| {
+        candle_core::Error::Msg(format!(
+            "conv2d kernel: {what} must be 4-D, got {:?}",
+            l.shape()
+        ))
+    })
+}
+
+/// `conv2d(x, w)`: the forward op; its backward is the two ops below.
+struct Conv2dOp {
+    stride: usize,
+    pad: usize,
+}
+
+impl Conv2dOp {
+    fn geometry(&self, x: &Layout, w: &Layout) -> Result<Geometry> {
+        let (batch, cin, h, wd) = dims4(x, "the input")?;
+        let (cout, wc, kh, kw) = dims4(w, "the weight")?;
+        if wc != cin {
+            candle_core::bail!("conv2d kernel: {cin} input channels but the weight expects {wc}");
+        }
+        if h + 2 * self.pad < kh || wd + 2 * self.pad < kw {
+            candle_core::bail!(
+                "conv2d kernel: a {h}x{wd} input is smaller than the {kh}x{kw} kernel"
+            );
+        }
+        Ok(Geometry {
+            batch,
+            cin,
+            h,
+            w: wd,
+            cout,
+            kh,
+            kw,
+            stride: self.stride,
+            pad: self.pad,
+        })
+    }
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "mio-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geometry(l1, l2)?;
+        let out = forward(
+            &g,
+            slice(s1, l1, "the input")?,
+            slice(s2, l2, "the weight")?,
+        );
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((g.batch, g.cout, g.ho(), g.wo())),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let dx = dy.apply_op2_no_bwd(
+            w,
+            &InputGrad {
+                stride: self.stride,
+                pad: self.pad,
+                h: x.dim(2)?,
+                w: x.dim(3)?,
+            },
+        )?;
+        let dw = x.apply_op2_no_bwd(
+            &dy,
+            &WeightGrad {
+                stride: self.stride,
+                pad: self.pad,
+                kh: w.dim(2)?,
+                kw: w.dim(3)?,
+            },
+        )?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// `(dy, w)` to the input gradient.
+struct InputGrad {
+    stride: usize,
+    pad: usize,
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "mio-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (batch, cout, ..) = dims4(l1, "the output gradient")?;
+        let (_, cin, kh, kw) = dims4(l2, "the weight")?;
+        let g = Geometry {
+            batch,
+            cin,
+            h: self.h,
+            w: self.w,
+            cout,
+            kh,
+            kw,
+            stride: self.stride,
+            pad: self.pad,
+        };
+        let dx = input_grad(
+            &g,
+            slice(s1, l1, "the output gradient")?,
+            slice(s2, l2, "the weight")?,
+        );
+        Ok((
+            CpuStorage::F32(dx),
+            Shape::from((batch, cin, self.h, self.w)),
+        ))
+    }
+}
+
+/// `(x, dy)` to the weight gradient.
+struct WeightGrad {
+    stride: usize,
+    pad: usize,
+    kh: usize,
+    kw: usize,
+}
+
+impl CustomOp2 for WeightGrad {
+    fn name(&self) -> &'static str {
+        "mio-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (batch, cin, h, w) = dims4(l1, "the input")?;
+        let (_, cout, ..) = dims4(l2, "the output gradient")?;
+        let g = Geometry {
+            batch,
+            cin,
+            h,
+            w,
+            cout,
+            kh: self.kh,
+            kw: self.kw,
+            stride: self.stride,
+            pad: self.pad,
+        };
+        let dw = weight_grad(
+            &g,
+            slice(s1, l1, "the input")?,
+            slice(s2, l2, "the output gradient")?,
+        );
+        Ok((
+            CpuStorage::F32(dw),
+            Shape::from((cout, cin, self.kh, self.kw)),
+        ))
+    }
+}
+
+/// `x [B, Cin, H, W]` convolved with `w [Cout, Cin, KH, KW]`, zero padding `pad`, stride
+/// `stride`: mio's kernel on the CPU for f32, candle's elsewhere.
+pub fn conv2d_op(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
+    if fast() && x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
+        x.contiguous()?
+            .apply_op2(&w.contiguous()?, Conv2dOp { stride, pad })
+    } else {
+        x.conv2d(w, pad, stride, 1, 1)
+    }
+}
+
+/// The configuration of a [`Conv2d`] layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    pub padding: usize,
+    pub stride: usize,
+    /// 1: a plain convolution; the channel count: depthwise.
+    pub groups: usize,
+}
+
+impl Default for Conv2dConfig {
+    fn default() -> Self {
+        Conv2dConfig {
+            padding: 0,
+            stride: 1,
+            groups: 1,
+        }
+    }
+}
+
+/// A convolution layer with PyTorch's parameter names (`weight [out, in / groups, k, k]`,
+/// `bias [out]`), running on mio's kernels where they apply.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    cfg: Conv2dConfig,
+}
+
+impl Conv2d {
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = if self.cfg.groups == 1 {
+            conv2d_op(x, &self.weight, self.cfg.padding, self.cfg.stride)?
+        } else {
+            x.conv2d(
+                &self.weight,
+                self.cfg.padding,
+                self.cfg.stride,
+                1,
+                self.cfg.groups,
+            )?
+        };
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
+fn layer(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    cfg: Conv2dConfig,
+    bias: bool,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    // Placeholder values: the models' init functions set every variable from the seed.
+    let bound = 1.0 / ((cin / cfg.groups * k * k) as f64).sqrt();
+    let init = Init::Uniform {
+        lo: -bound,
+        up: bound,
+    };
+    let weight = vb.get_with_hints((cout, cin / cfg.groups, k, k), "weight", init)?;
+    let bias = bias
+        .then(|| vb.get_with_hints(cout, "bias", init))
+        .transpose()?;
+    Ok(Conv2d { weight, bias, cfg })
+}
+
+/// A convolution with a bias (as `candle_nn::conv2d`).
+pub fn conv2d(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    cfg: Conv2dConfig,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    layer(cin, cout, k, cfg, true, vb)
+}
+
+/// A convolution without a bias.
+pub fn conv2d_no_bias(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    cfg: Conv2dConfig,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    layer(cin, cout, k, cfg, false, vb)
+}
