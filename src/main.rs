@@ -71,6 +71,19 @@ enum Command {
         #[arg(long)]
         y: bool,
     },
+    /// Run a workflow: synthesise the test sets, train, evaluate, sweep and write the report
+    /// (finished work is reused; Ctrl-C saves progress and a rerun continues)
+    Run {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        /// Only say, for each step, whether it is cached or will run, and why
+        #[arg(long)]
+        explain: bool,
+        /// One line per step, no progress bars
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Run the language server over stdin and stdout (for editors)
     Lsp,
     /// Print the work graph for Graphviz or Mermaid
@@ -95,6 +108,8 @@ enum Failure {
     User,
     /// mio could not do its job (I/O and the like).
     Internal(String),
+    /// Stopped by Ctrl-C, progress saved.
+    Interrupted,
 }
 
 fn main() -> ExitCode {
@@ -121,6 +136,12 @@ fn main() -> ExitCode {
             crop,
             y,
         } => compare(&reference, &image, crop, y),
+        Command::Run {
+            file,
+            set,
+            explain,
+            quiet,
+        } => run(&file, &set, explain, quiet),
         Command::Lsp => {
             mio_lsp::run_stdio().map_err(|e| Failure::Internal(format!("language server: {e}")))
         }
@@ -128,6 +149,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::User) => ExitCode::from(1),
+        Err(Failure::Interrupted) => ExitCode::from(130),
         Err(Failure::Internal(msg)) => {
             eprintln!("mio: {msg}");
             ExitCode::from(2)
@@ -172,6 +194,85 @@ fn emit(text: &str) -> Result<(), Failure> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Failure::Internal(format!("cannot write the output: {e}"))),
+    }
+}
+
+fn run(file: &Path, set: &[String], explain: bool, quiet: bool) -> Result<(), Failure> {
+    let checked = load(file, set)?;
+    let plan = mio_engine::plan(&checked).map_err(|d| {
+        eprint!(
+            "{}",
+            mio_engine::render(&[d], &checked.program.sources, style())
+        );
+        Failure::User
+    })?;
+    let base = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let wfs = &checked.workflows;
+    if explain {
+        let status = mio_engine::run::status(wfs, &plan, base)
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        let width = status
+            .iter()
+            .map(|s| s.name.len())
+            .max()
+            .unwrap_or(0)
+            .min(48);
+        let mut out = String::new();
+        for s in &status {
+            let what = if s.cached { "cached  " } else { "will run" };
+            let why = if s.cached { "" } else { &s.why };
+            let line = format!("{what}  {:<width$}  {why}", s.name);
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        let todo = status.iter().filter(|s| !s.cached).count();
+        out.push_str(&format!("{todo} of {} step(s) to run\n", status.len()));
+        return emit(&out);
+    }
+    let threads = wfs
+        .first()
+        .and_then(|w| w.setting("threads"))
+        .and_then(|v| v.as_int())
+        .unwrap_or(0);
+    if threads > 0 {
+        // Fails only if the pool was built already, which cannot happen before this point.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads as usize)
+            .build_global();
+    }
+    let options = mio_engine::run::Options {
+        quiet,
+        ..Default::default()
+    };
+    let stop = options.stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("\nmio: stopped without saving the current step");
+            std::process::exit(130);
+        }
+        eprintln!("\nmio: stopping: saving a checkpoint (Ctrl-C again to quit at once)");
+    });
+    match mio_engine::run::run(wfs, &plan, base, options) {
+        Ok(summary) => {
+            let mut out = format!(
+                "done in {:.0} s: {} step(s) run, {} cached\n",
+                summary.seconds,
+                summary.ran.len(),
+                summary.cached.len()
+            );
+            for r in &summary.reports {
+                out.push_str(&format!("report: {}\n", r.join("report.md").display()));
+            }
+            emit(&out)
+        }
+        Err(e @ mio_engine::run::RunError::Interrupted { .. }) => {
+            eprintln!("mio: {e}");
+            Err(Failure::Interrupted)
+        }
+        Err(e) => Err(Failure::Internal(e.to_string())),
     }
 }
 

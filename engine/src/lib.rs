@@ -9,8 +9,10 @@ pub mod check;
 pub mod diagnostic;
 pub mod ir;
 pub mod load;
+pub mod manifest;
 pub mod merge;
 pub mod plan;
+pub mod run;
 pub mod source;
 
 use std::path::Path;

@@ -34,6 +34,40 @@ impl NodeKind {
     }
 }
 
+/// What a node does, pointing into the checked workflows (by index) it was planned from; the
+/// executor reads it. Nodes shared by several workflows point at the first.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Work {
+    TestSet {
+        workflow: usize,
+        data: String,
+        task: ir::Task,
+    },
+    /// Stage `stage` (0-based) of the training of `model`.
+    Train {
+        workflow: usize,
+        model: String,
+        stage: usize,
+    },
+    Classifier {
+        workflow: usize,
+        model: String,
+    },
+    Eval {
+        workflow: usize,
+        index: usize,
+    },
+    Sweep {
+        workflow: usize,
+        index: usize,
+    },
+    /// The report of one workflow, or of every row of a matrix.
+    Report {
+        workflows: Vec<usize>,
+        matrix: Option<String>,
+    },
+}
+
 #[derive(Clone, Debug)]
 pub struct Node {
     pub kind: NodeKind,
@@ -47,6 +81,7 @@ pub struct Node {
     pub id: u64,
     /// The workflows that need it.
     pub workflows: Vec<String>,
+    pub work: Work,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +110,7 @@ fn settings_text(s: &[(String, Value)]) -> String {
 }
 
 impl Plan {
+    #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
         kind: NodeKind,
@@ -83,6 +119,7 @@ impl Plan {
         definition: String,
         wf: &str,
         deps: &[NodeIndex],
+        work: Work,
     ) -> NodeIndex {
         let mut full = definition;
         for d in deps {
@@ -102,6 +139,7 @@ impl Plan {
             definition: full.clone(),
             id,
             workflows: vec![wf.to_string()],
+            work,
         });
         for &d in deps {
             self.graph.add_edge(d, i, ());
@@ -171,13 +209,16 @@ pub fn plan(workflows: &[ir::Workflow]) -> Plan {
         workflows: workflows.len(),
         ..Plan::default()
     };
-    let mut matrix_inputs: Vec<(String, Vec<NodeIndex>)> = vec![];
-    for wf in workflows {
-        let inputs = plan_workflow(&mut p, wf);
+    let mut matrix_inputs: Vec<(String, Vec<NodeIndex>, Vec<usize>)> = vec![];
+    for (wi, wf) in workflows.iter().enumerate() {
+        let inputs = plan_workflow(&mut p, wf, wi);
         match &wf.matrix {
-            Some(mx) => match matrix_inputs.iter_mut().find(|(n, _)| n == mx) {
-                Some((_, v)) => v.extend(inputs),
-                None => matrix_inputs.push((mx.clone(), inputs)),
+            Some(mx) => match matrix_inputs.iter_mut().find(|(n, ..)| n == mx) {
+                Some((_, v, rows)) => {
+                    v.extend(inputs);
+                    rows.push(wi);
+                }
+                None => matrix_inputs.push((mx.clone(), inputs, vec![wi])),
             },
             None => {
                 let def = format!("report {} | {}", wf.name, settings_text(&wf.report));
@@ -188,15 +229,16 @@ pub fn plan(workflows: &[ir::Workflow]) -> Plan {
                     def,
                     &wf.name,
                     &inputs,
+                    Work::Report {
+                        workflows: vec![wi],
+                        matrix: None,
+                    },
                 );
             }
         }
     }
-    for (mx, inputs) in matrix_inputs {
-        let rows = workflows
-            .iter()
-            .filter(|w| w.matrix.as_deref() == Some(mx.as_str()))
-            .count();
+    for (mx, inputs, members) in matrix_inputs {
+        let rows = members.len();
         let def = format!("report matrix {mx}");
         p.add(
             NodeKind::Report,
@@ -205,13 +247,17 @@ pub fn plan(workflows: &[ir::Workflow]) -> Plan {
             def,
             &mx,
             &inputs,
+            Work::Report {
+                workflows: members,
+                matrix: Some(mx.clone()),
+            },
         );
     }
     p
 }
 
 /// Adds a workflow's nodes; returns the nodes its report reads.
-fn plan_workflow(p: &mut Plan, wf: &ir::Workflow) -> Vec<NodeIndex> {
+fn plan_workflow(p: &mut Plan, wf: &ir::Workflow, wi: usize) -> Vec<NodeIndex> {
     let seed = wf
         .setting("seed")
         .map(|v| v.to_string())
@@ -233,6 +279,11 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow) -> Vec<NodeIndex> {
             def,
             w,
             &[],
+            Work::TestSet {
+                workflow: wi,
+                data: data.name.clone(),
+                task: task.clone(),
+            },
         )
     };
 
@@ -287,7 +338,12 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow) -> Vec<NodeIndex> {
                 format!("{w}/{} stage {}/{n}", t.model, k + 1)
             };
             let deps: Vec<NodeIndex> = prev.into_iter().collect();
-            let i = p.add(NodeKind::Train, name, detail, def, w, &deps);
+            let work = Work::Train {
+                workflow: wi,
+                model: t.model.clone(),
+                stage: k,
+            };
+            let i = p.add(NodeKind::Train, name, detail, def, w, &deps, work);
             prev = Some(i);
         }
         if let Some(last) = prev {
@@ -297,7 +353,7 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow) -> Vec<NodeIndex> {
     }
 
     let mut classifiers: HashMap<&str, NodeIndex> = HashMap::new();
-    for e in &wf.evals {
+    for (ei, e) in wf.evals.iter().enumerate() {
         let (Some(&trained), Some(model), Some(data)) = (
             last_stage.get(e.model.as_str()),
             wf.model(&e.model),
@@ -340,6 +396,10 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow) -> Vec<NodeIndex> {
                     def,
                     w,
                     &[],
+                    Work::Classifier {
+                        workflow: wi,
+                        model: e.model.clone(),
+                    },
                 )
             });
             deps.push(c);
@@ -368,11 +428,15 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow) -> Vec<NodeIndex> {
             def,
             w,
             &deps,
+            Work::Eval {
+                workflow: wi,
+                index: ei,
+            },
         );
         report_inputs.push(i);
     }
 
-    for s in &wf.sweeps {
+    for (si, s) in wf.sweeps.iter().enumerate() {
         let Some(&trained) = last_stage.get(s.model.as_str()) else {
             continue;
         };
@@ -408,6 +472,10 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow) -> Vec<NodeIndex> {
             def,
             w,
             &deps,
+            Work::Sweep {
+                workflow: wi,
+                index: si,
+            },
         );
         report_inputs.push(i);
     }

@@ -1,0 +1,129 @@
+//! Run manifests (`manifest.yaml` in each workflow's run folder): what was run, with which
+//! settings, seeds, inputs, versions and device, each node's key and time. The only module that
+//! knows YAML (serde_yaml is archived upstream: replacing it touches this file alone).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use petgraph::graph::NodeIndex;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Work;
+use crate::run::NodeKey;
+
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub struct Manifest {
+    pub mio: String,
+    pub candle: String,
+    pub device: String,
+    pub workflows: Vec<WorkflowEntry>,
+    pub nodes: Vec<NodeEntry>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub struct WorkflowEntry {
+    pub name: String,
+    pub seed: i64,
+    /// Every setting of the workflow, canonical text.
+    pub settings: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub struct NodeEntry {
+    pub name: String,
+    pub kind: String,
+    pub key: String,
+    pub definition: String,
+    /// Hash of the files the node reads itself.
+    pub inputs: String,
+    pub upstream: Vec<String>,
+    pub cached: bool,
+    pub seconds: f64,
+}
+
+/// Writes the manifest of a report's workflows: every node the report depends on.
+pub(crate) fn write(
+    r: &crate::run::Runner,
+    report: NodeIndex,
+    folder: &Path,
+    timings: &HashMap<NodeIndex, (bool, f64)>,
+) -> Result<(), String> {
+    let Work::Report { workflows, .. } = &r.plan.graph[report].work else {
+        return Err("not a report".into());
+    };
+    // Every ancestor of the report.
+    let mut todo = vec![report];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(n) = todo.pop() {
+        if seen.insert(n) {
+            todo.extend(r.plan.deps(n));
+        }
+    }
+    let order = r.plan.order();
+    let nodes = order
+        .into_iter()
+        .filter(|n| seen.contains(n))
+        .map(|n| {
+            let node = &r.plan.graph[n];
+            let k = &r.keys[&n];
+            let (cached, seconds) = timings.get(&n).copied().unwrap_or((true, 0.0));
+            NodeEntry {
+                name: node.name.clone(),
+                kind: node.kind.as_str().into(),
+                key: k.key.clone(),
+                definition: k.definition.clone(),
+                inputs: k.inputs.clone(),
+                upstream: k.upstream.clone(),
+                cached,
+                seconds: (seconds * 100.0).round() / 100.0,
+            }
+        })
+        .collect();
+    let m = Manifest {
+        mio: crate::run::VERSION.into(),
+        candle: "candle-core 0.11".into(),
+        device: format!("{:?}", r.device),
+        workflows: workflows
+            .iter()
+            .map(|&w| {
+                let wf = &r.wfs[w];
+                WorkflowEntry {
+                    name: wf.name.clone(),
+                    seed: wf.setting("seed").and_then(|v| v.as_int()).unwrap_or(0),
+                    settings: wf
+                        .settings
+                        .iter()
+                        .map(|(n, v)| format!("{n} = {v}"))
+                        .collect(),
+                }
+            })
+            .collect(),
+        nodes,
+    };
+    let text = serde_yaml::to_string(&m).map_err(|e| e.to_string())?;
+    crate::run::nodes_write_atomic(&folder.join("manifest.yaml"), text.as_bytes())
+}
+
+/// The node keys recorded by the last run in `folder` (empty when there is none).
+pub fn previous(folder: &Path) -> HashMap<String, NodeKey> {
+    let Ok(text) = std::fs::read_to_string(folder.join("manifest.yaml")) else {
+        return HashMap::new();
+    };
+    let Ok(m) = serde_yaml::from_str::<Manifest>(&text) else {
+        return HashMap::new();
+    };
+    m.nodes
+        .into_iter()
+        .map(|n| {
+            (
+                n.name,
+                NodeKey {
+                    key: n.key,
+                    definition: n.definition,
+                    inputs: n.inputs,
+                    upstream: n.upstream,
+                },
+            )
+        })
+        .collect()
+}

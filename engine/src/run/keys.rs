@@ -1,0 +1,209 @@
+//! Cache keys and the explanation of what will run and why.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use petgraph::graph::NodeIndex;
+use rayon::prelude::*;
+
+use crate::ir::{self, Value};
+use crate::plan::{fnv1a, Plan, Work};
+
+/// A node's key and what went into it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeKey {
+    /// 16 hex digits.
+    pub key: String,
+    /// The node's own definition (upstream ids folded in by the planner).
+    pub definition: String,
+    /// A hash of the contents of the files the node reads itself ("" when none).
+    pub inputs: String,
+    /// The keys of the nodes it reads.
+    pub upstream: Vec<String>,
+}
+
+fn str_arg<'a>(c: &'a ir::Call, name: &str) -> Option<&'a str> {
+    match c.arg(name) {
+        Some(Value::Str(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The files a node reads directly (not through other nodes).
+fn input_files(wfs: &[ir::Workflow], work: &Work, base: &Path) -> Vec<PathBuf> {
+    let folder = |wf: &ir::Workflow, data: &str| -> Vec<PathBuf> {
+        let Some(d) = wf.data(data) else {
+            return vec![];
+        };
+        let mut dirs = vec![];
+        for key in ["path", "lq", "gt"] {
+            if let Some(p) = str_arg(&d.source, key) {
+                dirs.push(base.join(p));
+            }
+        }
+        dirs.iter()
+            .flat_map(|d| mio_stdlib::image::list_folder(d).unwrap_or_default())
+            .collect()
+    };
+    match work {
+        Work::TestSet { workflow, data, .. } => folder(&wfs[*workflow], data),
+        Work::Train {
+            workflow,
+            model,
+            stage: 0,
+        }
+        | Work::Classifier { workflow, model } => {
+            let wf = &wfs[*workflow];
+            wf.train_of(model)
+                .map(|t| folder(wf, &t.data))
+                .unwrap_or_default()
+        }
+        Work::Eval { workflow, index } => {
+            // Ready-made pairs are read directly; synthesised sets come through test-set nodes.
+            let wf = &wfs[*workflow];
+            let e = &wf.evals[*index];
+            match wf.data(&e.data) {
+                Some(d) if d.source.name == "pairs" => folder(wf, &e.data),
+                _ => vec![],
+            }
+        }
+        Work::Sweep { workflow, index } => match &wfs[*workflow].sweeps[*index].target {
+            ir::SweepTarget::File(f) => vec![base.join(f)],
+            ir::SweepTarget::Data(_) => vec![],
+        },
+        _ => vec![],
+    }
+}
+
+/// Hashes the names and bytes of files; a missing file hashes as its name alone, so the node
+/// that reads it reports the error itself.
+fn hash_files(files: &[PathBuf], cache: &mut HashMap<PathBuf, String>) -> String {
+    let todo: Vec<&PathBuf> = files.iter().filter(|f| !cache.contains_key(*f)).collect();
+    let hashed: Vec<(PathBuf, String)> = todo
+        .par_iter()
+        .map(|f| {
+            let bytes = std::fs::read(f).unwrap_or_default();
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+            let name = name.unwrap_or_default();
+            (
+                (*f).clone(),
+                mio_stdlib::data::content_key(&[name.as_bytes(), &bytes]),
+            )
+        })
+        .collect();
+    cache.extend(hashed);
+    let all: Vec<&[u8]> = files.iter().map(|f| cache[f].as_bytes()).collect();
+    if all.is_empty() {
+        String::new()
+    } else {
+        mio_stdlib::data::content_key(&all)
+    }
+}
+
+/// Every node's key, in dependency order (a key folds in its upstream keys).
+pub fn compute(
+    wfs: &[ir::Workflow],
+    plan: &Plan,
+    base: &Path,
+) -> Result<HashMap<NodeIndex, NodeKey>, (PathBuf, String)> {
+    let mut keys: HashMap<NodeIndex, NodeKey> = HashMap::new();
+    let mut cache = HashMap::new();
+    for i in plan.order() {
+        let node = &plan.graph[i];
+        let files = input_files(wfs, &node.work, base);
+        let inputs = hash_files(&files, &mut cache);
+        let upstream: Vec<String> = plan.deps(i).iter().map(|d| keys[d].key.clone()).collect();
+        let text = format!(
+            "mio {} | {} | inputs {inputs} | upstream {}",
+            super::VERSION,
+            node.definition,
+            upstream.join(",")
+        );
+        keys.insert(
+            i,
+            NodeKey {
+                key: format!("{:016x}", fnv1a(&text)),
+                definition: node.definition.clone(),
+                inputs,
+                upstream,
+            },
+        );
+    }
+    Ok(keys)
+}
+
+/// Whether a node will run, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    pub name: String,
+    pub cached: bool,
+    pub why: String,
+}
+
+/// What differs between two definitions, as the first differing `|`-separated parts.
+fn definition_change(old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.split(" | ").collect();
+    let b: Vec<&str> = new.split(" | ").collect();
+    for (x, y) in a.iter().zip(&b) {
+        if x != y {
+            return format!("changed: `{}` -> `{}`", x.trim(), y.trim());
+        }
+    }
+    "its definition changed".into()
+}
+
+/// For each node in plan order: cached, or will run and why (compared with the manifest of the
+/// previous run when there is one: `previous` maps node names to their recorded keys).
+pub fn explain(
+    plan: &Plan,
+    keys: &HashMap<NodeIndex, NodeKey>,
+    store: &Path,
+    previous: &HashMap<String, NodeKey>,
+) -> Vec<Explanation> {
+    let mut out = vec![];
+    let mut rerun: HashMap<NodeIndex, bool> = HashMap::new();
+    for i in plan.order() {
+        let node = &plan.graph[i];
+        let k = &keys[&i];
+        let done = super::node_dir(store, node.kind, &k.key).is_dir();
+        let partial = super::node_dir(store, node.kind, &k.key)
+            .with_extension("partial")
+            .is_dir();
+        let stale_up: Vec<String> = plan
+            .deps(i)
+            .iter()
+            .filter(|d| rerun.get(d).copied().unwrap_or(false))
+            .map(|d| plan.graph[*d].name.clone())
+            .collect();
+        rerun.insert(i, !done);
+        let why = if done {
+            "cached".to_string()
+        } else if partial {
+            "interrupted earlier: continues from its saved progress".into()
+        } else if let Some(old) = previous.get(&node.name) {
+            if old.key == k.key {
+                "its outputs are missing".into()
+            } else if old.inputs != k.inputs {
+                "an input file changed".into()
+            } else if old.definition.split(" <- ").next() != k.definition.split(" <- ").next() {
+                definition_change(&old.definition, &k.definition)
+            } else if !stale_up.is_empty() {
+                format!("upstream changed: {}", stale_up.join(", "))
+            } else if old.upstream != k.upstream {
+                "an upstream node changed".into()
+            } else {
+                "the engine version changed".into()
+            }
+        } else if !stale_up.is_empty() {
+            format!("new; after {}", stale_up.join(", "))
+        } else {
+            "new".into()
+        };
+        out.push(Explanation {
+            name: node.name.clone(),
+            cached: done,
+            why,
+        });
+    }
+    out
+}

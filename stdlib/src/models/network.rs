@@ -1,0 +1,283 @@
+//! A restoration network as the engine trains and runs it: a backbone, its prompt strategy and,
+//! for explicit prompts, the fixed random task maps. Saved as one safetensors file holding the
+//! weights under the reference's names, the task maps as `prompt_maps` `[T, 1, S, S]`, and the
+//! task names in id order in the file's metadata-free tensor `task_names` (bytes).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+use super::srresnet::SrResNet;
+use super::swinir::{SwinConfig, SwinIr};
+use super::{init_weights, PromptMode};
+use crate::rng::Rng;
+
+/// The backbone and its size.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arch {
+    SrResNet { channels: usize, blocks: usize },
+    SwinIr(SwinConfig),
+}
+
+/// Everything needed to build a network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spec {
+    pub arch: Arch,
+    pub prompt: PromptMode,
+    /// Side of each explicit task map.
+    pub map_size: usize,
+    /// The task names in id order (the prompt and classifier labels).
+    pub tasks: Vec<String>,
+}
+
+enum Body {
+    SrResNet(SrResNet),
+    SwinIr(SwinIr),
+}
+
+pub struct Network {
+    pub spec: Spec,
+    pub varmap: VarMap,
+    body: Body,
+    /// Explicit prompts: one fixed map per task, `[T, 1, S, S]`, never trained.
+    maps: Option<Tensor>,
+}
+
+/// The fixed random map of every task: U[0, 1) values drawn from the seed and the task's name,
+/// so a task keeps its map whatever the other tasks are.
+pub fn prompt_maps(seed: u64, tasks: &[String], size: usize, dev: &Device) -> Result<Tensor> {
+    let mut v = Vec::with_capacity(tasks.len() * size * size);
+    for t in tasks {
+        let mut rng = Rng::derive(seed, &["prompt map", t]);
+        v.extend((0..size * size).map(|_| rng.uniform() as f32));
+    }
+    Tensor::from_vec(v, (tasks.len(), 1, size, size), dev)
+}
+
+impl Network {
+    /// A network initialised from `seed` as the reference initialises it.
+    pub fn new(spec: Spec, seed: u64, dev: &Device) -> Result<Network> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, dev);
+        let body = match &spec.arch {
+            Arch::SrResNet { channels, blocks } => {
+                Body::SrResNet(SrResNet::new(*channels, *blocks, spec.prompt, vb)?)
+            }
+            Arch::SwinIr(cfg) => {
+                if spec.prompt != PromptMode::None {
+                    candle_core::bail!(
+                        "prompts for SwinIR are not implemented yet: use `prompt = none`, or SRResNet for prompt learning"
+                    );
+                }
+                Body::SwinIr(SwinIr::new(cfg, vb)?)
+            }
+        };
+        init_weights(&varmap, seed)?;
+        let maps = matches!(spec.prompt, PromptMode::Explicit { .. })
+            .then(|| prompt_maps(seed, &spec.tasks, spec.map_size, dev))
+            .transpose()?;
+        Ok(Network {
+            spec,
+            varmap,
+            body,
+            maps,
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.varmap
+            .all_vars()
+            .first()
+            .map(|v| v.device().clone())
+            .unwrap_or(Device::Cpu)
+    }
+
+    /// The id of a task name.
+    pub fn task_id(&self, name: &str) -> Option<usize> {
+        self.spec.tasks.iter().position(|t| t == name)
+    }
+
+    /// The latent prompt of a batch: from each crop's task map (explicit), from the degraded
+    /// batch itself (adaptive), none for a plain network.
+    pub fn latent(&self, lq: &Tensor, ids: &Tensor) -> Result<Option<Tensor>> {
+        let Body::SrResNet(net) = &self.body else {
+            return Ok(None);
+        };
+        match (self.spec.prompt, &self.maps) {
+            (PromptMode::None, _) => Ok(None),
+            (PromptMode::Explicit { .. }, Some(maps)) => net.latent(&maps.index_select(ids, 0)?),
+            (PromptMode::Adaptive { .. }, _) => net.latent(lq),
+            (PromptMode::Explicit { .. }, None) => {
+                candle_core::bail!("an explicit-prompt network without task maps")
+            }
+        }
+    }
+
+    /// The latent prompt of one task's map, `[1, dim]` (explicit prompts only).
+    pub fn task_latent(&self, id: usize) -> Result<Tensor> {
+        match (&self.body, &self.maps) {
+            (Body::SrResNet(net), Some(maps)) => net
+                .latent(&maps.narrow(0, id, 1)?)?
+                .ok_or_else(|| candle_core::Error::Msg("no prompt branch".into())),
+            _ => candle_core::bail!("only explicit-prompt networks have task prompts"),
+        }
+    }
+
+    /// Restores with a given latent prompt (`None` for plain and adaptive networks, whose
+    /// prompt comes from the input).
+    pub fn forward_latent(&self, lq: &Tensor, z: Option<&Tensor>) -> Result<Tensor> {
+        match &self.body {
+            Body::SrResNet(net) => match (self.spec.prompt, z) {
+                (PromptMode::Adaptive { .. }, None) => {
+                    let z = net.latent(lq)?;
+                    net.forward(lq, z.as_ref())
+                }
+                _ => net.forward(lq, z),
+            },
+            Body::SwinIr(net) => net.forward(lq),
+        }
+    }
+
+    /// Restores a batch whose crops have the task ids `ids` (u32 `[B]`).
+    pub fn forward(&self, lq: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        let z = self.latent(lq, ids)?;
+        match &self.body {
+            Body::SrResNet(net) => net.forward(lq, z.as_ref()),
+            Body::SwinIr(net) => net.forward(lq),
+        }
+    }
+
+    /// Multiple the input's sides must have at test time (the caller pads).
+    pub fn side_multiple(&self) -> usize {
+        match &self.spec.arch {
+            Arch::SrResNet { .. } => 1,
+            Arch::SwinIr(cfg) => cfg.window,
+        }
+    }
+
+    /// Writes the weights (and task maps) atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut t: HashMap<String, Tensor> = crate::trainer::sorted_vars(&self.varmap)
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        if let Some(m) = &self.maps {
+            t.insert("prompt_maps".into(), m.clone());
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        candle_core::safetensors::save(&t, &tmp)?;
+        std::fs::rename(&tmp, path)
+            .map_err(|e| candle_core::Error::Msg(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// Sets the weights from named tensors (a saved network, a checkpoint's weights or a
+    /// reference export); every variable must be present with its shape. A `prompt_maps`
+    /// tensor replaces the drawn task maps.
+    pub fn set_weights(&mut self, tensors: &HashMap<String, Tensor>, from: &str) -> Result<()> {
+        let mut missing = vec![];
+        for (name, var) in crate::trainer::sorted_vars(&self.varmap) {
+            match tensors.get(&name) {
+                Some(t) if t.dims() == var.dims() => var.set(&t.to_dtype(var.dtype())?)?,
+                Some(t) => candle_core::bail!(
+                    "{from}: `{name}` has shape {:?}, the network expects {:?}",
+                    t.dims(),
+                    var.dims()
+                ),
+                None => missing.push(name),
+            }
+        }
+        if !missing.is_empty() {
+            let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+            candle_core::bail!(
+                "{from}: {} weight(s) missing, e.g. {} (does the architecture match?)",
+                missing.len(),
+                shown.join(", ")
+            );
+        }
+        if let Some(m) = tensors.get("prompt_maps") {
+            if self.maps.is_some() {
+                self.maps = Some(m.to_device(&self.device())?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads weights saved by [`Network::save`] (or any safetensors file with the names).
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let t = candle_core::safetensors::load(path, &self.device())?;
+        self.set_weights(&t, &path.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(prompt: PromptMode) -> Spec {
+        Spec {
+            arch: Arch::SrResNet {
+                channels: 8,
+                blocks: 2,
+            },
+            prompt,
+            map_size: 16,
+            tasks: vec!["noise".into(), "rain".into(), "sr".into()],
+        }
+    }
+
+    #[test]
+    fn save_and_load_round_trip_with_task_maps() {
+        let dev = Device::Cpu;
+        let a = Network::new(spec(PromptMode::Explicit { dim: 8 }), 1, &dev).unwrap();
+        let mut b = Network::new(spec(PromptMode::Explicit { dim: 8 }), 2, &dev).unwrap();
+        let x = Tensor::rand(0f32, 1f32, (2, 3, 12, 12), &dev).unwrap();
+        let ids = Tensor::new(&[0u32, 2], &dev).unwrap();
+        let ya = a.forward(&x, &ids).unwrap();
+        let yb = b.forward(&x, &ids).unwrap();
+        assert!(
+            ya.sub(&yb)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 1e-4
+        );
+        let dir = std::env::temp_dir().join(format!("mio-net-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("net.safetensors");
+        a.save(&p).unwrap();
+        b.load(&p).unwrap();
+        let yb = b.forward(&x, &ids).unwrap();
+        let d = ya.sub(&yb).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn task_maps_depend_on_the_seed_and_the_task_name_only() {
+        let dev = Device::Cpu;
+        let m1 = prompt_maps(3, &["noise".into(), "rain".into()], 8, &dev).unwrap();
+        let m2 = prompt_maps(3, &["rain".into()], 8, &dev).unwrap();
+        let m3 = prompt_maps(4, &["rain".into()], 8, &dev).unwrap();
+        let rain: Vec<f32> = m1.get(1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let again: Vec<f32> = m2.get(0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let other: Vec<f32> = m3.get(0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(rain, again);
+        assert_ne!(rain, other);
+        assert!(rain.iter().all(|v| (0.0..1.0).contains(v)));
+    }
+
+    #[test]
+    fn a_missing_weight_is_named() {
+        let dev = Device::Cpu;
+        let mut a = Network::new(spec(PromptMode::None), 1, &dev).unwrap();
+        let err = a.set_weights(&HashMap::new(), "x.safetensors").unwrap_err();
+        assert!(err.to_string().contains("body.0.conv1.bias"), "{err}");
+        assert!(err.to_string().contains("14 weight(s) missing"), "{err}");
+    }
+}
