@@ -113,6 +113,7 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
+    mio_stdlib::kernels::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { file, set } => check(&file, &set),

@@ -3,7 +3,7 @@
 //! with stride 2, which candle 0.11 rejects with "shape mismatch in add").
 
 use candle_core::{Device, Tensor, Var};
-use mio_stdlib::kernels::conv::conv2d_op;
+use mio_stdlib::kernels::conv::{conv2d_bias_op, conv2d_op};
 use mio_stdlib::rng::Rng;
 
 fn random(rng: &mut Rng, dims: &[usize]) -> Tensor {
@@ -155,5 +155,46 @@ fn a_single_image_uses_the_threaded_gemm_and_agrees() {
     let theirs = run(&x, &w, &r, 1, 1, false);
     for (a, t) in ours.iter().zip(&theirs) {
         assert!(max_rel(a, t) < 1e-4);
+    }
+}
+
+#[test]
+fn the_fused_bias_equals_a_broadcast_add_and_gets_its_gradient() {
+    let mut rng = Rng::derive(10, &["conv bias"]);
+    for (b, cin, cout, h, w, k, stride, pad) in
+        [(3, 4, 5, 9, 11, 3, 1, 1), (2, 3, 6, 8, 8, 7, 2, 3)]
+    {
+        let x = random(&mut rng, &[b, cin, h, w]);
+        let wt = random(&mut rng, &[cout, cin, k, k]);
+        let bias = random(&mut rng, &[cout]);
+        let ho = (h + 2 * pad - k) / stride + 1;
+        let wo = (w + 2 * pad - k) / stride + 1;
+        let r = random(&mut rng, &[b, cout, ho, wo]);
+        let grads = |fused: bool| -> Vec<Tensor> {
+            let (xv, wv, bv) = (
+                Var::from_tensor(&x).unwrap(),
+                Var::from_tensor(&wt).unwrap(),
+                Var::from_tensor(&bias).unwrap(),
+            );
+            let y = if fused {
+                conv2d_bias_op(xv.as_tensor(), wv.as_tensor(), bv.as_tensor(), pad, stride).unwrap()
+            } else {
+                xv.as_tensor()
+                    .conv2d(wv.as_tensor(), pad, stride, 1, 1)
+                    .unwrap()
+                    .broadcast_add(&bv.as_tensor().reshape((1, cout, 1, 1)).unwrap())
+                    .unwrap()
+            };
+            let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            vec![
+                y,
+                g.get(xv.as_tensor()).unwrap().clone(),
+                g.get(wv.as_tensor()).unwrap().clone(),
+                g.get(bv.as_tensor()).unwrap().clone(),
+            ]
+        };
+        for (a, t) in grads(true).iter().zip(&grads(false)) {
+            assert!(max_rel(a, t) < 1e-4, "{:?}", a.dims());
+        }
     }
 }

@@ -687,9 +687,10 @@ fn eval(r: &mut Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Res
                 .collect()
         } else {
             let tdir = r
+                // Test sets are shared by degradation: `sr_out` reads `sr`'s set.
                 .dep_dir(
                     i,
-                    |w| matches!(w, Work::TestSet { task: t, .. } if t == task),
+                    |w| matches!(w, Work::TestSet { task: t, .. } if t.degradation == task.degradation),
                 )
                 .ok_or_else(|| fail(&name, format!("the `{}` test set is missing", task.name)))?;
             pairs_of(&tdir).map_err(f)?

@@ -7,7 +7,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor,
+};
 use candle_nn::{Init, VarBuilder};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -157,6 +159,45 @@ fn col2im(g: &Geometry, cols: &[f32], y0: usize, rows: usize, dx: &mut [f32]) {
     }
 }
 
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A per-thread im2col buffer, reused from call to call: a fresh multi-megabyte allocation per
+/// image costs page faults and zeroing that show up in a training step's profile. Contents are
+/// stale; every user overwrites what it reads.
+struct Scratch(Vec<f32>);
+
+impl Scratch {
+    fn take(len: usize) -> Scratch {
+        let mut v = SCRATCH.with(|c| c.take());
+        if v.len() < len {
+            v.resize(len, 0.0);
+        }
+        Scratch(v)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        SCRATCH.with(|c| c.set(v));
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Vec<f32>;
+    fn deref(&self) -> &Vec<f32> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut Vec<f32> {
+        &mut self.0
+    }
+}
+
 /// `dst (m x n) = lhs (m x k) * rhs (k x n)` (plus `dst` when `accumulate`), with explicit
 /// row and column strides for each operand.
 #[allow(clippy::too_many_arguments)]
@@ -173,32 +214,64 @@ fn matmul(
 ) {
     // Bounds the raw-pointer call below: every element it may touch is inside its slice.
     debug_assert!(m == 0 || n == 0 || (m - 1) * dst_rs + n <= dst.len());
+    // SAFETY: `dst` is a unique borrow covering the m x n view (checked above in debug builds,
+    // guaranteed by the callers' shapes), so it aliases neither operand.
+    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), dst_rs, lhs, rhs, accumulate, par) }
+}
+
+/// [`matmul`] into a raw destination.
+///
+/// # Safety
+/// `dst` must be valid for writes over the m x n view with row stride `dst_rs`, and no other
+/// thread may touch that view during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    accumulate: bool,
+    par: Parallelism,
+) {
     debug_assert!(m == 0 || k == 0 || (m - 1) * lhs.1 + (k - 1) * lhs.2 < lhs.0.len());
     debug_assert!(k == 0 || n == 0 || (k - 1) * rhs.1 + (n - 1) * rhs.2 < rhs.0.len());
-    // SAFETY: the strides describe views inside the slices (checked above in debug builds and
-    // guaranteed by the callers' shapes), `dst` does not alias the operands (a unique borrow).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.0.as_ptr(),
-            lhs.2 as isize,
-            lhs.1 as isize,
-            rhs.0.as_ptr(),
-            rhs.2 as isize,
-            rhs.1 as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        lhs.0.as_ptr(),
+        lhs.2 as isize,
+        lhs.1 as isize,
+        rhs.0.as_ptr(),
+        rhs.2 as isize,
+        rhs.1 as isize,
+        if accumulate { 1.0 } else { 0.0 },
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    )
+}
+
+/// An output buffer shared by threads that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: only used where each thread writes a region no other thread touches (see the users).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Through a method, so closures capture the whole (Sync) wrapper, not its raw field.
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
     }
 }
 
@@ -228,26 +301,66 @@ where
     }
 }
 
-/// Forward: `x [B, Cin, H, W]`, `w [Cout, Cin, KH, KW]` to `[B, Cout, Ho, Wo]`.
-fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+/// Forward: `x [B, Cin, H, W]`, `w [Cout, Cin, KH, KW]` (and a bias `[Cout]`) to
+/// `[B, Cout, Ho, Wo]`.
+fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (k, n) = (g.k(), g.ho() * g.wo());
     let mut out = vec![0f32; g.batch * g.cout * n];
     let (across, par) = split(g.batch);
     for_images(g.batch, g.cout * n, &mut out, across, |b, o| {
         let xb = &x[b * g.cin * g.h * g.w..(b + 1) * g.cin * g.h * g.w];
+        // The bias first, then the GEMM accumulates onto it.
+        if let Some(bias) = bias {
+            for (row, &v) in o.chunks_exact_mut(n).zip(bias) {
+                row.fill(v);
+            }
+        }
+        let acc = bias.is_some();
         if g.is_pointwise() {
-            matmul(g.cout, n, k, o, n, (w, k, 1), (xb, n, 1), false, par);
+            matmul(g.cout, n, k, o, n, (w, k, 1), (xb, n, 1), acc, par);
+            return;
+        }
+        if !across {
+            // One image on several threads: its tiles of output rows in parallel, each GEMM on
+            // one thread (many small threaded GEMMs synchronise more than they compute).
+            let threads = rayon::current_num_threads();
+            let tile = g.tile_rows().min(g.ho().div_ceil(2 * threads)).max(1);
+            let out = SharedOut(o.as_mut_ptr());
+            (0..g.ho().div_ceil(tile)).into_par_iter().for_each(|t| {
+                let y0 = t * tile;
+                let rows = tile.min(g.ho() - y0);
+                let tn = rows * g.wo();
+                let mut cols = Scratch::take(k * tn);
+                im2col(g, xb, y0, rows, &mut cols[..k * tn]);
+                let cols: &[f32] = &cols;
+                // SAFETY: tile t writes columns y0 * wo .. y0 * wo + tn of each of the cout
+                // rows of this image's output (cout x n), which no other tile writes; `o`
+                // outlives the parallel loop.
+                unsafe {
+                    gemm_raw(
+                        g.cout,
+                        tn,
+                        k,
+                        out.at(y0 * g.wo()),
+                        n,
+                        (w, k, 1),
+                        (cols, tn, 1),
+                        acc,
+                        Parallelism::None,
+                    )
+                };
+            });
             return;
         }
         let tile = g.tile_rows();
-        let mut cols = vec![0f32; k * tile * g.wo()];
+        let mut cols = Scratch::take(k * tile * g.wo());
         let mut y0 = 0;
         while y0 < g.ho() {
             let rows = tile.min(g.ho() - y0);
             let tn = rows * g.wo();
             im2col(g, xb, y0, rows, &mut cols[..k * tn]);
             let dst = &mut o[y0 * g.wo()..];
-            matmul(g.cout, tn, k, dst, n, (w, k, 1), (&cols, tn, 1), false, par);
+            matmul(g.cout, tn, k, dst, n, (w, k, 1), (&cols, tn, 1), acc, par);
             y0 += rows;
         }
     });
@@ -267,7 +380,7 @@ fn input_grad(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
             return;
         }
         let tile = g.tile_rows();
-        let mut cols = vec![0f32; k * tile * g.wo()];
+        let mut cols = Scratch::take(k * tile * g.wo());
         let mut y0 = 0;
         while y0 < g.ho() {
             let rows = tile.min(g.ho() - y0);
@@ -304,7 +417,7 @@ fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
             return;
         }
         let tile = g.tile_rows();
-        let mut cols = vec![0f32; k * tile * g.wo()];
+        let mut cols = Scratch::take(k * tile * g.wo());
         let mut y0 = 0;
         let mut first = first;
         while y0 < g.ho() {
@@ -412,6 +525,7 @@ impl CustomOp2 for Conv2dOp {
             &g,
             slice(s1, l1, "the input")?,
             slice(s2, l2, "the weight")?,
+            None,
         );
         Ok((
             CpuStorage::F32(out),
@@ -446,6 +560,96 @@ impl CustomOp2 for Conv2dOp {
             },
         )?;
         Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// `conv2d(x, w) + b` in one pass: the bias is where the GEMM starts, and its gradient is a
+/// per-channel sum of the output gradient (candle's broadcast add would reduce over three
+/// strided dimensions, one of the slowest things in a training step).
+struct Conv2dBiasOp {
+    stride: usize,
+    pad: usize,
+}
+
+impl CustomOp3 for Conv2dBiasOp {
+    fn name(&self) -> &'static str {
+        "mio-conv2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Conv2dOp {
+            stride: self.stride,
+            pad: self.pad,
+        }
+        .geometry(l1, l2)?;
+        let bias = slice(s3, l3, "the bias")?;
+        if bias.len() != g.cout {
+            candle_core::bail!(
+                "conv2d kernel: {} bias values for {} channels",
+                bias.len(),
+                g.cout
+            );
+        }
+        let out = forward(
+            &g,
+            slice(s1, l1, "the input")?,
+            slice(s2, l2, "the weight")?,
+            Some(bias),
+        );
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((g.batch, g.cout, g.ho(), g.wo())),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = Conv2dOp {
+            stride: self.stride,
+            pad: self.pad,
+        }
+        .bwd(x, w, res, dy)?;
+        let db = dy.contiguous()?.apply_op1_no_bwd(&ChannelSum)?;
+        Ok((dx, dw, Some(db)))
+    }
+}
+
+/// `[B, C, H, W]` to the per-channel sums `[C]`.
+struct ChannelSum;
+
+impl CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "mio-channel-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = dims4(l, "the output gradient")?;
+        let v = slice(s, l, "the output gradient")?;
+        let plane = h * w;
+        let mut out = vec![0f64; c];
+        for img in v.chunks_exact(c * plane).take(b) {
+            for (o, p) in out.iter_mut().zip(img.chunks_exact(plane)) {
+                *o += p.iter().map(|&x| x as f64).sum::<f64>();
+            }
+        }
+        Ok((
+            CpuStorage::F32(out.into_iter().map(|x| x as f32).collect()),
+            Shape::from(c),
+        ))
     }
 }
 
@@ -542,11 +746,35 @@ impl CustomOp2 for WeightGrad {
 /// `x [B, Cin, H, W]` convolved with `w [Cout, Cin, KH, KW]`, zero padding `pad`, stride
 /// `stride`: mio's kernel on the CPU for f32, candle's elsewhere.
 pub fn conv2d_op(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
-    if fast() && x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
+    if ours(x, w) {
         x.contiguous()?
             .apply_op2(&w.contiguous()?, Conv2dOp { stride, pad })
     } else {
         x.conv2d(w, pad, stride, 1, 1)
+    }
+}
+
+fn ours(x: &Tensor, w: &Tensor) -> bool {
+    fast() && x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32
+}
+
+/// [`conv2d_op`] plus a bias `[Cout]` per output channel, fused on the CPU.
+pub fn conv2d_bias_op(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    pad: usize,
+    stride: usize,
+) -> Result<Tensor> {
+    if ours(x, w) && b.dtype() == DType::F32 {
+        x.contiguous()?.apply_op3(
+            &w.contiguous()?,
+            &b.contiguous()?,
+            Conv2dBiasOp { stride, pad },
+        )
+    } else {
+        x.conv2d(w, pad, stride, 1, 1)?
+            .broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)
     }
 }
 
@@ -586,8 +814,12 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (p, s) = (self.cfg.padding, self.cfg.stride);
         let y = if self.cfg.groups == 1 {
-            conv2d_op(x, &self.weight, self.cfg.padding, self.cfg.stride)?
+            match &self.bias {
+                Some(b) => return conv2d_bias_op(x, &self.weight, b, p, s),
+                None => conv2d_op(x, &self.weight, p, s)?,
+            }
         } else {
             x.conv2d(
                 &self.weight,

@@ -1,0 +1,342 @@
+//! `mio run` end to end at a tiny size: the report and its numbers, the cache (what reruns
+//! after which edit), and a training node killed with SIGKILL that resumes to the same weights.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mio-run-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A workflow small enough to train in a second: a plain model (mixed) and an explicit-prompt
+/// model (two sequential stages), two tasks, two test images, a sweep.
+fn tiny(train: &str, test: &str) -> String {
+    format!(
+        r#"use paper
+
+workflow tiny {{
+  seed = 3
+  data train = images("{train}", patch = 24px, batch = 4)
+  data test = images("{test}", limit = 2)
+
+  model plain = srresnet(channels = 8, blocks = 1)
+  model ep = srresnet(channels = 8, blocks = 1, prompt = explicit(dim = 8, map_size = 16))
+
+  train plain on train {{
+    tasks = [paper.noise, paper.jpeg]
+    iters = 12
+    ema = 0
+  }}
+  train ep on train {{
+    strategy = sequential(order = [paper.noise, paper.jpeg])
+    iters = [6, 6]
+    ema = 0
+    classifier = classifier(iters = 5, batch = 4)
+  }}
+  eval plain on test as plain_in {{ tasks = [paper.noise, paper.jpeg] }}
+  eval ep on test as ep_in {{ tasks = [paper.noise, paper.jpeg] }}
+  sweep ep on "{test}/chelsea.png" as blend {{ from = noise, to = jpeg, steps = 3 }}
+  report {{ baseline = plain }}
+}}
+"#
+    )
+}
+
+struct Workspace {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl Workspace {
+    fn new(name: &str, text: &str) -> Workspace {
+        let dir = temp_dir(name);
+        let file = dir.join("tiny.mio");
+        std::fs::write(&file, text).unwrap();
+        Workspace { dir, file }
+    }
+
+    fn checked(&self) -> mio_engine::Checked {
+        let c = mio_engine::check_file(&self.file, &[]).unwrap();
+        assert!(c.is_ok(), "{}", c.render(mio_engine::Style::Plain));
+        c
+    }
+
+    fn run(&self) -> mio_engine::run::Summary {
+        let c = self.checked();
+        let plan = mio_engine::plan(&c).unwrap();
+        mio_engine::run::run(&c.workflows, &plan, &self.dir, Default::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The names of the nodes that would run now.
+    fn stale(&self) -> BTreeSet<String> {
+        let c = self.checked();
+        let plan = mio_engine::plan(&c).unwrap();
+        mio_engine::run::status(&c.workflows, &plan, &self.dir)
+            .unwrap()
+            .into_iter()
+            .filter(|s| !s.cached)
+            .map(|s| s.name)
+            .collect()
+    }
+
+    fn edit(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.file).unwrap();
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&self.file, text.replacen(from, to, 1)).unwrap();
+    }
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn a_run_writes_the_report_and_its_numbers_match_the_saved_images() {
+    let ws = Workspace::new(
+        "report",
+        &tiny(&format!("{DATA}/train"), &format!("{DATA}/test")),
+    );
+    let summary = ws.run();
+    assert_eq!(summary.ran.len(), 10, "{:?}", summary.ran);
+    let report = ws.dir.join("runs/tiny");
+    for f in [
+        "report.md",
+        "report.html",
+        "results.csv",
+        "results.json",
+        "manifest.yaml",
+        "loss.svg",
+    ] {
+        assert!(report.join(f).is_file(), "{f} missing");
+    }
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(
+        md.contains("| PSNR | noise | jpeg | Avg | vs plain |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| input (degraded) |") && md.contains("| ep |"),
+        "{md}"
+    );
+    // Every image the HTML shows is embedded.
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(html.matches("data:image/png;base64,").count() >= 3);
+    assert!(!html.contains("src=\"grid_"));
+    // The table's numbers are the means of PSNRs recomputed from the saved images.
+    let results = json(&report.join("results.json"));
+    let table = &results["tables"][0];
+    assert_eq!(table["metric"], "psnr");
+    let row = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["label"] == "plain")
+        .unwrap();
+    let nodes = ws.dir.join("runs/nodes");
+    let eval_dir = std::fs::read_dir(&nodes)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("eval-")
+                && json(&p.join("results.json"))["model"] == "plain"
+        })
+        .unwrap();
+    let ev = json(&eval_dir.join("results.json"));
+    for (k, task) in ["noise", "jpeg"].iter().enumerate() {
+        let images = ev["tasks"][k]["images"].as_array().unwrap();
+        assert_eq!(images.len(), 2);
+        let mut sum = 0.0;
+        for im in images {
+            let restored =
+                mio_stdlib::image::load(&eval_dir.join(im["restored"].as_str().unwrap()))
+                    .unwrap()
+                    .image;
+            let clean = mio_stdlib::image::load(Path::new(im["clean"].as_str().unwrap()))
+                .unwrap()
+                .image;
+            let p = mio_stdlib::metrics::psnr(&restored, &clean, 4, false).unwrap();
+            assert!((p - im["output"]["psnr"].as_f64().unwrap()).abs() < 1e-9);
+            sum += p;
+        }
+        let shown = row["values"][task].as_f64().unwrap();
+        assert!(
+            (shown - sum / 2.0).abs() < 1e-9,
+            "{task}: {shown} vs {}",
+            sum / 2.0
+        );
+    }
+    // Nothing is redone.
+    assert!(ws.stale().is_empty());
+    let again = ws.run();
+    assert!(again.ran.is_empty() && again.cached.len() == 10);
+}
+
+#[test]
+fn each_edit_reruns_exactly_what_it_changes() {
+    // Training images of its own, so one can be changed.
+    let ws = Workspace::new("edits", "");
+    let train = ws.dir.join("train");
+    std::fs::create_dir_all(&train).unwrap();
+    for f in ["astronaut.png", "coffee.png", "rocket.png"] {
+        std::fs::copy(format!("{DATA}/train/{f}"), train.join(f)).unwrap();
+    }
+    std::fs::write(&ws.file, tiny("train", &format!("{DATA}/test"))).unwrap();
+    ws.run();
+    assert!(ws.stale().is_empty());
+
+    // A comment: nothing.
+    ws.edit(
+        "workflow tiny {",
+        "# a comment\nworkflow tiny {  # and another",
+    );
+    assert_eq!(ws.stale(), set(&[]));
+
+    // An eval's metrics: that eval and the report.
+    ws.edit(
+        "eval plain on test as plain_in { tasks = [paper.noise, paper.jpeg] }",
+        "eval plain on test as plain_in { tasks = [paper.noise, paper.jpeg], metrics = [psnr(crop = 2)] }",
+    );
+    assert_eq!(ws.stale(), set(&["tiny/plain_in", "tiny/report"]));
+    ws.run();
+
+    // The second stage's iterations: that stage and what reads it.
+    ws.edit("iters = [6, 6]", "iters = [6, 7]");
+    assert_eq!(
+        ws.stale(),
+        set(&[
+            "tiny/ep stage 2/2",
+            "tiny/ep_in",
+            "tiny/blend",
+            "tiny/report"
+        ])
+    );
+    ws.run();
+
+    // A training image: every training node and what follows; the test sets stay.
+    let img = mio_stdlib::image::load(&train.join("coffee.png"))
+        .unwrap()
+        .image;
+    let mut changed = img.clone();
+    changed.data[0] = changed.data[0].wrapping_add(1);
+    changed.save_png(&train.join("coffee.png")).unwrap();
+    let stale = ws.stale();
+    assert_eq!(
+        stale,
+        set(&[
+            "tiny/plain",
+            "tiny/ep stage 1/2",
+            "tiny/ep stage 2/2",
+            "tiny/ep classifier",
+            "tiny/plain_in",
+            "tiny/ep_in",
+            "tiny/blend",
+            "tiny/report"
+        ])
+    );
+    let c = ws.checked();
+    let plan = mio_engine::plan(&c).unwrap();
+    let why = mio_engine::run::status(&c.workflows, &plan, &ws.dir).unwrap();
+    let plain = why.iter().find(|s| s.name == "tiny/plain").unwrap();
+    assert_eq!(plain.why, "an input file changed");
+}
+
+/// The newest `.partial` training checkpoint under `nodes`.
+fn partial_checkpoint(nodes: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(nodes).ok()?.find_map(|e| {
+        let p = e.ok()?.path();
+        let name = p.file_name()?.to_string_lossy().into_owned();
+        (name.starts_with("train-") && name.ends_with(".partial"))
+            .then(|| p.join("stage1.safetensors"))
+            .filter(|c| c.exists())
+    })
+}
+
+#[test]
+fn a_training_node_killed_with_sigkill_resumes_to_the_same_weights() {
+    let text = format!(
+        r#"use paper
+
+workflow kill {{
+  seed = 1
+  data train = images("{DATA}/train", patch = 32px, batch = 4)
+  model net = srresnet(channels = 16, blocks = 2)
+  train net on train {{
+    tasks = [paper.noise, paper.blur]
+    iters = 150
+    ema = 0.9
+    checkpoint_every = 10
+  }}
+}}
+"#
+    );
+    let mio = env!("CARGO_BIN_EXE_mio");
+    let whole = Workspace::new("whole", &text);
+    let out = Command::new(mio)
+        .args(["run", "-q"])
+        .arg(&whole.file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let killed = Workspace::new("killed", &text);
+    let mut child = Command::new(mio)
+        .args(["run", "-q"])
+        .arg(&killed.file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let nodes = killed.dir.join("runs/nodes");
+    let start = std::time::Instant::now();
+    while partial_checkpoint(&nodes).is_none() {
+        assert!(start.elapsed().as_secs() < 120, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let ckpt = partial_checkpoint(&nodes).expect("the checkpoint survives the kill");
+    let meta = candle_core::safetensors::load(&ckpt, &candle_core::Device::Cpu).unwrap();
+    let done: Vec<f64> = meta["meta.steps_done"].to_vec1().unwrap();
+    assert!(done[0] < 150.0, "killed before the end (at {})", done[0]);
+
+    let out = Command::new(mio)
+        .args(["run", "-q"])
+        .arg(&killed.file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let weights = |ws: &Workspace, file: &str| -> Vec<u8> {
+        let dir = std::fs::read_dir(ws.dir.join("runs/nodes"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                n.starts_with("train-") && !n.ends_with(".partial")
+            })
+            .unwrap();
+        std::fs::read(dir.join(file)).unwrap()
+    };
+    assert!(weights(&whole, "weights.safetensors") == weights(&killed, "weights.safetensors"));
+    assert!(weights(&whole, "model.safetensors") == weights(&killed, "model.safetensors"));
+}
