@@ -84,6 +84,33 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Restore an image, or every image of a folder, with a trained model
+    Restore {
+        /// A training step's folder (runs/nodes/train-...), or a .safetensors file of weights
+        /// named as in the reference implementation (then give --arch)
+        #[arg(long)]
+        model: PathBuf,
+        /// The architecture of a bare weights file, as in a .mio file:
+        /// 'srresnet(channels = 64, blocks = 16, prompt = explicit)'
+        #[arg(long)]
+        arch: Option<String>,
+        /// The task to restore (explicit prompts); without it the classifier guesses
+        #[arg(long)]
+        task: Option<String>,
+        /// The task classifier (runs/nodes/classifier-...) that guesses the task
+        #[arg(long)]
+        classifier: Option<PathBuf>,
+        /// Blend tasks' prompts for style control: noise:0.3,rain:0.7
+        #[arg(long, conflicts_with = "task")]
+        prompt_mix: Option<String>,
+        /// Tile side in pixels (0: the whole image, tiles of 512 above a megapixel)
+        #[arg(long, default_value_t = 0)]
+        tile: usize,
+        /// An image or a folder of images
+        input: PathBuf,
+        /// The restored image (PNG), or a folder for a folder
+        output: PathBuf,
+    },
     /// Run the language server over stdin and stdout (for editors)
     Lsp,
     /// Print the work graph for Graphviz or Mermaid
@@ -143,6 +170,25 @@ fn main() -> ExitCode {
             explain,
             quiet,
         } => run(&file, &set, explain, quiet),
+        Command::Restore {
+            model,
+            arch,
+            task,
+            classifier,
+            prompt_mix,
+            tile,
+            input,
+            output,
+        } => restore(RestoreArgs {
+            model,
+            arch,
+            task,
+            classifier,
+            prompt_mix,
+            tile,
+            input,
+            output,
+        }),
         Command::Lsp => {
             mio_lsp::run_stdio().map_err(|e| Failure::Internal(format!("language server: {e}")))
         }
@@ -275,6 +321,146 @@ fn run(file: &Path, set: &[String], explain: bool, quiet: bool) -> Result<(), Fa
         }
         Err(e) => Err(Failure::Internal(e.to_string())),
     }
+}
+
+struct RestoreArgs {
+    model: PathBuf,
+    arch: Option<String>,
+    task: Option<String>,
+    classifier: Option<PathBuf>,
+    prompt_mix: Option<String>,
+    tile: usize,
+    input: PathBuf,
+    output: PathBuf,
+}
+
+fn restore(a: RestoreArgs) -> Result<(), Failure> {
+    use mio_stdlib::models::PromptMode;
+    let user = |m: String| {
+        eprintln!("error: {m}");
+        Failure::User
+    };
+    let dev = candle_core::Device::Cpu;
+    let loaded =
+        mio_engine::restore::load_model(&a.model, a.arch.as_deref(), &dev).map_err(user)?;
+    let explicit = matches!(loaded.net.spec.prompt, PromptMode::Explicit { .. });
+    let fixed = match (&a.task, &a.prompt_mix) {
+        (Some(t), _) if explicit => Some(
+            loaded
+                .net
+                .task_latent(loaded.task(t).map_err(user)?)
+                .map_err(|e| Failure::Internal(e.to_string()))?,
+        ),
+        (_, Some(m)) if explicit => {
+            let mix = mio_engine::restore::parse_mix(m).map_err(user)?;
+            Some(loaded.mix(&mix).map_err(user)?)
+        }
+        (Some(_), _) | (_, Some(_)) => {
+            return Err(user(
+                "--task and --prompt-mix need a model with explicit prompts; this one finds the task itself".into(),
+            ))
+        }
+        _ => None,
+    };
+    let classifier = match (&a.classifier, explicit && fixed.is_none()) {
+        (Some(c), true) => {
+            let file = if c.is_dir() {
+                c.join("classifier.safetensors")
+            } else {
+                c.clone()
+            };
+            let vm = candle_nn::VarMap::new();
+            let net = mio_stdlib::models::classifier::TaskClassifier::new(
+                loaded.tasks.len(),
+                candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev),
+            )
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+            let mut vm = vm;
+            vm.load(&file)
+                .map_err(|e| user(format!("{}: {e}", file.display())))?;
+            Some(net)
+        }
+        (None, true) => {
+            let names: Vec<&str> = loaded.tasks.iter().map(|t| t.0.as_str()).collect();
+            return Err(user(format!(
+                "this model needs its task: give --task (one of {}) or --classifier runs/nodes/classifier-...",
+                names.join(", ")
+            )));
+        }
+        _ => None,
+    };
+    let files: Vec<(PathBuf, PathBuf)> = if a.input.is_dir() {
+        let list = mio_stdlib::image::list_folder(&a.input).map_err(|e| user(e.to_string()))?;
+        std::fs::create_dir_all(&a.output)
+            .map_err(|e| user(format!("{}: {e}", a.output.display())))?;
+        list.into_iter()
+            .map(|p| {
+                let name = p
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let out = a.output.join(format!("{name}.png"));
+                (p, out)
+            })
+            .collect()
+    } else {
+        vec![(a.input.clone(), a.output.clone())]
+    };
+    let n = files.len();
+    let mut failed = 0;
+    for (k, (src, dst)) in files.iter().enumerate() {
+        let img = match mio_stdlib::image::load(src) {
+            Ok(l) => l.image,
+            Err(e) => {
+                eprintln!("[{}/{n}] skipped: {e}", k + 1);
+                failed += 1;
+                continue;
+            }
+        };
+        let z = match &classifier {
+            Some(c) => {
+                let x = mio_engine::restore::to_tensor(&img, &dev)
+                    .map_err(|e| Failure::Internal(e.to_string()))?;
+                let id = c
+                    .predict(&x)
+                    .map_err(|e| Failure::Internal(e.to_string()))?[0]
+                    as usize;
+                eprintln!(
+                    "[{}/{n}] {}: the classifier says `{}`",
+                    k + 1,
+                    src.display(),
+                    loaded.tasks[id].0
+                );
+                Some(
+                    loaded
+                        .net
+                        .task_latent(id)
+                        .map_err(|e| Failure::Internal(e.to_string()))?,
+                )
+            }
+            None => fixed.clone(),
+        };
+        let t = std::time::Instant::now();
+        let out = mio_engine::restore::restore(&loaded.net, &img, z.as_ref(), a.tile)
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        out.save_png(dst)
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        eprintln!(
+            "[{}/{n}] {} -> {} ({}x{}, {:.1} s)",
+            k + 1,
+            src.display(),
+            dst.display(),
+            img.width,
+            img.height,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {n} image(s) could not be read");
+        return Err(Failure::User);
+    }
+    Ok(())
 }
 
 fn check(file: &Path, set: &[String]) -> Result<(), Failure> {

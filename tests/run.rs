@@ -179,6 +179,57 @@ fn a_run_writes_the_report_and_its_numbers_match_the_saved_images() {
             sum / 2.0
         );
     }
+    // Restoring in tiles equals restoring whole, and `mio restore` uses a run's model.
+    let ep_dir = std::fs::read_dir(&nodes)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read_to_string(p.join("network.json")).is_ok_and(|t| t.contains("explicit"))
+                && p.file_name().unwrap().to_string_lossy().contains("train-")
+        })
+        .unwrap();
+    let dev = candle_core::Device::Cpu;
+    let loaded = mio_engine::restore::load_model(&ep_dir, None, &dev).unwrap();
+    let img = mio_stdlib::image::load(Path::new(&format!("{DATA}/test/camera.png")))
+        .unwrap()
+        .image
+        .crop(10, 20, 300, 200);
+    let x = mio_engine::restore::to_tensor(&img, &dev).unwrap();
+    let z = loaded
+        .net
+        .task_latent(loaded.task("jpeg").unwrap())
+        .unwrap();
+    let whole = mio_engine::restore::restore_tensor(&loaded.net, &x, Some(&z), 0, 0).unwrap();
+    let tiled = mio_engine::restore::restore_tensor(&loaded.net, &x, Some(&z), 64, 16).unwrap();
+    let d: f32 = (whole - tiled)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(d < 1e-4, "tiled differs by {d}");
+    let out = ws.dir.join("restored");
+    let mio = env!("CARGO_BIN_EXE_mio");
+    let run = |extra: &[&str]| {
+        Command::new(mio)
+            .arg("restore")
+            .arg("--model")
+            .arg(&ep_dir)
+            .args(extra)
+            .arg(format!("{DATA}/test"))
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let r = run(&[]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("give --task (one of noise, jpeg)"));
+    let r = run(&["--task", "jpeg", "--tile", "128"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3);
+
     // Nothing is redone.
     assert!(ws.stale().is_empty());
     let again = ws.run();

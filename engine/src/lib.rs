@@ -12,6 +12,7 @@ pub mod load;
 pub mod manifest;
 pub mod merge;
 pub mod plan;
+pub mod restore;
 pub mod run;
 pub mod source;
 
@@ -188,6 +189,30 @@ pub fn resolve_task(task: &str, sets: &[String], style: Style) -> Result<ir::Tas
     match result {
         Some(t) if diags.is_empty() => Ok(t),
         _ => Err(render(&diags, &program.sources, style)),
+    }
+}
+
+/// Checks a backbone expression given on the command line (`mio restore --arch ...`), as it
+/// would be checked in a file; errors come back rendered.
+pub fn resolve_backbone(text: &str) -> Result<ir::Call, String> {
+    let mut diags = vec![];
+    let mut program = load::load("<command line>", None, "use paper\n".into(), &mut diags);
+    let id = program
+        .sources
+        .add(format!("--arch {text}"), None, text.to_string());
+    let base = program.sources.get(id).base;
+    let mut checker = check::Checker::new(&program);
+    let mut result = None;
+    match mio_grammar::parse_expr_at(text, base) {
+        Ok(e) => result = checker.call(Program::ROOT, &e, mio_stdlib::Kind::Backbone),
+        Err(e) => {
+            diags.push(Diagnostic::new(Code::Syntax, e.span, e.message, e.label).with_help(e.help))
+        }
+    }
+    diags.extend(checker.diags);
+    match result {
+        Some(c) if diags.is_empty() => Ok(c),
+        _ => Err(render(&diags, &program.sources, Style::Plain)),
     }
 }
 

@@ -113,7 +113,7 @@ fn valid_overrides_change_the_checked_workflow() {
     // The other models keep their defaults.
     let mixed = wf.train_of("mixed").unwrap();
     assert_eq!(mixed.stages.len(), 1);
-    assert_eq!(mixed.stages[0].iters, 1050);
+    assert_eq!(mixed.stages[0].iters, 1400);
 }
 
 #[test]

@@ -25,6 +25,7 @@ use petgraph::graph::NodeIndex;
 use crate::ir;
 use crate::plan::{NodeKind, Plan, Work};
 pub use keys::{explain, Explanation, NodeKey};
+pub use nodes::spec_from_call;
 use progress::Progress;
 
 /// The engine's version, part of every cache key.

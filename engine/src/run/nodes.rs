@@ -23,6 +23,7 @@ use serde_json::json;
 use super::{RunError, Runner};
 use crate::ir::{self, Value};
 use crate::plan::Work;
+use crate::restore::{restore, task_id, to_tensor};
 
 pub(crate) fn fail(node: &str, message: impl std::fmt::Display) -> RunError {
     RunError::Node {
@@ -107,19 +108,6 @@ fn trained_tasks<'a>(wf: &'a ir::Workflow, model: &str) -> &'a [ir::Task] {
         .unwrap_or(&[])
 }
 
-/// The id a model gives a task: its own task of that name, else its task with the same
-/// degradation (`noise_out` is told to the model as `noise`).
-fn task_id(trained: &[ir::Task], task: &ir::Task) -> Option<usize> {
-    trained
-        .iter()
-        .position(|t| t.name == task.name)
-        .or_else(|| {
-            trained
-                .iter()
-                .position(|t| t.degradation.name == task.degradation.name)
-        })
-}
-
 fn task_spec(task: &ir::Task, id: usize) -> Result<TaskSpec, String> {
     Ok(TaskSpec {
         id,
@@ -134,7 +122,15 @@ pub(crate) fn network_spec(wf: &ir::Workflow, model: &str) -> Result<Spec, Strin
     let m = wf
         .model(model)
         .ok_or_else(|| format!("no model `{model}`"))?;
-    let b = &m.backbone;
+    let tasks = trained_tasks(wf, model)
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    spec_from_call(&m.backbone, tasks)
+}
+
+/// The network a checked backbone call describes, for tasks named in id order.
+pub fn spec_from_call(b: &ir::Call, tasks: Vec<String>) -> Result<Spec, String> {
     let arch = match b.name.as_str() {
         "srresnet" => Arch::SrResNet {
             channels: int(b, "channels"),
@@ -166,10 +162,7 @@ pub(crate) fn network_spec(wf: &ir::Workflow, model: &str) -> Result<Spec, Strin
         arch,
         prompt,
         map_size,
-        tasks: trained_tasks(wf, model)
-            .iter()
-            .map(|t| t.name.clone())
-            .collect(),
+        tasks,
     })
 }
 
@@ -441,6 +434,11 @@ fn train(
     }
     net.save(&dir.join("weights.safetensors"))
         .map_err(|e| fail(&name, e))?;
+    let meta = json!({
+        "backbone": wf.model(model).map(|m| m.backbone.to_string()),
+        "tasks": trained.iter().map(|t| json!({"name": t.name, "degradation": t.degradation.name})).collect::<Vec<_>>(),
+    });
+    write_json(&dir.join("network.json"), &meta).map_err(|e| fail(&name, e))?;
     let ckpt = mio_stdlib::trainer::checkpoint_path(dir, stage);
     if cfg.ema > 0.0 {
         // The model evaluated is the EMA of the weights, as the reference evaluates.
@@ -563,48 +561,6 @@ fn classifier(r: &mut Runner, w: usize, model: &str, dir: &Path) -> Result<(), S
     ));
     vm.save(dir.join("classifier.safetensors"))
         .map_err(|e| e.to_string())
-}
-
-/// `[1, 3, H, W]` in [0, 1].
-pub(crate) fn to_tensor(img: &Image, dev: &Device) -> candle_core::Result<Tensor> {
-    let v = img.to_f32();
-    Tensor::from_vec(v, (img.height, img.width, 3), dev)?
-        .permute((2, 0, 1))?
-        .unsqueeze(0)
-}
-
-pub(crate) fn to_image(t: &Tensor) -> candle_core::Result<Image> {
-    let t = t.squeeze(0)?.permute((1, 2, 0))?.contiguous()?;
-    let (h, w, _) = t.dims3()?;
-    let v: Vec<f32> = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
-    Ok(Image::from_f32(w, h, &v))
-}
-
-/// Restores a whole image, padded at the bottom and right to the network's side multiple.
-pub(crate) fn restore(
-    net: &Network,
-    img: &Image,
-    z: Option<&Tensor>,
-) -> candle_core::Result<Image> {
-    let dev = net.device();
-    let x = to_tensor(img, &dev)?;
-    let m = net.side_multiple();
-    let (ph, pw) = ((m - img.height % m) % m, (m - img.width % m) % m);
-    let xp = if ph + pw > 0 {
-        x.pad_with_same(2, 0, ph)?.pad_with_same(3, 0, pw)?
-    } else {
-        x
-    };
-    let y = match z {
-        Some(z) => net.forward_latent(&xp, Some(z))?,
-        None => {
-            // Plain and adaptive networks: the id is unused.
-            let ids = Tensor::new(&[0u32], &dev)?;
-            net.forward(&xp, &ids)?
-        }
-    };
-    let y = y.narrow(2, 0, img.height)?.narrow(3, 0, img.width)?;
-    to_image(&y)
 }
 
 /// A metric's label and its value for one pair.
@@ -733,7 +689,7 @@ fn eval(r: &mut Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Res
                     format!("`{}` has no prompt for `{}`", e.model, task.name),
                 ));
             }
-            let out = restore(&net, &lq, z.as_ref()).map_err(|e| fail(&name, e))?;
+            let out = restore(&net, &lq, z.as_ref(), 0).map_err(|e| fail(&name, e))?;
             let stem = clean_path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -863,7 +819,7 @@ fn sweep(r: &mut Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Re
         for k in 0..steps {
             let a = 1.0 - k as f64 / (steps - 1) as f64;
             let z = ((&zf * a).and_then(|x| x + (&zt * (1.0 - a))?)).map_err(|e| fail(&name, e))?;
-            let out = restore(&net, img, Some(&z)).map_err(|e| fail(&name, e))?;
+            let out = restore(&net, img, Some(&z), 0).map_err(|e| fail(&name, e))?;
             let mean =
                 out.data.iter().map(|&v| v as f64).sum::<f64>() / out.data.len() as f64 / 255.0;
             let psnr = clean

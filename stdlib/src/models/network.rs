@@ -132,6 +132,14 @@ impl Network {
         }
     }
 
+    /// An adaptive network's latent prompt for `x` (None for the other kinds).
+    pub fn adaptive_latent(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        match (&self.body, self.spec.prompt) {
+            (Body::SrResNet(net), PromptMode::Adaptive { .. }) => net.latent(x),
+            _ => Ok(None),
+        }
+    }
+
     /// The latent prompt of one task's map, `[1, dim]` (explicit prompts only).
     pub fn task_latent(&self, id: usize) -> Result<Tensor> {
         match (&self.body, &self.maps) {
@@ -215,6 +223,14 @@ impl Network {
         }
         if let Some(m) = tensors.get("prompt_maps") {
             if self.maps.is_some() {
+                if m.dims().first() != Some(&self.spec.tasks.len()) {
+                    candle_core::bail!(
+                        "{from}: `prompt_maps` holds {:?} task maps, the network has {} tasks ({})",
+                        m.dims().first(),
+                        self.spec.tasks.len(),
+                        self.spec.tasks.join(", ")
+                    );
+                }
                 self.maps = Some(m.to_device(&self.device())?);
             }
         }

@@ -1,0 +1,240 @@
+//! Restoring images with a trained network: whole or in overlapping tiles (for images larger
+//! than memory allows), with the task's prompt, a blend of prompts, or the classifier's guess;
+//! and loading a network from a run (a training node's folder) or from a bare safetensors file
+//! of reference weights with an architecture expression. `mio restore`, evals and sweeps all
+//! restore through here.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use mio_stdlib::image::Image;
+use mio_stdlib::models::network::Network;
+
+use crate::ir;
+
+/// The reference implementation's task order, used for bare weight files (`prompt_maps` rows).
+pub const REFERENCE_TASKS: [&str; 7] = ["blur", "noise", "jpeg", "rain", "haze", "lowlight", "sr"];
+
+/// `[1, 3, H, W]` in [0, 1].
+pub fn to_tensor(img: &Image, dev: &Device) -> candle_core::Result<Tensor> {
+    Tensor::from_vec(img.to_f32(), (img.height, img.width, 3), dev)?
+        .permute((2, 0, 1))?
+        .unsqueeze(0)
+}
+
+pub fn to_image(t: &Tensor) -> candle_core::Result<Image> {
+    let t = t.squeeze(0)?.permute((1, 2, 0))?.contiguous()?;
+    let (h, w, _) = t.dims3()?;
+    let v: Vec<f32> = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+    Ok(Image::from_f32(w, h, &v))
+}
+
+/// The network's output for `x` `[1, 3, H, W]`, padded at the bottom and right to its side
+/// multiple. `z`: the latent prompt (required for explicit prompts; adaptive networks compute
+/// theirs from the input when it is `None`).
+fn forward(net: &Network, x: &Tensor, z: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let m = net.side_multiple();
+    let (ph, pw) = ((m - h % m) % m, (m - w % m) % m);
+    let xp = if ph + pw > 0 {
+        x.pad_with_same(2, 0, ph)?.pad_with_same(3, 0, pw)?
+    } else {
+        x.clone()
+    };
+    net.forward_latent(&xp, z)?.narrow(2, 0, h)?.narrow(3, 0, w)
+}
+
+/// Restores `x` `[1, 3, H, W]` in tiles of `tile` pixels, each computed with `overlap` pixels
+/// of context on every side and only its centre kept, so that with an overlap at least the
+/// network's receptive radius the result equals the whole image's. `tile = 0`: whole.
+pub fn restore_tensor(
+    net: &Network,
+    x: &Tensor,
+    z: Option<&Tensor>,
+    tile: usize,
+    overlap: usize,
+) -> candle_core::Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    // An adaptive prompt is read from the whole image, not from each tile.
+    let whole_z;
+    let z = match (z, net.adaptive_latent(x)?) {
+        (Some(z), _) => Some(z),
+        (None, Some(a)) => {
+            whole_z = a;
+            Some(&whole_z)
+        }
+        (None, None) => None,
+    };
+    if tile == 0 || (h <= tile && w <= tile) {
+        return forward(net, x, z);
+    }
+    let mut rows = vec![];
+    for y0 in (0..h).step_by(tile) {
+        let th = tile.min(h - y0);
+        let mut cols = vec![];
+        for x0 in (0..w).step_by(tile) {
+            let tw = tile.min(w - x0);
+            let (ya, xa) = (y0.saturating_sub(overlap), x0.saturating_sub(overlap));
+            let (yb, xb) = ((y0 + th + overlap).min(h), (x0 + tw + overlap).min(w));
+            let part = x.narrow(2, ya, yb - ya)?.narrow(3, xa, xb - xa)?;
+            let out = forward(net, &part, z)?;
+            cols.push(out.narrow(2, y0 - ya, th)?.narrow(3, x0 - xa, tw)?);
+        }
+        rows.push(Tensor::cat(&cols, 3)?);
+    }
+    Tensor::cat(&rows, 2)
+}
+
+/// Tiles of at most this many pixels a side above [`AUTO_TILE_PIXELS`] pixels.
+pub const AUTO_TILE: usize = 512;
+pub const AUTO_TILE_PIXELS: usize = 1024 * 1024;
+/// Context around each tile: more than the receptive radius of the bundled backbones' presets.
+pub const OVERLAP: usize = 48;
+
+/// Restores an image: whole when it is small, in tiles when it is large (or `tile` > 0).
+pub fn restore(
+    net: &Network,
+    img: &Image,
+    z: Option<&Tensor>,
+    tile: usize,
+) -> candle_core::Result<Image> {
+    let x = to_tensor(img, &net.device())?;
+    let tile = if tile == 0 && img.width * img.height > AUTO_TILE_PIXELS {
+        AUTO_TILE
+    } else {
+        tile
+    };
+    to_image(&restore_tensor(net, &x, z, tile, OVERLAP)?)
+}
+
+/// The id a network gives a task: its own task of that name, else its task with the same
+/// degradation (`noise_out` is told to the network as `noise`).
+pub fn task_id(tasks: &[ir::Task], task: &ir::Task) -> Option<usize> {
+    tasks.iter().position(|t| t.name == task.name).or_else(|| {
+        tasks
+            .iter()
+            .position(|t| t.degradation.name == task.degradation.name)
+    })
+}
+
+/// Parses `noise:0.3,rain:0.7` into (task, weight) pairs.
+pub fn parse_mix(text: &str) -> Result<Vec<(String, f64)>, String> {
+    text.split(',')
+        .map(|part| {
+            let (t, w) = part
+                .split_once(':')
+                .ok_or_else(|| format!("`{part}`: write TASK:WEIGHT, e.g. noise:0.3,rain:0.7"))?;
+            let w: f64 = w
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{w}` is not a number (in `{part}`)"))?;
+            Ok((t.trim().to_string(), w))
+        })
+        .collect()
+}
+
+/// A model given to `mio restore`: a training node's folder (with `network.json`), a run
+/// folder's weights file, or a bare safetensors file (then `arch` is required).
+pub fn model_files(path: &Path) -> (PathBuf, Option<PathBuf>) {
+    if path.is_dir() {
+        let ema = path.join("model.safetensors");
+        let weights = if ema.exists() {
+            ema
+        } else {
+            path.join("weights.safetensors")
+        };
+        (weights, Some(path.join("network.json")))
+    } else {
+        let meta = path.with_file_name("network.json");
+        (path.to_path_buf(), meta.exists().then_some(meta))
+    }
+}
+
+/// A network ready to restore with, and its tasks (name, degradation) in id order.
+pub struct Loaded {
+    pub net: Network,
+    pub tasks: Vec<(String, String)>,
+}
+
+/// Loads `mio restore`'s `--model` (see [`model_files`]); `arch` overrides or supplies the
+/// architecture (a backbone expression as in a .mio file).
+pub fn load_model(path: &Path, arch: Option<&str>, dev: &Device) -> Result<Loaded, String> {
+    let (weights, meta) = model_files(path);
+    if !weights.exists() {
+        return Err(format!(
+            "{}: no weights here (give a training step's folder under runs/nodes, or a .safetensors file)",
+            weights.display()
+        ));
+    }
+    let meta: Option<serde_json::Value> = meta
+        .and_then(|m| std::fs::read_to_string(m).ok())
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let backbone = match (arch, &meta) {
+        (Some(a), _) => a.to_string(),
+        (None, Some(m)) => m["backbone"].as_str().unwrap_or_default().to_string(),
+        (None, None) => {
+            return Err(format!(
+                "{} has no network.json beside it: say what it is with --arch 'srresnet(channels = 64, blocks = 16, prompt = explicit)'",
+                weights.display()
+            ))
+        }
+    };
+    let call = crate::resolve_backbone(&backbone)?;
+    let tasks: Vec<(String, String)> = match &meta {
+        Some(m) => m["tasks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|t| {
+                        (
+                            t["name"].as_str().unwrap_or("").to_string(),
+                            t["degradation"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => REFERENCE_TASKS
+            .iter()
+            .map(|t| (t.to_string(), t.to_string()))
+            .collect(),
+    };
+    let spec = crate::run::spec_from_call(&call, tasks.iter().map(|t| t.0.clone()).collect())?;
+    let mut net = Network::new(spec, 0, dev).map_err(|e| e.to_string())?;
+    net.load(&weights).map_err(|e| e.to_string())?;
+    Ok(Loaded { net, tasks })
+}
+
+impl Loaded {
+    /// The id of a task given by name (or by its degradation's name).
+    pub fn task(&self, name: &str) -> Result<usize, String> {
+        self.tasks
+            .iter()
+            .position(|t| t.0 == name)
+            .or_else(|| self.tasks.iter().position(|t| t.1 == name))
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.tasks.iter().map(|t| t.0.as_str()).collect();
+                format!(
+                    "the model knows no task `{name}`; its tasks: {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// The latent prompt of a blend of tasks' prompts (explicit prompts only).
+    pub fn mix(&self, mix: &[(String, f64)]) -> Result<Tensor, String> {
+        let mut z: Option<Tensor> = None;
+        for (t, w) in mix {
+            let zt = self
+                .net
+                .task_latent(self.task(t)?)
+                .map_err(|e| e.to_string())?;
+            let part = (zt * *w).map_err(|e| e.to_string())?;
+            z = Some(match z {
+                Some(acc) => (acc + part).map_err(|e| e.to_string())?,
+                None => part,
+            });
+        }
+        z.ok_or_else(|| "an empty prompt mix".into())
+    }
+}
