@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod watch;
 use mio_engine::{plan, Style};
 
 #[derive(Parser)]
@@ -83,6 +85,12 @@ enum Command {
         /// One line per step, no progress bars
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Re-check on every save, print the diagnostics, and rerun what the edit made stale
+    Watch {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
     },
     /// Restore an image, or every image of a folder, with a trained model
     Restore {
@@ -189,6 +197,9 @@ fn main() -> ExitCode {
             input,
             output,
         }),
+        Command::Watch { file, set } => {
+            watch::watch(&file, &set, style()).map_err(Failure::Internal)
+        }
         Command::Lsp => {
             mio_lsp::run_stdio().map_err(|e| Failure::Internal(format!("language server: {e}")))
         }
