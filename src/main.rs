@@ -85,6 +85,10 @@ enum Command {
         /// One line per step, no progress bars
         #[arg(long, short)]
         quiet: bool,
+        /// Steps run at once; one training step at a time whatever the number, with test
+        /// sets, evaluations and sweeps beside it
+        #[arg(long, short, default_value_t = 2)]
+        jobs: usize,
     },
     /// Re-check on every save, print the diagnostics, and rerun what the edit made stale
     Watch {
@@ -177,7 +181,8 @@ fn main() -> ExitCode {
             set,
             explain,
             quiet,
-        } => run(&file, &set, explain, quiet),
+            jobs,
+        } => run(&file, &set, explain, quiet, jobs),
         Command::Restore {
             model,
             arch,
@@ -255,7 +260,13 @@ fn emit(text: &str) -> Result<(), Failure> {
     }
 }
 
-fn run(file: &Path, set: &[String], explain: bool, quiet: bool) -> Result<(), Failure> {
+fn run(
+    file: &Path,
+    set: &[String],
+    explain: bool,
+    quiet: bool,
+    jobs: usize,
+) -> Result<(), Failure> {
     let checked = load(file, set)?;
     let plan = mio_engine::plan(&checked).map_err(|d| {
         eprint!(
@@ -303,6 +314,7 @@ fn run(file: &Path, set: &[String], explain: bool, quiet: bool) -> Result<(), Fa
     }
     let options = mio_engine::run::Options {
         quiet,
+        jobs,
         ..Default::default()
     };
     let stop = options.stop.clone();

@@ -230,10 +230,31 @@ fn a_run_writes_the_report_and_its_numbers_match_the_saved_images() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3);
 
+    // Four at a time (one training at a time): the same numbers.
+    let par = Workspace::new(
+        "report-jobs",
+        &tiny(&format!("{DATA}/train"), &format!("{DATA}/test")),
+    );
+    let c = par.checked();
+    let plan = mio_engine::plan(&c).unwrap();
+    let options = mio_engine::run::Options {
+        jobs: 4,
+        quiet: true,
+        ..Default::default()
+    };
+    let s = mio_engine::run::run(&c.workflows, &plan, &par.dir, options).unwrap();
+    assert_eq!(s.ran.len(), 10);
+    assert_eq!(json(&par.dir.join("runs/tiny/results.json")), results);
+
     // Nothing is redone.
     assert!(ws.stale().is_empty());
     let again = ws.run();
     assert!(again.ran.is_empty() && again.cached.len() == 10);
+    // Each run keeps its manifest; manifest.yaml is the latest.
+    let history: Vec<_> = std::fs::read_dir(report.join("history")).unwrap().collect();
+    assert_eq!(history.len(), 2);
+    let latest = std::fs::read_to_string(report.join("manifest.yaml")).unwrap();
+    assert!(latest.contains("cached: true") && !latest.contains("cached: false"));
 }
 
 #[test]

@@ -101,6 +101,15 @@ pub(crate) fn write(
         nodes,
     };
     let text = serde_yaml::to_string(&m).map_err(|e| e.to_string())?;
+    // Every run's manifest is kept under history/ (named by its end time); manifest.yaml is
+    // the latest.
+    let history = folder.join("history");
+    std::fs::create_dir_all(&history).map_err(|e| e.to_string())?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    crate::run::nodes_write_atomic(&history.join(format!("{secs}.yaml")), text.as_bytes())?;
     crate::run::nodes_write_atomic(&folder.join("manifest.yaml"), text.as_bytes())
 }
 

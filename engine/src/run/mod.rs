@@ -38,6 +38,10 @@ pub struct Options {
     pub stop: Arc<AtomicBool>,
     /// No progress bars, only one line per node.
     pub quiet: bool,
+    /// Nodes run at once (0 or 1: one at a time). Whatever the number, one training node (a
+    /// stage or a classifier) runs at a time: on the CPU they would share the same cores, on
+    /// a GPU its memory; test sets, evals and sweeps run beside it.
+    pub jobs: usize,
 }
 
 /// Why a run stopped.
@@ -110,9 +114,9 @@ pub(crate) struct Runner<'a> {
     pub keys: HashMap<NodeIndex, NodeKey>,
     pub device: candle_core::Device,
     pub options: Options,
-    pub progress: Progress,
+    pub progress: std::sync::Mutex<Progress>,
     /// Training images loaded once per (folder, patch, augment, limit).
-    pub train_sets: HashMap<String, Arc<mio_stdlib::data::TrainSet>>,
+    pub train_sets: std::sync::Mutex<HashMap<String, Arc<mio_stdlib::data::TrainSet>>>,
 }
 
 impl Runner<'_> {
@@ -122,6 +126,24 @@ impl Runner<'_> {
 
     pub fn stopped(&self) -> bool {
         self.options.stop.load(Ordering::Relaxed)
+    }
+
+    pub fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs one node in its partial folder and renames the folder when it succeeds.
+    fn execute(&self, i: NodeIndex) -> Result<f64, RunError> {
+        let t = Instant::now();
+        let dir = self.dir(i);
+        let partial = dir.with_extension("partial");
+        std::fs::create_dir_all(&partial)
+            .map_err(|e| RunError::Io(partial.clone(), e.to_string()))?;
+        nodes::run_node(self, i, &partial)?;
+        std::fs::rename(&partial, &dir).map_err(|e| RunError::Io(dir.clone(), e.to_string()))?;
+        Ok(t.elapsed().as_secs_f64())
     }
 }
 
@@ -161,53 +183,104 @@ pub fn run(
         .map_err(|(p, e)| RunError::Io(p, format!("cannot read an input: {e}")))?;
     let device = nodes::device(wfs)?;
     let order = plan.order();
-    let mut runner = Runner {
+    let runner = Runner {
         wfs,
         plan,
         base: base.to_path_buf(),
         store,
         keys,
         device,
-        progress: Progress::new(options.quiet, order.len()),
+        progress: std::sync::Mutex::new(Progress::new(options.quiet, order.len())),
         options,
-        train_sets: HashMap::new(),
+        train_sets: std::sync::Mutex::new(HashMap::new()),
     };
+    let position: HashMap<NodeIndex, usize> =
+        order.iter().enumerate().map(|(k, &i)| (i, k)).collect();
     let mut summary = Summary::default();
     let mut timings: HashMap<NodeIndex, (bool, f64)> = HashMap::new();
-    for (k, &i) in order.iter().enumerate() {
-        let node = &plan.graph[i];
-        let dir = runner.dir(i);
-        if dir.is_dir() {
-            runner.progress.cached(k, &node.name);
-            summary.cached.push(node.name.clone());
+    // Finished nodes first; then the rest as their inputs become ready.
+    let mut waiting: HashMap<NodeIndex, usize> = HashMap::new();
+    for &i in &order {
+        if runner.dir(i).is_dir() {
+            runner.progress().cached(position[&i], &plan.graph[i].name);
+            summary.cached.push(plan.graph[i].name.clone());
             timings.insert(i, (true, 0.0));
-            continue;
+        } else {
+            let deps = plan
+                .deps(i)
+                .iter()
+                .filter(|d| !timings.contains_key(d))
+                .count();
+            waiting.insert(i, deps);
         }
-        if runner.stopped() {
-            return Err(RunError::Interrupted {
-                node: node.name.clone(),
-            });
-        }
-        let t = Instant::now();
-        runner.progress.start(k, &node.name, &node.detail);
-        let partial = dir.with_extension("partial");
-        std::fs::create_dir_all(&partial)
-            .map_err(|e| RunError::Io(partial.clone(), e.to_string()))?;
-        let result = nodes::run_node(&mut runner, i, &partial);
-        match result {
-            Ok(()) => {
-                std::fs::rename(&partial, &dir)
-                    .map_err(|e| RunError::Io(dir.clone(), e.to_string()))?;
+    }
+    let jobs = runner.options.jobs.max(1);
+    let is_training =
+        |i: NodeIndex| matches!(plan.graph[i].kind, NodeKind::Train | NodeKind::Classifier);
+    let mut failure: Option<RunError> = None;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<(NodeIndex, Result<f64, RunError>)>();
+        let mut running: Vec<NodeIndex> = vec![];
+        loop {
+            // Start ready nodes, earliest in plan order first, within the budget.
+            while failure.is_none() && !runner.stopped() && running.len() < jobs {
+                let training_busy = running.iter().any(|&r| is_training(r));
+                let next = order
+                    .iter()
+                    .copied()
+                    .find(|i| waiting.get(i) == Some(&0) && !(training_busy && is_training(*i)));
+                let Some(i) = next else { break };
+                waiting.remove(&i);
+                let node = &plan.graph[i];
+                runner
+                    .progress()
+                    .start(position[&i], &node.name, &node.detail);
+                running.push(i);
+                let tx = tx.clone();
+                let r = &runner;
+                scope.spawn(move || {
+                    let _ = tx.send((i, r.execute(i)));
+                });
             }
-            Err(e) => {
-                runner.progress.failed(&node.name);
-                return Err(e);
+            if running.is_empty() {
+                break;
+            }
+            let Ok((i, result)) = rx.recv() else { break };
+            running.retain(|&r| r != i);
+            let name = plan.graph[i].name.clone();
+            match result {
+                Ok(secs) => {
+                    runner.progress().done(position[&i], &name, secs);
+                    summary.ran.push(name);
+                    timings.insert(i, (false, secs));
+                    for j in plan
+                        .graph
+                        .neighbors_directed(i, petgraph::Direction::Outgoing)
+                    {
+                        if let Some(w) = waiting.get_mut(&j) {
+                            *w = w.saturating_sub(1);
+                        }
+                    }
+                }
+                Err(e) => {
+                    if !matches!(e, RunError::Interrupted { .. }) {
+                        runner.progress().failed(&name);
+                    }
+                    // The first failure is the one reported; the others in flight finish.
+                    if failure.is_none() {
+                        failure = Some(e);
+                    }
+                }
             }
         }
-        let secs = t.elapsed().as_secs_f64();
-        runner.progress.done(k, &node.name, secs);
-        summary.ran.push(node.name.clone());
-        timings.insert(i, (false, secs));
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let Some((&i, _)) = waiting.iter().min_by_key(|(i, _)| position[i]) {
+        return Err(RunError::Interrupted {
+            node: plan.graph[i].name.clone(),
+        });
     }
     for i in plan.graph.node_indices() {
         if let Work::Report { workflows, matrix } = &plan.graph[i].work {

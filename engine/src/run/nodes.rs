@@ -180,7 +180,7 @@ impl Runner<'_> {
             .map(|d| self.dir(d))
     }
 
-    fn train_set(&mut self, wf: &ir::Workflow, data: &str) -> Result<Arc<TrainSet>, String> {
+    fn train_set(&self, wf: &ir::Workflow, data: &str) -> Result<Arc<TrainSet>, String> {
         let d = wf.data(data).ok_or_else(|| format!("no data `{data}`"))?;
         if d.source.name != "images" {
             return Err(format!(
@@ -189,7 +189,7 @@ impl Runner<'_> {
             ));
         }
         let key = d.source.to_string();
-        if let Some(s) = self.train_sets.get(&key) {
+        if let Some(s) = self.train_sets.lock().expect("not poisoned").get(&key) {
             return Ok(s.clone());
         }
         let path = match d.source.arg("path") {
@@ -213,15 +213,18 @@ impl Runner<'_> {
         )
         .map_err(|e| e.to_string())?;
         for n in notes {
-            self.progress.note(&n);
+            self.progress().note(&n);
         }
         let set = Arc::new(set);
-        self.train_sets.insert(key, set.clone());
+        self.train_sets
+            .lock()
+            .expect("not poisoned")
+            .insert(key, set.clone());
         Ok(set)
     }
 }
 
-pub(crate) fn run_node(r: &mut Runner, i: NodeIndex, dir: &Path) -> Result<(), RunError> {
+pub(crate) fn run_node(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), RunError> {
     let work = r.plan.graph[i].work.clone();
     let name = r.name(i);
     match work {
@@ -262,13 +265,7 @@ fn clean_images(r: &Runner, wf: &ir::Workflow, data: &str) -> Result<Vec<PathBuf
     Ok(files)
 }
 
-fn test_set(
-    r: &mut Runner,
-    w: usize,
-    data: &str,
-    task: &ir::Task,
-    dir: &Path,
-) -> Result<(), String> {
+fn test_set(r: &Runner, w: usize, data: &str, task: &ir::Task, dir: &Path) -> Result<(), String> {
     let wf = &r.wfs[w];
     let clean = clean_images(r, wf, data)?;
     let spec = task_spec(task, 0)?;
@@ -353,7 +350,7 @@ fn loss(t: &ir::Train) -> Loss {
 }
 
 fn train(
-    r: &mut Runner,
+    r: &Runner,
     i: NodeIndex,
     w: usize,
     model: &str,
@@ -406,7 +403,6 @@ fn train(
     let started = Instant::now();
     let mut first: Option<u64> = None;
     let stop = r.options.stop.clone();
-    let progress = &mut r.progress;
     let forward = |lq: &Tensor, ids: &Tensor| net.forward(lq, ids);
     let outcome = run_stage(
         &net.varmap,
@@ -420,7 +416,7 @@ fn train(
         |step, value, lr| {
             let f = *first.get_or_insert(step);
             let rate = (step + 1 - f) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            progress.step(step, cfg.iters, value, lr, rate);
+            r.progress().step(step, cfg.iters, value, lr, rate);
             let _ = writeln!(log, "{{\"step\": {step}, \"loss\": {value}, \"lr\": {lr}}}");
         },
     );
@@ -482,7 +478,7 @@ fn classifier_net(tasks: usize, dev: &Device) -> Result<(VarMap, TaskClassifier)
     Ok((vm, c))
 }
 
-fn classifier(r: &mut Runner, w: usize, model: &str, dir: &Path) -> Result<(), String> {
+fn classifier(r: &Runner, w: usize, model: &str, dir: &Path) -> Result<(), String> {
     let wf = &r.wfs[w];
     let t = wf.train_of(model).ok_or("no training")?;
     let spec = t
@@ -530,7 +526,7 @@ fn classifier(r: &mut Runner, w: usize, model: &str, dir: &Path) -> Result<(), S
         let grads = loss.backward().map_err(|e| e.to_string())?;
         opt.step(&grads, lr).map_err(|e| e.to_string())?;
         let rate = (step + 1) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        r.progress.step(step, iters, value, lr, rate);
+        r.progress().step(step, iters, value, lr, rate);
         log.push_str(&format!(
             "{{\"step\": {step}, \"loss\": {value}, \"lr\": {lr}}}\n"
         ));
@@ -555,7 +551,7 @@ fn classifier(r: &mut Runner, w: usize, model: &str, dir: &Path) -> Result<(), S
         &json!({"tasks": trained.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
                 "crop_accuracy": right as f64 / total.max(1) as f64}),
     )?;
-    r.progress.note(&format!(
+    r.progress().note(&format!(
         "task classifier: {:.1}% of {total} held-out crops right",
         100.0 * right as f64 / total.max(1) as f64
     ));
@@ -601,7 +597,7 @@ fn pairs_of(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>, String> {
         .unwrap_or_default())
 }
 
-fn eval(r: &mut Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<(), RunError> {
+fn eval(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<(), RunError> {
     let name = r.name(i);
     let wf = &r.wfs[w];
     let e = &wf.evals[index];
@@ -720,7 +716,7 @@ fn eval(r: &mut Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Res
                 "correct": guess.map(|g| Some(g) == truth),
             }));
         }
-        r.progress.note(&format!(
+        r.progress().note(&format!(
             "{}/{}: {} ({} images)",
             k + 1,
             total_tasks,
@@ -743,7 +739,7 @@ fn eval(r: &mut Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Res
     .map_err(f)
 }
 
-fn sweep(r: &mut Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<(), RunError> {
+fn sweep(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<(), RunError> {
     let name = r.name(i);
     let wf = &r.wfs[w];
     let s = &wf.sweeps[index];

@@ -331,7 +331,7 @@ fn centre(img: &Image, s: usize) -> Image {
     img.crop((img.width - w) / 2, (img.height - h) / 2, w, h)
 }
 
-pub(crate) fn write(r: &mut Runner, i: NodeIndex, dir: &Path) -> Result<(), String> {
+pub(crate) fn write(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), String> {
     let Work::Report { workflows, matrix } = r.plan.graph[i].work.clone() else {
         return Err("not a report".into());
     };
