@@ -129,6 +129,18 @@ fn a_run_writes_the_report_and_its_numbers_match_the_saved_images() {
         md.contains("| input (degraded) |") && md.contains("| ep |"),
         "{md}"
     );
+    // The sequential model's PSNR after each of its two stages, on both tasks.
+    let stages = &json(&report.join("results.json"))["stages"];
+    assert_eq!(stages.as_array().unwrap().len(), 1, "{stages}");
+    assert_eq!(stages[0]["model"], "ep");
+    let rows = stages[0]["psnr"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v.as_f64().unwrap() > 5.0)));
+    assert!(report.join("stages_ep.svg").is_file());
     // Every image the HTML shows is embedded.
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(html.matches("data:image/png;base64,").count() >= 3);

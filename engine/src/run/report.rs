@@ -325,6 +325,119 @@ fn loss_series(r: &Runner, i: NodeIndex) -> Vec<(String, Vec<(f64, f64)>)> {
     out
 }
 
+/// For each sequentially trained model behind the report: the PSNR of the model after each
+/// stage on every one of its tasks (a 160-pixel centre crop of the smallest image of the
+/// task's test set, so the curves cost seconds), as (model, tasks, rows of one value per task for each stage).
+#[allow(clippy::type_complexity)]
+fn stage_curves(r: &Runner, i: NodeIndex) -> Vec<(String, Vec<String>, Vec<Vec<Option<f64>>>)> {
+    let mut out = vec![];
+    for d in r.plan.deps(i) {
+        let Work::Train {
+            workflow, model, ..
+        } = &r.plan.graph[d].work
+        else {
+            continue;
+        };
+        let mut chain = vec![d];
+        while let Some(p) = r
+            .plan
+            .deps(*chain.last().unwrap())
+            .into_iter()
+            .find(|p| r.plan.graph[*p].kind == NodeKind::Train)
+        {
+            chain.push(p);
+        }
+        chain.reverse();
+        if chain.len() < 2 {
+            continue;
+        }
+        let wf = &r.wfs[*workflow];
+        let Ok(spec) = super::nodes::network_spec(wf, model) else {
+            continue;
+        };
+        let trained: Vec<crate::ir::Task> = wf
+            .train_of(model)
+            .and_then(|t| t.stages.last())
+            .map(|s| s.tasks.clone())
+            .unwrap_or_default();
+        // The smallest test image of each task, degraded and clean.
+        let mut probes: Vec<Option<(Image, Image)>> = vec![];
+        for task in &trained {
+            let set = r.plan.graph.node_indices().find(|&n| {
+                matches!(&r.plan.graph[n].work, Work::TestSet { task: t, .. } if t.degradation == task.degradation)
+                    && r.dir(n).is_dir()
+            });
+            let probe = set.and_then(|n| {
+                let pairs = read_json(&r.dir(n).join("pairs.json"))?;
+                pairs
+                    .as_array()?
+                    .iter()
+                    .filter_map(|p| {
+                        let clean = mio_stdlib::image::load(Path::new(p["clean"].as_str()?))
+                            .ok()?
+                            .image;
+                        let lq = mio_stdlib::image::load(&r.dir(n).join(p["degraded"].as_str()?))
+                            .ok()?
+                            .image;
+                        Some((lq, clean))
+                    })
+                    .min_by_key(|(l, _)| l.width * l.height)
+                    // A centre crop: 49 restorations of whole images would cost a minute.
+                    .map(|(l, c)| (centre(&l, 160), centre(&c, 160)))
+            });
+            probes.push(probe);
+        }
+        let mut rows = vec![];
+        for &stage in &chain {
+            let mut net =
+                match mio_stdlib::models::network::Network::new(spec.clone(), 0, &r.device) {
+                    Ok(n) => n,
+                    Err(_) => break,
+                };
+            let dir = r.dir(stage);
+            let ema = dir.join("model.safetensors");
+            let w = if ema.exists() {
+                ema
+            } else {
+                dir.join("weights.safetensors")
+            };
+            if net.load(&w).is_err() {
+                break;
+            }
+            let explicit = matches!(
+                net.spec.prompt,
+                mio_stdlib::models::PromptMode::Explicit { .. }
+            );
+            let row: Vec<Option<f64>> = probes
+                .iter()
+                .enumerate()
+                .map(|(k, probe)| {
+                    let (lq, clean) = probe.as_ref()?;
+                    let z = if explicit {
+                        Some(net.task_latent(k).ok()?)
+                    } else {
+                        None
+                    };
+                    let out = crate::restore::restore(&net, lq, z.as_ref(), 0).ok()?;
+                    mio_stdlib::metrics::psnr(&out, clean, 4, false).ok()
+                })
+                .collect();
+            rows.push(row);
+        }
+        let label = if r.wfs.len() > 1 {
+            format!("{}: {model}", wf.name)
+        } else {
+            model.clone()
+        };
+        out.push((
+            label,
+            trained.iter().map(|t| t.name.clone()).collect(),
+            rows,
+        ));
+    }
+    out
+}
+
 /// A square crop of side `s` from the centre.
 fn centre(img: &Image, s: usize) -> Image {
     let (w, h) = (s.min(img.width), s.min(img.height));
@@ -439,6 +552,58 @@ pub(crate) fn write(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), String> 
         write_atomic(&dir.join("loss.svg"), svg.as_bytes())?;
         let _ = writeln!(md, "## Training loss\n\n![training loss](loss.svg)\n");
         let _ = write!(html, "<h2>Training loss</h2>{svg}");
+    }
+    // PSNR after each stage of the sequential runs.
+    let mut stages_json = vec![];
+    for (model, tasks, rows) in stage_curves(r, i) {
+        let series: Vec<(String, Vec<(f64, f64)>)> = tasks
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let pts = rows
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(s, row)| row[k].map(|v| ((s + 1) as f64, v)))
+                    .collect();
+                (t.clone(), pts)
+            })
+            .collect();
+        let svg = line_chart(
+            &format!("PSNR after each stage: {model}"),
+            "stage",
+            "PSNR (dB)",
+            &series,
+            false,
+        );
+        let file = format!("stages_{}.svg", model.replace([':', ' ', '/'], "_"));
+        write_atomic(&dir.join(&file), svg.as_bytes())?;
+        let _ = writeln!(
+            md,
+            "## PSNR after each stage: `{model}`\n\nOn a 160x160 centre crop of the smallest test \
+             image of each task (a task's column starts at the stage that adds it; earlier stages show how the model \
+             handles it before training on it).\n\n![stages]({file})\n"
+        );
+        let _ = write!(md, "| stage |");
+        for t in &tasks {
+            let _ = write!(md, " {t} |");
+        }
+        md.push_str("\n|---|");
+        md.push_str(&"---:|".repeat(tasks.len()));
+        md.push('\n');
+        for (s, row) in rows.iter().enumerate() {
+            let _ = write!(md, "| {} |", s + 1);
+            for v in row {
+                let _ = write!(md, " {} |", fmt(*v, "psnr"));
+            }
+            md.push('\n');
+        }
+        md.push('\n');
+        let _ = write!(
+            html,
+            "<h2>PSNR after each stage: {}</h2>{svg}",
+            html_escape(&model)
+        );
+        stages_json.push(json!({"model": model, "tasks": tasks, "psnr": rows}));
     }
     // Sweeps.
     let mut sweeps = vec![];
@@ -601,7 +766,7 @@ pub(crate) fn write(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), String> 
             .collect();
         write_json(
             &dir.join("results.json"),
-            &json!({"title": title, "tables": tables_json, "classifier": accuracy, "sweeps": sweeps}),
+            &json!({"title": title, "tables": tables_json, "classifier": accuracy, "sweeps": sweeps, "stages": stages_json}),
         )?;
     }
     Ok(())
