@@ -41,6 +41,20 @@ fn custom_task_trains_and_evaluates_its_own_task() {
         md.contains("| PSNR | noise | rain | downpour | rain_out | Avg |"),
         "{md}"
     );
+    // The noise curve: one row per sigma, the input getting worse as sigma grows.
+    let rows: Vec<(f64, f64)> = md
+        .lines()
+        .skip_while(|l| !l.starts_with("| sigma | input |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let c: Vec<&str> = l.split('|').map(str::trim).collect();
+            (c[1].parse().unwrap(), c[2].parse().unwrap())
+        })
+        .collect();
+    let sigmas: Vec<f64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(sigmas, [10.0, 30.0, 50.0, 70.0], "{md}");
+    assert!(rows.windows(2).all(|w| w[1].1 < w[0].1), "{rows:?}");
 }
 
 #[test]

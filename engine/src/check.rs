@@ -1517,7 +1517,66 @@ impl<'p> Checker<'p> {
                     let given: Vec<&Binding> = sw.block.settings.iter().collect();
                     let settings =
                         self.settings(m, "sweep", &given, head_span(sw.span, sw.block.span));
-                    if model_ok {
+                    let over_param = get(&settings, "param").is_some();
+                    let head = head_span(sw.span, sw.block.span);
+                    let needs: &[&str] = if over_param {
+                        &["degrade", "values"]
+                    } else {
+                        &["from", "to"]
+                    };
+                    for key in needs {
+                        if get(&settings, key).is_none() {
+                            let what = if over_param {
+                                "a sweep over a degradation parameter"
+                            } else {
+                                "a prompt interpolation"
+                            };
+                            self.emit(
+                                Diagnostic::new(
+                                    Code::MissingSetting,
+                                    head,
+                                    format!("{what} needs `{key}`"),
+                                    format!("missing `{key}`"),
+                                )
+                                .help(if over_param {
+                                    "for example: degrade = paper.noise, param = \"sigma\", values = [10, 30, 50]"
+                                } else {
+                                    "for example: from = lowlight, to = rain"
+                                }),
+                            );
+                        }
+                    }
+                    if let (Some(Value::Str(name)), Some(Value::Task(t)), Some(b)) = (
+                        get(&settings, "param"),
+                        get(&settings, "degrade"),
+                        sw.block.get("param"),
+                    ) {
+                        let params: Vec<&str> =
+                            mio_stdlib::builtins::lookup(Kind::Degradation, &t.degradation.name)
+                                .map(|d| d.params.iter().map(|p| p.name).collect())
+                                .unwrap_or_default();
+                        if !params.contains(&name.as_str()) {
+                            let help =
+                                crate::diagnostic::did_you_mean(name, params.iter().copied())
+                                    .unwrap_or_else(|| {
+                                        format!(
+                                            "`{}` takes: {}",
+                                            t.degradation.name,
+                                            params.join(", ")
+                                        )
+                                    });
+                            self.emit(
+                                Diagnostic::new(
+                                    Code::UnknownArgument,
+                                    b.value.span,
+                                    format!("`{}` has no parameter `{name}`", t.degradation.name),
+                                    "not a parameter of the degradation",
+                                )
+                                .help(help),
+                            );
+                        }
+                    }
+                    if model_ok && !over_param {
                         let prompt = wf.model(&sw.model.name).map(|x| x.prompt);
                         if prompt == Some(PromptKind::None) {
                             self.emit(

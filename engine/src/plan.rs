@@ -442,9 +442,14 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow, wi: usize) -> Vec<NodeIndex> {
         };
         let mut deps = vec![trained];
         let degrade = s.setting("degrade").and_then(Value::as_task);
+        let param = match s.setting("param") {
+            Some(Value::Str(p)) => Some(p.clone()),
+            _ => None,
+        };
         let target = match &s.target {
             ir::SweepTarget::Data(d) => {
-                if let (Some(data), Some(task)) = (wf.data(d), degrade) {
+                // A parameter sweep degrades the clean images itself, once per value.
+                if let (Some(data), Some(task), None) = (wf.data(d), degrade, &param) {
                     deps.push(testset(p, data, task));
                 }
                 format!("`{d}`")
@@ -462,13 +467,23 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow, wi: usize) -> Vec<NodeIndex> {
             s.name,
             settings_text(&s.settings)
         );
-        let i = p.add(
-            NodeKind::Sweep,
-            format!("{w}/{}", s.name),
-            format!(
+        let detail = match (&param, degrade) {
+            (Some(param), Some(task)) => format!(
+                "restore {target} degraded by `{}` at each {param} in {}",
+                task.name,
+                s.setting("values")
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            ),
+            _ => format!(
                 "blend the {from} and {to} prompts of `{}` in {steps} steps on {target}",
                 s.model
             ),
+        };
+        let i = p.add(
+            NodeKind::Sweep,
+            format!("{w}/{}", s.name),
+            detail,
             def,
             w,
             &deps,

@@ -406,13 +406,18 @@ pub const BLOCKS: &[Builtin] = &[
         "sweep",
         Kind::Block,
         &[
-            req("from", Ty::Task, "The task whose prompt is used at a = 1."),
-            req("to", Ty::Task, "The task whose prompt is used at a = 0."),
+            opt("from", Ty::Task, "The task whose prompt is used at a = 1 (prompt interpolation)."),
+            opt("to", Ty::Task, "The task whose prompt is used at a = 0 (prompt interpolation)."),
             p("steps", INT, "7", "Number of blend weights from 1 to 0.").min(Incl(2.0)),
             opt("degrade", Ty::Task, "Degrade the images with this task first (default: use them as given)."),
+            opt("param", Ty::Str, "Instead of blending prompts: a parameter of `degrade`'s degradation to vary \
+                 (`\"sigma\"` of `noise`), restoring the images degraded at each of `values`."),
+            opt("values", Ty::List(&FLOAT), "The values `param` takes."),
         ],
         "Prompt interpolation: z = a z_from + (1 - a) z_to for a from 1 to 0, restoring the same images at \
-         each step: `sweep MODEL on DATA_OR_IMAGE [as NAME] { ... }`.",
+         each step: `sweep MODEL on DATA_OR_IMAGE [as NAME] { from = T1, to = T2 }`. Or a degradation \
+         sweep: `{ degrade = paper.noise, param = \"sigma\", values = [10, 30, 50, 70] }` gives the \
+         input's and the output's PSNR at each value, as a curve.",
     ),
     b(
         "report",

@@ -739,10 +739,107 @@ fn eval(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<
     .map_err(f)
 }
 
+/// A degradation sweep: the images degraded with `degrade`'s `param` at each of `values`, the
+/// input's and the output's mean PSNR at each, as a curve.
+fn param_sweep(
+    r: &Runner,
+    i: NodeIndex,
+    w: usize,
+    index: usize,
+    dir: &Path,
+) -> Result<(), RunError> {
+    let name = r.name(i);
+    let wf = &r.wfs[w];
+    let s = &wf.sweeps[index];
+    let f = |m: String| fail(&name, m);
+    let net = load_model(r, i, wf, &s.model).map_err(f)?;
+    let trained = trained_tasks(wf, &s.model);
+    let (Some(Value::Str(param)), Some(task)) = (
+        s.setting("param"),
+        s.setting("degrade").and_then(Value::as_task),
+    ) else {
+        return Err(fail(&name, "a parameter sweep needs `degrade` and `param`"));
+    };
+    let values: Vec<f64> = s
+        .setting("values")
+        .and_then(Value::as_list)
+        .map(|l| l.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    let z = match net.spec.prompt {
+        PromptMode::Explicit { .. } => {
+            let id = task_id(trained, task).ok_or_else(|| {
+                fail(
+                    &name,
+                    format!("`{}` was not trained on `{}`", s.model, task.name),
+                )
+            })?;
+            Some(net.task_latent(id).map_err(|e| fail(&name, e))?)
+        }
+        _ => None,
+    };
+    let files = match &s.target {
+        ir::SweepTarget::File(file) => vec![r.base.join(file)],
+        ir::SweepTarget::Data(d) => clean_images(r, wf, d).map_err(f)?,
+    };
+    let images: Vec<(String, Image)> = files
+        .iter()
+        .map(|p| {
+            let img = mio_stdlib::image::load(p)
+                .map_err(|e| fail(&name, e))?
+                .image;
+            let stem = p
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            Ok((stem, img))
+        })
+        .collect::<Result<_, RunError>>()?;
+    let mut rows = vec![];
+    for &v in &values {
+        let mut at = task.clone();
+        match at.degradation.args.iter_mut().find(|(n, _)| n == param) {
+            Some((_, slot)) => *slot = Value::Float(v),
+            None => return Err(fail(&name, format!("`{}` has no `{param}`", task.name))),
+        }
+        let deg = crate::degradation(&at).map_err(f)?;
+        let text = at.degradation.to_string();
+        let (mut input, mut output) = (vec![], vec![]);
+        for (stem, clean) in &images {
+            if r.stopped() {
+                return Err(RunError::Interrupted { node: name });
+            }
+            let mut rng = mio_stdlib::degrade::rng_for(seed(wf), &text, stem);
+            let (lq, _) = deg.apply(clean, &mut rng, None);
+            let out = restore(&net, &lq, z.as_ref(), 0).map_err(|e| fail(&name, e))?;
+            input.push(mio_stdlib::metrics::psnr(&lq, clean, 4, false).map_err(f)?);
+            output.push(mio_stdlib::metrics::psnr(&out, clean, 4, false).map_err(f)?);
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        rows.push(json!({"value": v, "input_psnr": mean(&input), "output_psnr": mean(&output)}));
+    }
+    write_json(
+        &dir.join("sweep.json"),
+        &json!({
+            "sweep": s.name,
+            "model": s.model,
+            "kind": "param",
+            "task": task.name,
+            "param": param,
+            "images": images.len(),
+            "points": rows,
+        }),
+    )
+    .map_err(f)
+}
+
 fn sweep(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<(), RunError> {
     let name = r.name(i);
     let wf = &r.wfs[w];
     let s = &wf.sweeps[index];
+    if s.setting("param").is_some() {
+        return param_sweep(r, i, w, index, dir);
+    }
     let f = |m: String| fail(&name, m);
     let net = load_model(r, i, wf, &s.model).map_err(f)?;
     let trained = trained_tasks(wf, &s.model);

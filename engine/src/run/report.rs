@@ -615,6 +615,59 @@ pub(crate) fn write(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), String> 
         let Some(j) = read_json(&sd.join("sweep.json")) else {
             continue;
         };
+        if j["kind"] == "param" {
+            let pts: Vec<&Json> = j["points"].as_array().into_iter().flatten().collect();
+            let series = |key: &str| -> Vec<(f64, f64)> {
+                pts.iter()
+                    .filter_map(|p| Some((p["value"].as_f64()?, p[key].as_f64()?)))
+                    .collect()
+            };
+            let (sweep, task, param) = (
+                j["sweep"].as_str().unwrap_or(""),
+                j["task"].as_str().unwrap_or(""),
+                j["param"].as_str().unwrap_or(""),
+            );
+            let svg = line_chart(
+                &format!("{task}: PSNR against {param}"),
+                param,
+                "PSNR (dB)",
+                &[
+                    ("input (degraded)".into(), series("input_psnr")),
+                    (
+                        j["model"].as_str().unwrap_or("model").into(),
+                        series("output_psnr"),
+                    ),
+                ],
+                false,
+            );
+            let file = format!("sweep_{sweep}.svg");
+            write_atomic(&dir.join(&file), svg.as_bytes())?;
+            let _ = writeln!(
+                md,
+                "## `{sweep}`: {task} at each {param}\n\nMean PSNR over {} image(s).\n\n![{sweep}]({file})\n\n| {param} | input | {} |\n|---:|---:|---:|",
+                j["images"],
+                j["model"].as_str().unwrap_or("model")
+            );
+            for p in &pts {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.2} | {:.2} |",
+                    p["value"],
+                    p["input_psnr"].as_f64().unwrap_or(f64::NAN),
+                    p["output_psnr"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+            md.push('\n');
+            let _ = write!(
+                html,
+                "<h2>{}: {} at each {}</h2>{svg}",
+                html_escape(sweep),
+                html_escape(task),
+                html_escape(param)
+            );
+            sweeps.push(j);
+            continue;
+        }
         let _ = writeln!(
             md,
             "## Prompt interpolation `{}`: {} (left, a = 1) to {} (right, a = 0)\n",
