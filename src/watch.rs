@@ -78,7 +78,7 @@ fn round(file: &Path, set: &[String], running: &mut Option<Running>, style: mio_
     let options = mio_engine::run::Options {
         stop: stop.clone(),
         quiet: true,
-        jobs: 2,
+        jobs: 1,
     };
     let handle = std::thread::spawn(move || {
         match mio_engine::run::run(&checked.workflows, &plan, &base, options) {

@@ -76,6 +76,8 @@ fn adaptive_prompt_is_evaluated_on_seen_and_unseen_tasks() {
     let (dir, _) = run_example("adaptive_prompt.mio");
     let md = report(&dir, "adaptive_prompt");
     assert!(md.contains("| PSNR | haze | jpeg | Avg |"), "{md}");
+    let strip = dir.join("runs/adaptive_prompt/sweep_noise_to_lowlight_strip_chelsea.png");
+    assert!(mio_stdlib::image::load(&strip).is_ok());
 }
 
 #[test]

@@ -843,21 +843,41 @@ fn sweep(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result
     let f = |m: String| fail(&name, m);
     let net = load_model(r, i, wf, &s.model).map_err(f)?;
     let trained = trained_tasks(wf, &s.model);
-    let task = |key: &str| -> Result<usize, RunError> {
-        let t = s
-            .setting(key)
+    let task = |key: &str| -> Result<&ir::Task, RunError> {
+        s.setting(key)
             .and_then(Value::as_task)
-            .ok_or_else(|| fail(&name, format!("no `{key}` task")))?;
-        task_id(trained, t).ok_or_else(|| {
-            fail(
-                &name,
-                format!("`{}` was not trained on `{}`", s.model, t.name),
-            )
-        })
+            .ok_or_else(|| fail(&name, format!("no `{key}` task")))
     };
-    let (from, to) = (task("from")?, task("to")?);
-    let zf = net.task_latent(from).map_err(|e| fail(&name, e))?;
-    let zt = net.task_latent(to).map_err(|e| fail(&name, e))?;
+    let (from_task, to_task) = (task("from")?, task("to")?);
+    let adaptive = matches!(net.spec.prompt, PromptMode::Adaptive { .. });
+    // Explicit prompts: the two tasks' fixed prompts. Adaptive ones: the prompts the network
+    // reads from the image degraded by each task, computed per image below.
+    let fixed = if adaptive {
+        None
+    } else {
+        let id = |t: &ir::Task| {
+            task_id(trained, t).ok_or_else(|| {
+                fail(
+                    &name,
+                    format!("`{}` was not trained on `{}`", s.model, t.name),
+                )
+            })
+        };
+        let zf = net
+            .task_latent(id(from_task)?)
+            .map_err(|e| fail(&name, e))?;
+        let zt = net.task_latent(id(to_task)?).map_err(|e| fail(&name, e))?;
+        Some((zf, zt))
+    };
+    let read_prompt = |t: &ir::Task, base: &Image, stem: &str| -> Result<Tensor, String> {
+        let deg = crate::degradation(t)?;
+        let mut rng = mio_stdlib::degrade::rng_for(seed(wf), &t.degradation.to_string(), stem);
+        let x =
+            to_tensor(&deg.apply(base, &mut rng, None).0, &r.device).map_err(|e| e.to_string())?;
+        net.adaptive_latent(&x)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "no adaptive prompt".to_string())
+    };
     let steps = setting_f64(&s.settings, "steps").max(2.0) as usize;
     // (input, clean reference if any, label)
     let mut inputs: Vec<(Image, Option<Image>, String)> = vec![];
@@ -907,6 +927,16 @@ fn sweep(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result
     }
     let mut rows = vec![];
     for (img, clean, stem) in &inputs {
+        let (zf, zt) = match &fixed {
+            Some((a, b)) => (a.clone(), b.clone()),
+            None => {
+                let base = clean.as_ref().unwrap_or(img);
+                (
+                    read_prompt(from_task, base, stem).map_err(f)?,
+                    read_prompt(to_task, base, stem).map_err(f)?,
+                )
+            }
+        };
         let mut strip = vec![img.clone()];
         let mut per_step = vec![];
         for k in 0..steps {
@@ -934,8 +964,8 @@ fn sweep(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result
         &json!({
             "sweep": s.name,
             "model": s.model,
-            "from": trained[from].name,
-            "to": trained[to].name,
+            "from": from_task.name,
+            "to": to_task.name,
             "images": rows,
         }),
     )

@@ -264,6 +264,21 @@ pub fn base64(bytes: &[u8]) -> String {
     s
 }
 
+/// The training stages that end at `last`, from the first.
+fn stage_chain(r: &Runner, last: NodeIndex) -> Vec<NodeIndex> {
+    let mut chain = vec![last];
+    while let Some(p) = r
+        .plan
+        .deps(*chain.last().expect("not empty"))
+        .into_iter()
+        .find(|p| r.plan.graph[*p].kind == NodeKind::Train)
+    {
+        chain.push(p);
+    }
+    chain.reverse();
+    chain
+}
+
 /// The losses of every training stage behind the report, one series per model (stages
 /// concatenated, steps counted across them).
 fn loss_series(r: &Runner, i: NodeIndex) -> Vec<(String, Vec<(f64, f64)>)> {
@@ -278,17 +293,7 @@ fn loss_series(r: &Runner, i: NodeIndex) -> Vec<(String, Vec<(f64, f64)>)> {
         else {
             continue;
         };
-        // Walk back to stage 1.
-        let mut chain = vec![d];
-        while let Some(p) = r
-            .plan
-            .deps(*chain.last().unwrap())
-            .into_iter()
-            .find(|p| r.plan.graph[*p].kind == NodeKind::Train)
-        {
-            chain.push(p);
-        }
-        chain.reverse();
+        let chain = stage_chain(r, d);
         let mut points: BTreeMap<u64, f64> = BTreeMap::new();
         let mut offset = 0;
         for s in chain {
@@ -338,16 +343,7 @@ fn stage_curves(r: &Runner, i: NodeIndex) -> Vec<(String, Vec<String>, Vec<Vec<O
         else {
             continue;
         };
-        let mut chain = vec![d];
-        while let Some(p) = r
-            .plan
-            .deps(*chain.last().unwrap())
-            .into_iter()
-            .find(|p| r.plan.graph[*p].kind == NodeKind::Train)
-        {
-            chain.push(p);
-        }
-        chain.reverse();
+        let chain = stage_chain(r, d);
         if chain.len() < 2 {
             continue;
         }
