@@ -87,7 +87,7 @@ enum Command {
         quiet: bool,
         /// Steps run at once; one training step at a time whatever the number, with test
         /// sets, evaluations and sweeps beside it (on two cores they slow the training more
-        /// than they gain: the quickstart took 538 s with 2, 439 s with 1)
+        /// than they gain: the quickstart took 538 s with 2, 504 s with 1)
         #[arg(long, short, default_value_t = 1)]
         jobs: usize,
     },
@@ -342,6 +342,12 @@ fn run(
         Err(e @ mio_engine::run::RunError::Interrupted { .. }) => {
             eprintln!("mio: {e}");
             Err(Failure::Interrupted)
+        }
+        // A step that cannot do its work (a missing image folder, a task the model was not
+        // trained on, a diverging loss) is the experiment's problem, not mio's: exit 1.
+        Err(e @ mio_engine::run::RunError::Node { .. }) => {
+            eprintln!("error: {e}");
+            Err(Failure::User)
         }
         Err(e) => Err(Failure::Internal(e.to_string())),
     }

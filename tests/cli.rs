@@ -402,3 +402,27 @@ fn degrade_and_compare_report_user_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("differ in size"));
 }
+
+#[test]
+fn a_run_whose_images_are_missing_fails_with_a_message_and_exit_one() {
+    let dir = temp_dir("run-missing");
+    let file = dir.join("m.mio");
+    std::fs::write(
+        &file,
+        "use paper\nworkflow m {\n  data train = images(\"no/such/folder\")\n  model net = srresnet(channels = 4, blocks = 1)\n  train net on train { tasks = [paper.noise], iters = 2 }\n}\n",
+    )
+    .unwrap();
+    let out = mio(&["run", "-q", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("m/net") && err.contains("no/such/folder"),
+        "{err}"
+    );
+    // Nothing half-done is taken for finished: the step's folder is still a partial one.
+    let nodes: Vec<String> = std::fs::read_dir(dir.join("runs/nodes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(nodes.iter().all(|n| n.ends_with(".partial")), "{nodes:?}");
+}
