@@ -739,6 +739,19 @@ fn eval(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<
     .map_err(f)
 }
 
+/// An image and its name without the extension (what outputs are named after).
+fn load_named(path: &Path) -> Result<(String, Image), String> {
+    let img = mio_stdlib::image::load(path)
+        .map_err(|e| e.to_string())?
+        .image;
+    let stem = path
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    Ok((stem, img))
+}
+
 /// A degradation sweep: the images degraded with `degrade`'s `param` at each of `values`, the
 /// input's and the output's mean PSNR at each, as a curve.
 fn param_sweep(
@@ -783,18 +796,9 @@ fn param_sweep(
     };
     let images: Vec<(String, Image)> = files
         .iter()
-        .map(|p| {
-            let img = mio_stdlib::image::load(p)
-                .map_err(|e| fail(&name, e))?
-                .image;
-            let stem = p
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            Ok((stem, img))
-        })
-        .collect::<Result<_, RunError>>()?;
+        .map(|p| load_named(p))
+        .collect::<Result<_, String>>()
+        .map_err(f)?;
     let mut rows = vec![];
     for &v in &values {
         let mut at = task.clone();
@@ -883,43 +887,19 @@ fn sweep(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result
     let mut inputs: Vec<(Image, Option<Image>, String)> = vec![];
     match &s.target {
         ir::SweepTarget::File(file) => {
-            let p = r.base.join(file);
-            let img = mio_stdlib::image::load(&p)
-                .map_err(|e| fail(&name, e))?
-                .image;
-            let stem = p
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
+            let (stem, img) = load_named(&r.base.join(file)).map_err(f)?;
             inputs.push((img, None, stem));
         }
         ir::SweepTarget::Data(d) => {
             if let Some(tdir) = r.dep_dir(i, |w| matches!(w, Work::TestSet { .. })) {
                 for (c, l) in pairs_of(&tdir).map_err(f)? {
-                    let clean = mio_stdlib::image::load(&c)
-                        .map_err(|e| fail(&name, e))?
-                        .image;
-                    let lq = mio_stdlib::image::load(&l)
-                        .map_err(|e| fail(&name, e))?
-                        .image;
-                    let stem = c
-                        .file_stem()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .into_owned();
+                    let (stem, clean) = load_named(&c).map_err(f)?;
+                    let (_, lq) = load_named(&l).map_err(f)?;
                     inputs.push((lq, Some(clean), stem));
                 }
             } else {
                 for c in clean_images(r, wf, d).map_err(f)? {
-                    let img = mio_stdlib::image::load(&c)
-                        .map_err(|e| fail(&name, e))?
-                        .image;
-                    let stem = c
-                        .file_stem()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .into_owned();
+                    let (stem, img) = load_named(&c).map_err(f)?;
                     inputs.push((img, None, stem));
                 }
             }
