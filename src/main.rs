@@ -98,32 +98,7 @@ enum Command {
         set: Vec<String>,
     },
     /// Restore an image, or every image of a folder, with a trained model
-    Restore {
-        /// A training step's folder (runs/nodes/train-...), or a .safetensors file of weights
-        /// named as in the reference implementation (then give --arch)
-        #[arg(long)]
-        model: PathBuf,
-        /// The architecture of a bare weights file, as in a .mio file:
-        /// 'srresnet(channels = 64, blocks = 16, prompt = explicit)'
-        #[arg(long)]
-        arch: Option<String>,
-        /// The task to restore (explicit prompts); without it the classifier guesses
-        #[arg(long)]
-        task: Option<String>,
-        /// The task classifier (runs/nodes/classifier-...) that guesses the task
-        #[arg(long)]
-        classifier: Option<PathBuf>,
-        /// Blend tasks' prompts for style control: noise:0.3,rain:0.7
-        #[arg(long, conflicts_with = "task")]
-        prompt_mix: Option<String>,
-        /// Tile side in pixels (0: the whole image, tiles of 512 above a megapixel)
-        #[arg(long, default_value_t = 0)]
-        tile: usize,
-        /// An image or a folder of images
-        input: PathBuf,
-        /// The restored image (PNG), or a folder for a folder
-        output: PathBuf,
-    },
+    Restore(RestoreArgs),
     /// Run the language server over stdin and stdout (for editors)
     Lsp,
     /// Print the work graph for Graphviz or Mermaid
@@ -184,25 +159,7 @@ fn main() -> ExitCode {
             quiet,
             jobs,
         } => run(&file, &set, explain, quiet, jobs),
-        Command::Restore {
-            model,
-            arch,
-            task,
-            classifier,
-            prompt_mix,
-            tile,
-            input,
-            output,
-        } => restore(RestoreArgs {
-            model,
-            arch,
-            task,
-            classifier,
-            prompt_mix,
-            tile,
-            input,
-            output,
-        }),
+        Command::Restore(args) => restore(args),
         Command::Watch { file, set } => {
             watch::watch(&file, &set, style()).map_err(Failure::Internal)
         }
@@ -353,14 +310,31 @@ fn run(
     }
 }
 
+#[derive(clap::Args)]
 struct RestoreArgs {
+    /// A training step's folder (runs/nodes/train-...), or a .safetensors file of weights
+    /// named as in the reference implementation (then give --arch)
+    #[arg(long)]
     model: PathBuf,
+    /// The architecture of a bare weights file, as in a .mio file:
+    /// 'srresnet(channels = 64, blocks = 16, prompt = explicit)'
+    #[arg(long)]
     arch: Option<String>,
+    /// The task to restore (explicit prompts); without it the classifier guesses
+    #[arg(long)]
     task: Option<String>,
+    /// The task classifier (runs/nodes/classifier-...) that guesses the task
+    #[arg(long)]
     classifier: Option<PathBuf>,
+    /// Blend tasks' prompts for style control: noise:0.3,rain:0.7
+    #[arg(long, conflicts_with = "task")]
     prompt_mix: Option<String>,
+    /// Tile side in pixels (0: the whole image, tiles of 512 above a megapixel)
+    #[arg(long, default_value_t = 0)]
     tile: usize,
+    /// An image or a folder of images
     input: PathBuf,
+    /// The restored image (PNG), or a folder for a folder
     output: PathBuf,
 }
 

@@ -368,17 +368,20 @@ workflow kill {{
 "#
     );
     let mio = env!("CARGO_BIN_EXE_mio");
+    let run_to_the_end = |ws: &Workspace| {
+        let out = Command::new(mio)
+            .args(["run", "-q"])
+            .arg(&ws.file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
     let whole = Workspace::new("whole", &text);
-    let out = Command::new(mio)
-        .args(["run", "-q"])
-        .arg(&whole.file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_the_end(&whole);
 
     let killed = Workspace::new("killed", &text);
     let mut child = Command::new(mio)
@@ -400,16 +403,7 @@ workflow kill {{
     let done: Vec<f64> = meta["meta.steps_done"].to_vec1().unwrap();
     assert!(done[0] < 150.0, "killed before the end (at {})", done[0]);
 
-    let out = Command::new(mio)
-        .args(["run", "-q"])
-        .arg(&killed.file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_the_end(&killed);
     let weights = |ws: &Workspace, file: &str| -> Vec<u8> {
         let dir = std::fs::read_dir(ws.dir.join("runs/nodes"))
             .unwrap()

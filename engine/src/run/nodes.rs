@@ -290,9 +290,7 @@ pub(crate) fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), Strin
 }
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    mio_stdlib::data::write_atomic(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn optimizer(t: &ir::Train) -> (f64, AdamConfig) {

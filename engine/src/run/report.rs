@@ -718,10 +718,10 @@ pub(crate) fn write(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), String> 
             continue;
         }
         seen.push(tasks.clone());
-        let members: Vec<&Json> = evals
+        let members: Vec<(NodeIndex, &Json)> = evals
             .iter()
             .filter(|(_, _, j)| task_names(j) == tasks)
-            .map(|(_, _, j)| j)
+            .map(|(_, n, j)| (*n, j))
             .collect();
         let mut section = String::new();
         for (ti, task) in tasks.iter().enumerate() {
@@ -739,11 +739,7 @@ pub(crate) fn write(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), String> 
             if let Some(x) = load(Path::new(lq)) {
                 row.push(x);
             }
-            for (j, (_, node, res)) in members
-                .iter()
-                .zip(evals.iter().filter(|(_, _, j)| task_names(j) == tasks))
-            {
-                let _ = res;
+            for (node, j) in &members {
                 let Some(rel) = j["tasks"][ti]["images"][0]["restored"].as_str() else {
                     continue;
                 };
