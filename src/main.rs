@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod bench;
 mod watch;
 use mio_engine::{plan, Style};
 
@@ -99,6 +100,9 @@ enum Command {
     },
     /// Restore an image, or every image of a folder, with a trained model
     Restore(RestoreArgs),
+    /// Measure training and restoration speed on this machine: kernels and the standard
+    /// networks, or a model of yours
+    Bench(BenchArgs),
     /// Run the language server over stdin and stdout (for editors)
     Lsp,
     /// Print the work graph for Graphviz or Mermaid
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
             jobs,
         } => run(&file, &set, explain, quiet, jobs),
         Command::Restore(args) => restore(args),
+        Command::Bench(args) => bench_cmd(args),
         Command::Watch { file, set } => {
             watch::watch(&file, &set, style()).map_err(Failure::Internal)
         }
@@ -310,6 +315,199 @@ fn run(
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Phase {
+    Step,
+    Infer,
+    Both,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Where to run: auto (a GPU when mio is built with CUDA and one is present), cpu, cuda,
+    /// cuda:N
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Timed rounds per case; the median is reported
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds after which a case stops adding rounds (at least one is timed)
+    #[arg(long, default_value_t = 30.0)]
+    budget: f64,
+    /// Measure this backbone instead of the standard networks, written as in a .mio file:
+    /// 'restormer(dim = 24, prompt = explicit)'
+    #[arg(long)]
+    model: Option<String>,
+    /// Crops per training step (with --model)
+    #[arg(long, default_value_t = 8, requires = "model")]
+    batch: usize,
+    /// Side of the training crops (with --model)
+    #[arg(long, default_value_t = 48, requires = "model")]
+    patch: usize,
+    /// Only these cases, comma-separated: kernels, gemm, or network names (srresnet32x4, ...)
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Also time the networks with candle's own CPU convolutions, for comparison
+    #[arg(long)]
+    candle: bool,
+    /// Time only the training steps, or only the restorations
+    #[arg(long, value_enum, default_value_t = Phase::Both)]
+    phase: Phase,
+    /// Print `case milliseconds` lines (what tools/bench_train.sh reads) instead of a table
+    #[arg(long)]
+    raw: bool,
+}
+
+fn bench_cmd(a: BenchArgs) -> Result<(), Failure> {
+    let user = |m: String| {
+        eprintln!("error: {m}");
+        Failure::User
+    };
+    let internal = |e: candle_core::Error| Failure::Internal(e.to_string());
+    mio_stdlib::kernels::tune_allocator();
+    let dev = mio_engine::run::device_named(&a.device).map_err(user)?;
+    let gpu = !dev.is_cpu();
+    let wanted = |name: &str| a.only.is_empty() || a.only.iter().any(|o| o == name);
+    let cases = match &a.model {
+        Some(text) => {
+            let call = mio_engine::resolve_backbone(text, "--model").map_err(|e| {
+                eprint!("{e}");
+                Failure::User
+            })?;
+            let spec = mio_engine::run::spec_from_call(&call, vec![]).map_err(user)?;
+            let multiple = match &spec.arch {
+                mio_stdlib::models::network::Arch::SrResNet { .. } => 1,
+                mio_stdlib::models::network::Arch::SwinIr(c) => c.window,
+                mio_stdlib::models::network::Arch::Restormer(_) => {
+                    mio_stdlib::models::restormer::SIDE_MULTIPLE
+                }
+            };
+            if a.patch % multiple != 0 {
+                return Err(user(format!(
+                    "--patch {} is not a multiple of {multiple}, which this backbone needs",
+                    a.patch
+                )));
+            }
+            vec![bench::NetCase {
+                name: call.name.clone(),
+                arch: spec.arch,
+                prompt: spec.prompt,
+                batch: a.batch,
+                patch: a.patch,
+            }]
+        }
+        None => bench::standard_cases(gpu)
+            .into_iter()
+            .filter(|c| wanted(&c.name))
+            .collect(),
+    };
+    let threads = rayon::current_num_threads();
+    let mut rows: Vec<(String, f64)> = vec![];
+    // Raw lines go out as they are measured, so a case that fails later loses nothing.
+    let mut record = |name: String, v: f64| {
+        if a.raw {
+            println!("{name} {v:.2}");
+        }
+        rows.push((name, v));
+    };
+    let say = |what: &str| {
+        if !a.raw {
+            eprintln!("measuring {what}...");
+        }
+    };
+    eprintln!(
+        "mio bench on {} ({threads} CPU threads), median of up to {} rounds",
+        if gpu {
+            format!("{dev:?}")
+        } else {
+            "the CPU".into()
+        },
+        a.rounds
+    );
+    if a.model.is_none() && wanted("gemm") {
+        say("the GEMM peak");
+        let g = bench::gemm_gflops(&dev, a.rounds).map_err(internal)?;
+        record("mio.gemm1024_gflops".into(), g);
+    }
+    if a.model.is_none() && !gpu && wanted("kernels") {
+        say("the convolution kernels");
+        for (name, v) in bench::kernel_cases(a.rounds).map_err(internal)? {
+            record(name, v);
+        }
+    }
+    let labels: &[(&str, bool)] = if a.candle && !gpu {
+        &[("mio", true), ("candle", false)]
+    } else {
+        &[("mio", true)]
+    };
+    for c in &cases {
+        for &(label, fast) in labels {
+            mio_stdlib::kernels::conv::set_fast(fast);
+            if a.phase != Phase::Infer {
+                say(&format!(
+                    "{} ({label}): a training step at batch {}, patch {}",
+                    c.name, c.batch, c.patch
+                ));
+                let step = bench::train_step_ms(c, &dev, a.rounds, a.budget).map_err(internal)?;
+                record(format!("{label}.{}_step", c.name), step);
+            }
+            if a.phase != Phase::Step {
+                say(&format!("{} ({label}): restoring a 512x512 image", c.name));
+                let infer = bench::infer_ms(c, &dev, a.rounds, a.budget).map_err(internal)?;
+                record(format!("{label}.{}_infer512", c.name), infer);
+            }
+        }
+    }
+    mio_stdlib::kernels::conv::set_fast(true);
+    if a.raw {
+        return Ok(());
+    }
+    let get = |k: &str| rows.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+    if let Some(g) = get("mio.gemm1024_gflops") {
+        println!("GEMM 1024x1024x1024: {g:.1} GFLOP/s");
+    }
+    if get("mio.conv3x3_fwd_bwd").is_some() {
+        println!(
+            "\n{:<36} {:>10} {:>10}",
+            "kernel (forward + backward)", "mio ms", "candle ms"
+        );
+        for (k, what) in [
+            ("conv3x3_fwd_bwd", "conv 3x3 64->64, 8x64x64"),
+            ("dwconv3x3_fwd_bwd", "depthwise 3x3, 144 ch, 8x64x64"),
+        ] {
+            let m = get(&format!("mio.{k}")).unwrap_or(f64::NAN);
+            let c = get(&format!("candle.{k}")).unwrap_or(f64::NAN);
+            println!("{what:<36} {m:>10.1} {c:>10.1}");
+        }
+    }
+    if !cases.is_empty() {
+        println!(
+            "\n{:<18} {:>12} {:>10} {:>10} {:>16}",
+            "network", "batch x patch", "step ms", "patches/s", "512x512 ms"
+        );
+        for c in &cases {
+            for &(label, _) in labels {
+                let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+                let step = get(&format!("{label}.{}_step", c.name));
+                let infer = get(&format!("{label}.{}_infer512", c.name));
+                let name = if labels.len() > 1 {
+                    format!("{} ({label})", c.name)
+                } else {
+                    c.name.clone()
+                };
+                println!(
+                    "{name:<18} {:>12} {:>10} {:>10} {:>16}",
+                    format!("{} x {}", c.batch, c.patch),
+                    show(step),
+                    show(step.map(|s| c.batch as f64 / (s / 1e3))),
+                    show(infer)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 #[derive(clap::Args)]
 struct RestoreArgs {
     /// A training step's folder (runs/nodes/train-...), or a .safetensors file of weights
@@ -332,6 +530,10 @@ struct RestoreArgs {
     /// Tile side in pixels (0: the whole image, tiles of 512 above a megapixel)
     #[arg(long, default_value_t = 0)]
     tile: usize,
+    /// Where to run: auto (a GPU when mio is built with CUDA and one is present), cpu, cuda,
+    /// cuda:N
+    #[arg(long, default_value = "auto")]
+    device: String,
     /// An image or a folder of images
     input: PathBuf,
     /// The restored image (PNG), or a folder for a folder
@@ -344,7 +546,7 @@ fn restore(a: RestoreArgs) -> Result<(), Failure> {
         eprintln!("error: {m}");
         Failure::User
     };
-    let dev = candle_core::Device::Cpu;
+    let dev = mio_engine::run::device_named(&a.device).map_err(user)?;
     let loaded =
         mio_engine::restore::load_model(&a.model, a.arch.as_deref(), &dev).map_err(user)?;
     let explicit = matches!(loaded.net.spec.prompt, PromptMode::Explicit { .. });

@@ -166,7 +166,7 @@ fn plan_lists_nodes_in_dependency_order() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let plan = text(&out.stdout);
     assert!(
-        plan.starts_with("workflows/quickstart.mio: 37 node(s) in 1 workflow(s)"),
+        plan.starts_with("workflows/quickstart.mio: 38 node(s) in 1 workflow(s)"),
         "{plan}"
     );
     let pos = |s: &str| plan.find(s).unwrap_or_else(|| panic!("{s} not in\n{plan}"));
@@ -425,4 +425,60 @@ fn a_run_whose_images_are_missing_fails_with_a_message_and_exit_one() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(nodes.iter().all(|n| n.ends_with(".partial")), "{nodes:?}");
+}
+
+#[test]
+fn bench_measures_a_model_of_yours_and_refuses_what_does_not_fit() {
+    let out = mio(&[
+        "bench",
+        "--device",
+        "cpu",
+        "--model",
+        "srresnet(channels = 8, blocks = 1, prompt = explicit(dim = 8))",
+        "--batch",
+        "2",
+        "--patch",
+        "16",
+        "--rounds",
+        "1",
+        "--raw",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let cases: Vec<(&str, f64)> = stdout
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap();
+            (k, v.parse().unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    assert_eq!(
+        names,
+        ["mio.srresnet_step", "mio.srresnet_infer512"],
+        "{stdout}"
+    );
+    assert!(cases.iter().all(|c| c.1 > 0.0), "{stdout}");
+    // A backbone whose settings do not fit is checked as in a file, under its flag.
+    let out = mio(&["bench", "--model", "restormer(blocks = [1, 1])"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("mio::E056") && err.contains("--model"),
+        "{err}"
+    );
+    // A patch the backbone cannot take.
+    let out = mio(&["bench", "--model", "restormer(dim = 8)", "--patch", "12"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not a multiple of 8"));
+    // A GPU in a build without CUDA says how to get one.
+    let out = mio(&["bench", "--device", "cuda", "--only", "gemm"]);
+    if !cfg!(feature = "cuda") {
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("--features cuda"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
 }

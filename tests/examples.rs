@@ -115,3 +115,40 @@ fn the_matrix_gathers_its_six_rows_into_one_table() {
         .count();
     assert_eq!(sets, 3, "{:?}", summary.ran);
 }
+
+#[test]
+fn the_transformers_train_with_prompts_and_each_stage_draws_its_loss() {
+    let (dir, _) = run_example("transformers.mio");
+    let md = report(&dir, "transformers");
+    for row in [
+        "| restormer_ep |",
+        "| restormer_ep (true task) |",
+        "| swinir_ap |",
+    ] {
+        assert!(md.contains(row), "{row} missing:\n{md}");
+    }
+    // Restormer's explicit prompts need the classifier at test time.
+    assert!(md.contains("Task classifier for `restormer_ep`"), "{md}");
+    assert!(md.contains("![training loss](loss.png)"), "{md}");
+    let loss = dir.join("runs/transformers/loss.png");
+    assert_eq!(mio_stdlib::image::load(&loss).unwrap().image.width, 800);
+    // Every training stage drew its own curve beside its log.
+    let stages: Vec<_> = std::fs::read_dir(dir.join("runs/nodes"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("train-")
+        })
+        .collect();
+    assert_eq!(stages.len(), 6);
+    for s in stages {
+        assert!(
+            mio_stdlib::image::load(&s.join("loss.png")).is_ok(),
+            "{}",
+            s.display()
+        );
+    }
+}

@@ -1,84 +1,73 @@
-"""PyTorch's side of tools/bench_train.sh: the same cases as stdlib/examples/train_bench.rs,
-same shapes, batch, patch and thread count. Prints `case milliseconds` (median of ROUNDS)."""
-import sys
+"""PyTorch's side of tools/bench_train.sh: the cases `mio bench` measures, with the same
+shapes, batch, patch, thread count and device, through the same architectures
+(tools/torch_models.py). Prints `torch.CASE milliseconds` lines (median of the rounds, after a
+warm-up); on a GPU each round waits for the device.
+
+Usage: bench_train.py [--device cpu|cuda] [--rounds N] [--threads N] [--only a,b]
+"""
+import argparse
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
-ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+from torch_models import Restormer, SRResNet
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--device", default="cpu")
+ap.add_argument("--rounds", type=int, default=5)
+ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--budget", type=float, default=30.0, help="seconds after which a case stops adding rounds")
+ap.add_argument("--only", default="", help="comma-separated case names")
+args = ap.parse_args()
+dev = torch.device(args.device)
+gpu = dev.type == "cuda"
+torch.set_num_threads(args.threads)
+only = [o for o in args.only.split(",") if o]
+wanted = lambda name: not only or name in only
 
 
-class Extractor(nn.Module):
-    def __init__(self, cin, dim):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, dim, 7, 2, 1)
-        self.conv2 = nn.Conv2d(dim, dim, 3, 2, 1)
-        self.conv3 = nn.Conv2d(dim, dim, 3, 2, 1)
-
-    def forward(self, x):
-        x = F.relu(self.conv3(F.relu(self.conv2(F.relu(self.conv1(x))))))
-        return x.mean(dim=(2, 3))
+def sync():
+    if gpu:
+        torch.cuda.synchronize()
 
 
-class SRResNet(nn.Module):
-    """SRResNet at scale 1; with `prompt`, explicit task maps modulate every block, conv_hr and
-    conv_last (f * (1 + s(z)) + b(z)), as mio's and the reference's."""
-
-    def __init__(self, c, blocks, prompt=False, tasks=7, size=128, dim=64):
-        super().__init__()
-        self.conv_first = nn.Conv2d(3, c, 3, 1, 1)
-        self.body = nn.ModuleList(
-            nn.ModuleList([nn.Conv2d(c, c, 3, 1, 1), nn.Conv2d(c, c, 3, 1, 1)]) for _ in range(blocks)
-        )
-        self.conv_hr = nn.Conv2d(c, c, 3, 1, 1)
-        self.conv_last = nn.Conv2d(c, 3, 3, 1, 1)
-        self.prompt = prompt
-        if prompt:
-            self.register_buffer("maps", torch.rand(tasks, 1, size, size))
-            self.ext = Extractor(1, dim)
-            self.scale = nn.ModuleList(nn.Linear(dim, c) for _ in range(blocks + 1))
-            self.shift = nn.ModuleList(nn.Linear(dim, c) for _ in range(blocks + 1))
-            self.scale_out = nn.Linear(dim, 3)
-            self.shift_out = nn.Linear(dim, 3)
-
-    def forward(self, x, ids):
-        z = self.ext(self.maps[ids]) if self.prompt else None
-
-        def mod(f, s, b):
-            if z is None:
-                return f
-            return f * (1 + s(z)[:, :, None, None]) + b(z)[:, :, None, None]
-
-        f = F.leaky_relu(self.conv_first(x), 0.1)
-        for i, (c1, c2) in enumerate(self.body):
-            f = f + c2(F.relu(c1(f)))
-            if z is not None:
-                f = mod(f, self.scale[i], self.shift[i])
-        f = F.leaky_relu(self.conv_hr(f), 0.1)
-        if z is not None:
-            f = mod(f, self.scale[-1], self.shift[-1])
-        out = self.conv_last(f)
-        if z is not None:
-            out = mod(out, self.scale_out, self.shift_out)
-        return out + x
-
-
-def timed(rounds, f):
+def timed(f):
     f()
-    ts = []
-    for _ in range(rounds):
+    sync()
+    start, ts = time.perf_counter(), []
+    for _ in range(max(args.rounds, 1)):
         t = time.perf_counter()
         f()
+        sync()
         ts.append((time.perf_counter() - t) * 1e3)
+        if time.perf_counter() - start > args.budget:
+            break
     return sorted(ts)[len(ts) // 2]
 
 
-def train_step(net, rounds):
-    lq, gt = torch.rand(8, 3, 48, 48), torch.rand(8, 3, 48, 48)
-    ids = torch.tensor([0, 1, 2, 3, 4, 5, 6, 0])
+class Prompted(torch.nn.Module):
+    """A network and the fixed task maps its explicit prompts read, one per image (as the
+    reference feeds them), or none."""
+
+    def __init__(self, net, explicit):
+        super().__init__()
+        self.net = net
+        if explicit:
+            self.register_buffer("maps", torch.rand(7, 1, 128, 128))
+        else:
+            self.maps = None
+
+    def forward(self, x, ids):
+        if self.maps is None:
+            return self.net(x)
+        return self.net(x, self.maps[ids])
+
+
+def train_step(net, batch, patch):
+    lq = torch.rand(batch, 3, patch, patch, device=dev)
+    gt = torch.rand(batch, 3, patch, patch, device=dev)
+    ids = torch.arange(batch, device=dev) % 7
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.99))
 
     def step():
@@ -86,33 +75,50 @@ def train_step(net, rounds):
         F.l1_loss(net(lq, ids), gt).backward()
         opt.step()
 
-    return timed(rounds, step)
+    return timed(step)
 
 
-def infer(net, rounds):
-    x = torch.rand(1, 3, 512, 512)
-    ids = torch.tensor([0])
+def infer(net):
+    x = torch.rand(1, 3, 512, 512, device=dev)
+    ids = torch.zeros(1, dtype=torch.long, device=dev)
 
     def run():
         with torch.no_grad():
             net(x, ids)
 
-    return timed(rounds, run)
+    return timed(run)
 
 
-x = torch.rand(8, 64, 64, 64, requires_grad=True)
-w = torch.rand(64, 64, 3, 3, requires_grad=True)
-print(f"threads {torch.get_num_threads()}")
+print(f"threads {torch.get_num_threads()} device {dev}")
+if wanted("gemm"):
+    a, b = torch.rand(1024, 1024, device=dev), torch.rand(1024, 1024, device=dev)
+    ms = timed(lambda: a @ b)
+    print(f"torch.gemm1024_gflops {2 * 1024 ** 3 / (ms * 1e-3) / 1e9:.2f}")
+if not gpu and wanted("kernels"):
+    x = torch.rand(8, 64, 64, 64, requires_grad=True)
+    w = torch.rand(64, 64, 3, 3, requires_grad=True)
+    print(f"torch.conv3x3_fwd_bwd {timed(lambda: F.conv2d(x, w, padding=1).sum().backward()):.2f}")
+    dx = torch.rand(8, 144, 64, 64, requires_grad=True)
+    dw = torch.rand(144, 1, 3, 3, requires_grad=True)
+    dwconv = lambda: F.conv2d(dx, dw, padding=1, groups=144).sum().backward()
+    print(f"torch.dwconv3x3_fwd_bwd {timed(dwconv):.2f}")
 
-
-def conv():
-    F.conv2d(x, w, padding=1).sum().backward()
-
-
-print(f"torch.conv3x3_fwd_bwd {timed(ROUNDS, conv):.2f}")
-small = SRResNet(32, 4)
-big = SRResNet(64, 16, prompt=True)
-print(f"torch.srresnet32x4_step {train_step(small, ROUNDS):.2f}")
-print(f"torch.srresnet32x4_infer512 {infer(small, ROUNDS):.2f}")
-print(f"torch.srresnet64x16ep_step {train_step(big, min(ROUNDS, 3)):.2f}")
-print(f"torch.srresnet64x16ep_infer512 {infer(big, min(ROUNDS, 3)):.2f}")
+# The networks of `mio bench` (src/bench.rs standard_cases): name, builder, batch, patch.
+if gpu:
+    cases = [
+        ("srresnet32x4", lambda: Prompted(SRResNet(32, 4), False), 16, 128),
+        ("srresnet64x16ep", lambda: Prompted(SRResNet(64, 16, prompt_in=1), True), 16, 128),
+        ("restormer_ep", lambda: Prompted(Restormer(prompt_in=1), True), 8, 128),
+    ]
+else:
+    cases = [
+        ("srresnet32x4", lambda: Prompted(SRResNet(32, 4), False), 8, 48),
+        ("srresnet64x16ep", lambda: Prompted(SRResNet(64, 16, prompt_in=1), True), 8, 48),
+        ("restormer16", lambda: Prompted(Restormer(16, (2, 2, 2, 2), 2, (1, 2, 4, 8)), False), 8, 48),
+    ]
+for name, build, batch, patch in cases:
+    if not wanted(name):
+        continue
+    net = build().to(dev)
+    print(f"torch.{name}_step {train_step(net, batch, patch):.2f}", flush=True)
+    print(f"torch.{name}_infer512 {infer(net):.2f}", flush=True)

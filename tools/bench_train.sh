@@ -1,25 +1,41 @@
 #!/usr/bin/env bash
-# Training and inference speed, mio (its own conv kernels, and candle's for comparison) against
-# PyTorch on the CPU, same shapes, batch, patch and threads, in the same run. Installs torch
-# into the tools venv on first use (large; nothing in mio depends on it).
+# Training and inference speed, side by side in one run on this machine: `mio bench` (mio's
+# kernels, and candle's own for comparison) against PyTorch running the same architectures,
+# shapes, batch, patch and thread count (tools/bench_train.py). Installs torch into
+# ~/.cache/mio-tools-venv on first use (large; nothing in mio depends on it).
 # Usage: tools/bench_train.sh [ROUNDS]
+# On a GPU machine with PyTorch installed: MIO=path/to/cuda/mio PYTHON=python3 DEVICE=cuda tools/bench_train.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv="$HOME/.cache/mio-tools-venv"
-if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q torch
-fi
 rounds="${1:-5}"
+device="${DEVICE:-cpu}"
 threads=$(nproc)
-cargo build -q --release -p mio-stdlib --example train_bench
-mio=$(RAYON_NUM_THREADS=$threads ./target/release/examples/train_bench "$rounds")
-py=$("$venv/bin/python" tools/bench_train.py "$rounds" "$threads")
-echo "machine: $threads cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); milliseconds, median of $rounds"
-printf '%-26s %10s %10s %10s %12s %14s\n' case mio candle torch "mio/torch" "candle/torch"
-for c in conv3x3_fwd_bwd srresnet32x4_step srresnet32x4_infer512 srresnet64x16ep_step srresnet64x16ep_infer512; do
-  m=$(echo "$mio" | awk -v k="mio.$c" '$1 == k {print $2}')
-  d=$(echo "$mio" | awk -v k="candle.$c" '$1 == k {print $2}')
-  t=$(echo "$py" | awk -v k="torch.$c" '$1 == k {print $2}')
-  printf '%-26s %10s %10s %10s %11.2fx %13.2fx\n' "$c" "$m" "$d" "$t" "$(echo "$m / $t" | bc -l)" "$(echo "$d / $t" | bc -l)"
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  venv="$HOME/.cache/mio-tools-venv"
+  if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q torch safetensors
+  fi
+  python="$venv/bin/python"
+fi
+mio="${MIO:-}"
+if [ -z "$mio" ]; then
+  cargo build -q --release
+  mio=./target/release/mio
+fi
+candle=""
+[ "$device" = cpu ] && candle="--candle"
+ours=$(RAYON_NUM_THREADS=$threads "$mio" bench --raw --device "$device" --rounds "$rounds" $candle)
+theirs=$("$python" tools/bench_train.py --device "$device" --rounds "$rounds" --threads "$threads")
+echo "machine: $threads cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); device $device; median of $rounds"
+echo "$theirs" | head -1
+printf '%-26s %10s %10s %10s %10s %12s\n' case mio candle torch "mio/torch" "candle/torch"
+for c in $(echo "$ours" | awk '{print $1}' | sed 's/^[a-z]*\.//' | awk '!seen[$0]++'); do
+  m=$(echo "$ours" | awk -v k="mio.$c" '$1 == k {print $2}')
+  d=$(echo "$ours" | awk -v k="candle.$c" '$1 == k {print $2}')
+  t=$(echo "$theirs" | awk -v k="torch.$c" '$1 == k {print $2}')
+  ratio() { if [ -n "$1" ] && [ -n "$2" ]; then echo "$1 / $2" | bc -l | xargs printf '%.2fx'; else echo -; fi; }
+  printf '%-26s %10s %10s %10s %10s %12s\n' "$c" "${m:--}" "${d:--}" "${t:--}" "$(ratio "$m" "$t")" "$(ratio "$d" "$t")"
 done
+echo "(gemm1024_gflops is GFLOP/s, higher is better; every other row is milliseconds)"

@@ -8,10 +8,19 @@ Writes under stdlib/tests/data/:
   srresnet/*.safetensors         small SRResNets (plain, EP, AP) written in PyTorch from MIOIR.md,
                                  with the reference's parameter names, an input and the output
   swinir/*.safetensors           a small SwinIR from BasicSR's own swinir_arch.py (PyPI `basicsr`),
-                                 its weights, an input and the output
+                                 its weights, an input and the output; and small prompted ones
+                                 (MiOIR's SwinIR_EP/_AP: BasicSR's body with the prompt branch
+                                 written here from MiOIR's code)
+  restormer/*.safetensors        small Restormers (plain, EP, AP) written in PyTorch from the
+                                 Restormer paper and MiOIR's Restormer_EP/_AP, with their
+                                 parameter names; and the reference configuration's parameter
+                                 counts (restormer/counts.json)
+Run one part with `tools/reference.sh restormer` (parts: pairs bicubic jpeg srresnet swinir
+restormer); no argument runs them all.
 Run through tools/reference.sh. The pairs are made here (numpy seeded), so they do not depend
 on mio; mio's tests read them and must agree with the numbers.
 """
+import functools
 import json
 import pathlib
 
@@ -21,6 +30,8 @@ import torch
 from PIL import Image
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from torch_models import Extractor, Restormer, SRResNet
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -124,64 +135,7 @@ def make_jpeg():
 
 
 def make_srresnet():
-    import torch.nn as nn
-    import torch.nn.functional as F
     from safetensors.torch import save_file
-
-    class Block(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.conv1 = nn.Conv2d(c, c, 3, 1, 1)
-            self.conv2 = nn.Conv2d(c, c, 3, 1, 1)
-
-        def forward(self, x):
-            return x + self.conv2(F.relu(self.conv1(x)))
-
-    class Extractor(nn.Module):
-        def __init__(self, cin, dim):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, dim, 7, 2, 1)
-            self.conv2 = nn.Conv2d(dim, dim, 3, 2, 1)
-            self.conv3 = nn.Conv2d(dim, dim, 3, 2, 1)
-
-        def forward(self, x):
-            h = F.relu(self.conv3(F.relu(self.conv2(F.relu(self.conv1(x))))))
-            return h.mean(dim=(2, 3))
-
-    class SRResNet(nn.Module):
-        # Scale 1, as MIOIR.md describes the reference; `prompt_in` 0 (plain), 1 (EP) or 3 (AP).
-        def __init__(self, c, n, prompt_in, dim):
-            super().__init__()
-            self.n, self.prompted = n, prompt_in > 0
-            self.conv_first = nn.Conv2d(3, c, 3, 1, 1)
-            if self.prompted:
-                self.F_ext_net = Extractor(prompt_in, dim)
-                for k in range(1, n + 1):
-                    setattr(self, f"body{k}", nn.Sequential(Block(c)))
-                    setattr(self, f"prompt_scale{k}", nn.Linear(dim, c))
-                    setattr(self, f"prompt_shift{k}", nn.Linear(dim, c))
-                self.prompt_scalehr, self.prompt_shifthr = nn.Linear(dim, c), nn.Linear(dim, c)
-                self.prompt_scaleout, self.prompt_shiftout = nn.Linear(dim, 3), nn.Linear(dim, 3)
-            else:
-                self.body = nn.Sequential(*[Block(c) for _ in range(n)])
-            self.conv_hr = nn.Conv2d(c, c, 3, 1, 1)
-            self.conv_last = nn.Conv2d(c, 3, 3, 1, 1)
-
-        def forward(self, x, source=None):
-            lrelu = lambda t: F.leaky_relu(t, 0.1)
-            mod = lambda f, s, b: f * s(z)[:, :, None, None] + b(z)[:, :, None, None] + f
-            feat = lrelu(self.conv_first(x))
-            if self.prompted:
-                z = self.F_ext_net(source)
-                for k in range(1, self.n + 1):
-                    feat = getattr(self, f"body{k}")(feat)
-                    feat = mod(feat, getattr(self, f"prompt_scale{k}"), getattr(self, f"prompt_shift{k}"))
-                feat = mod(lrelu(self.conv_hr(feat)), self.prompt_scalehr, self.prompt_shifthr)
-                out = mod(self.conv_last(feat), self.prompt_scaleout, self.prompt_shiftout)
-            else:
-                feat = lrelu(self.conv_hr(self.body(feat)))
-                out = self.conv_last(feat)
-            return out + x
 
     torch.manual_seed(0)
     for name, prompt_in in (("plain", 0), ("explicit", 1), ("adaptive", 3)):
@@ -203,9 +157,10 @@ def make_srresnet():
     print("srresnet: plain, explicit, adaptive")
 
 
+@functools.cache
 def official_swinir():
     """BasicSR's SwinIR class, loaded from the `basicsr` wheel alone (its package __init__ pulls
-    in far more than this file needs)."""
+    in far more than this file needs). Once per process: it stubs `basicsr` in sys.modules."""
     import importlib.util
     import sys
     import types
@@ -256,9 +211,99 @@ def make_swinir():
     print("swinir: small, parameters", sum(v.numel() for v in weights.values()))
 
 
+def make_swinir_prompted():
+    """MiOIR's SwinIR_EP/_AP at scale 1: BasicSR's SwinIR body (conv_first, patch_embed, the
+    residual groups, norm, conv_after_body), a modulation after each group, after the body conv,
+    after conv_before_upsample (to 64 channels, LeakyReLU 0.01) and after conv_last."""
+    import torch.nn as nn
+    from safetensors.torch import save_file
+
+    SwinIR = official_swinir()
+
+    class SwinIRPrompted(SwinIR):
+        def __init__(self, prompt_in, dim, **kw):
+            super().__init__(**kw)
+            c, f = kw["embed_dim"], 64
+            self.F_ext_net = Extractor(prompt_in, dim)
+            for layer in self.layers:
+                layer.prompt_scale, layer.prompt_shift = nn.Linear(dim, c), nn.Linear(dim, c)
+            self.prompt_scale_after_body, self.prompt_shift_after_body = nn.Linear(dim, c), nn.Linear(dim, c)
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(c, f, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            self.prompt_scale_before_upsample, self.prompt_shift_before_upsample = nn.Linear(dim, f), nn.Linear(dim, f)
+            self.conv_last = nn.Conv2d(f, 3, 3, 1, 1)
+            self.prompt_scale_last, self.prompt_shift_last = nn.Linear(dim, 3), nn.Linear(dim, 3)
+
+        def forward(self, x, source):
+            z = self.F_ext_net(source)
+            img = lambda t, s, b: t * s(z)[:, :, None, None] + b(z)[:, :, None, None] + t
+            x = x - self.mean
+            first = self.conv_first(x)
+            size = (x.shape[2], x.shape[3])
+            t = self.patch_embed(first)
+            for layer in self.layers:
+                t = layer(t, size)
+                t = t * layer.prompt_scale(z)[:, None, :] + layer.prompt_shift(z)[:, None, :] + t
+            t = self.patch_unembed(self.norm(t), size)
+            res = img(self.conv_after_body(t) + first, self.prompt_scale_after_body, self.prompt_shift_after_body)
+            f = img(self.conv_before_upsample(res), self.prompt_scale_before_upsample, self.prompt_shift_before_upsample)
+            out = img(self.conv_last(f), self.prompt_scale_last, self.prompt_shift_last)
+            return out + self.mean
+
+    torch.manual_seed(1)
+    for name, prompt_in in (("explicit", 1), ("adaptive", 3)):
+        net = SwinIRPrompted(prompt_in, 8, upscale=1, in_chans=3, img_size=16, window_size=4, img_range=1.0,
+                             depths=[2, 1], embed_dim=12, num_heads=[2, 2], mlp_ratio=2, upsampler="",
+                             resi_connection="1conv").eval()
+        net.mean = torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        x = torch.rand(2, 3, 16, 12)
+        source = torch.rand(2, 1, 32, 32) if prompt_in == 1 else x
+        with torch.no_grad():
+            y = net(x, source)
+        weights = {k: v.contiguous() for k, v in net.state_dict().items()
+                   if not k.endswith("relative_position_index") and not k.endswith("attn_mask")}
+        save_file(weights, OUT / "swinir" / f"{name}.safetensors")
+        io = {"x": x, "y": y.contiguous()}
+        if prompt_in == 1:
+            io["source"] = source
+        save_file(io, OUT / "swinir" / f"{name}_io.safetensors")
+    print("swinir: explicit, adaptive")
+
+
+def make_restormer():
+    from safetensors.torch import save_file
+
+    (OUT / "restormer").mkdir(parents=True, exist_ok=True)
+    counts = {name: sum(p.numel() for p in Restormer(prompt_in=pin).parameters())
+              for name, pin in (("plain", 0), ("explicit", 1), ("adaptive", 3))}
+    (OUT / "restormer" / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
+    torch.manual_seed(2)
+    for name, prompt_in in (("plain", 0), ("explicit", 1), ("adaptive", 3)):
+        net = Restormer(dim=6, blocks=(1, 2, 1, 1), refinement=1, heads=(1, 2, 2, 3), expansion=2.66,
+                        bias=True, prompt_in=prompt_in, pdim=8).eval()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p) * 0.05)  # off the init (LayerNorms, temperatures) so all matter
+        x = torch.rand(2, 3, 16, 24)
+        source = {0: None, 1: torch.rand(2, 1, 32, 32), 3: x}[prompt_in]
+        with torch.no_grad():
+            y = net(x, source)
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()},
+                  OUT / "restormer" / f"{name}.safetensors")
+        io = {"x": x, "y": y}
+        if prompt_in == 1:
+            io["source"] = source
+        save_file(io, OUT / "restormer" / f"{name}_io.safetensors")
+    print("restormer: plain, explicit, adaptive; reference parameters", json.dumps(counts))
+
+
 if __name__ == "__main__":
-    make_pairs()
-    make_bicubic()
-    make_jpeg()
-    make_srresnet()
-    make_swinir()
+    import sys
+
+    parts = {"pairs": [make_pairs], "bicubic": [make_bicubic], "jpeg": [make_jpeg], "srresnet": [make_srresnet],
+             "swinir": [make_swinir, make_swinir_prompted], "restormer": [make_restormer]}
+    for part in sys.argv[1:] or list(parts):
+        for make in parts[part]:
+            make()

@@ -1381,6 +1381,7 @@ impl<'p> Checker<'p> {
                 }
                 Stmt::Model(b) => {
                     if let Some(c) = self.call(m, &b.value, Kind::Backbone) {
+                        self.backbone_shape(&c, &b.value);
                         let prompt = match c
                             .arg("prompt")
                             .and_then(Value::as_call)
@@ -1913,6 +1914,95 @@ impl<'p> Checker<'p> {
             d = d.related(ts, "the trained tasks");
         }
         self.emit(d);
+    }
+
+    /// A backbone's settings that are each valid but do not fit together: list lengths, and
+    /// attention heads that must divide the channels they split.
+    pub(crate) fn backbone_shape(&mut self, c: &ir::Call, e: &Expr) {
+        let arg_span = |name: &str| match &e.kind {
+            ExprKind::Call(call) => call
+                .args
+                .iter()
+                .find(|a| a.name.as_ref().is_some_and(|n| n.name == name))
+                .map(|a| a.span)
+                .unwrap_or(e.span),
+            _ => e.span,
+        };
+        let int = |name: &str| c.arg(name).and_then(Value::as_int).unwrap_or(1);
+        let ints = |name: &str| -> Vec<i64> {
+            c.arg(name)
+                .and_then(Value::as_list)
+                .map(|l| l.iter().filter_map(Value::as_int).collect())
+                .unwrap_or_default()
+        };
+        let mut problems: Vec<(&str, String, String, String)> = vec![];
+        match c.name.as_str() {
+            "swinir" => {
+                let (embed, heads) = (int("embed"), int("heads"));
+                if heads > 0 && embed % heads != 0 {
+                    problems.push((
+                        "heads",
+                        format!("{heads} heads do not divide the embedding of {embed} channels"),
+                        "does not divide `embed`".into(),
+                        format!("use heads that divide {embed}, or an `embed` that is a multiple of {heads}"),
+                    ));
+                }
+                if ints("depths").iter().any(|&d| d < 1) || ints("depths").is_empty() {
+                    problems.push((
+                        "depths",
+                        "every residual group needs at least one Swin block".into(),
+                        "an empty group".into(),
+                        "give each group a depth of 1 or more, e.g. [6, 6, 6, 6]".into(),
+                    ));
+                }
+            }
+            "restormer" => {
+                for name in ["blocks", "heads"] {
+                    let n = ints(name).len();
+                    if n != 4 {
+                        problems.push((
+                            name,
+                            format!("Restormer has four levels but `{name}` lists {n}"),
+                            "needs four entries".into(),
+                            format!(
+                                "one entry per level, e.g. `{name} = {}`",
+                                if name == "blocks" {
+                                    "[4, 6, 6, 8]"
+                                } else {
+                                    "[1, 2, 4, 8]"
+                                }
+                            ),
+                        ));
+                    }
+                }
+                let (dim, heads) = (int("dim"), ints("heads"));
+                if heads.len() == 4 {
+                    // Level i works on dim * 2^i channels (level 1's decoder on twice that).
+                    let bad: Vec<String> = heads
+                        .iter()
+                        .enumerate()
+                        .filter(|&(i, &h)| h < 1 || (dim << i) % h != 0)
+                        .map(|(i, &h)| {
+                            format!("{h} heads at level {} ({} channels)", i + 1, dim << i)
+                        })
+                        .collect();
+                    if !bad.is_empty() {
+                        problems.push((
+                            "heads",
+                            format!("attention heads must divide their level's channels: {}", bad.join(", ")),
+                            "does not divide the channels".into(),
+                            format!("level i has dim x 2^(i-1) channels ({}, {}, {}, {}); pick heads that divide them", dim, 2 * dim, 4 * dim, 8 * dim),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for (arg, message, label, help) in problems {
+            self.emit(
+                Diagnostic::new(Code::BackboneShape, arg_span(arg), message, label).help(help),
+            );
+        }
     }
 
     fn patch_fits(

@@ -192,19 +192,24 @@ pub fn resolve_task(task: &str, sets: &[String], style: Style) -> Result<ir::Tas
     }
 }
 
-/// Checks a backbone expression given on the command line (`mio restore --arch ...`), as it
-/// would be checked in a file; errors come back rendered.
-pub fn resolve_backbone(text: &str) -> Result<ir::Call, String> {
+/// Checks a backbone expression given on the command line after `flag` (`mio restore --arch
+/// ...`, `mio bench --model ...`), as it would be checked in a file; errors come back rendered.
+pub fn resolve_backbone(text: &str, flag: &str) -> Result<ir::Call, String> {
     let mut diags = vec![];
     let mut program = load::load("<command line>", None, "use paper\n".into(), &mut diags);
     let id = program
         .sources
-        .add(format!("--arch {text}"), None, text.to_string());
+        .add(format!("{flag} {text}"), None, text.to_string());
     let base = program.sources.get(id).base;
     let mut checker = check::Checker::new(&program);
     let mut result = None;
     match mio_grammar::parse_expr_at(text, base) {
-        Ok(e) => result = checker.call(Program::ROOT, &e, mio_stdlib::Kind::Backbone),
+        Ok(e) => {
+            result = checker.call(Program::ROOT, &e, mio_stdlib::Kind::Backbone);
+            if let Some(c) = &result {
+                checker.backbone_shape(c, &e);
+            }
+        }
         Err(e) => {
             diags.push(Diagnostic::new(Code::Syntax, e.span, e.message, e.label).with_help(e.help))
         }

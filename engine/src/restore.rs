@@ -179,7 +179,7 @@ pub fn load_model(path: &Path, arch: Option<&str>, dev: &Device) -> Result<Loade
             ))
         }
     };
-    let call = crate::resolve_backbone(&backbone)?;
+    let call = crate::resolve_backbone(&backbone, "--arch")?;
     let tasks: Vec<(String, String)> = match &meta {
         Some(m) => m["tasks"]
             .as_array()
@@ -202,6 +202,7 @@ pub fn load_model(path: &Path, arch: Option<&str>, dev: &Device) -> Result<Loade
     let spec = crate::run::spec_from_call(&call, tasks.iter().map(|t| t.0.clone()).collect())?;
     let mut net = Network::new(spec, 0, dev).map_err(|e| e.to_string())?;
     net.load(&weights).map_err(|e| e.to_string())?;
+    let net = net.frozen().map_err(|e| e.to_string())?;
     Ok(Loaded { net, tasks })
 }
 

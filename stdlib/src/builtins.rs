@@ -54,9 +54,10 @@ pub const BACKBONES: &[Builtin] = &[
         ],
         doc: "SwinIR at scale 1: shifted-window self-attention in residual Swin groups. Input minus the RGB \
               mean (0.4488, 0.4371, 0.4040), padded to a multiple of the window at test time. The reference \
-              configuration is embed 180, 6 groups of 6 blocks, 6 heads, window 8, MLP ratio 2. With a prompt, \
-              features are modulated after each group, after the conv after the body, after the conv before \
-              the output and after the last conv.",
+              configuration is embed 180, 6 groups of 6 blocks, 6 heads, window 8, MLP ratio 2 (11.5 M \
+              parameters). With a prompt (the reference's SwinIR_EP/_AP), features are modulated after each \
+              group, after the conv after the body, after a conv to 64 channels before the output and after \
+              the last conv.",
         patch_multiple: PatchMultiple::Param("window"),
     },
     Builtin {
@@ -73,10 +74,12 @@ pub const BACKBONES: &[Builtin] = &[
             p("prompt", PROMPT, "none", "How the task is told to the network: `none`, `explicit(...)` or `adaptive(...)`."),
         ],
         doc: "Restormer: multi-Dconv head transposed attention (MDTA) and gated-Dconv feed-forward (GDFN) in a \
-              four-level U-shape, global residual. Training patches must be a multiple of 8 (three \
-              downsamplings); images are padded to a multiple of 64 at test time. With a prompt, four \
-              extractors modulate the latent, decoder level 3, decoder levels 2 and 1 with the refinement, \
-              and the output conv.",
+              four-level U-shape, global residual. The reference configuration (dim 48, blocks [4, 6, 6, 8], \
+              refinement 4, heads [1, 2, 4, 8]) has 26.1 M parameters. Training patches must be a multiple of 8 \
+              (three downsamplings); at test time images are padded to a multiple of 8 (the reference pads to \
+              64; MDTA attends over the whole image, so the padding shifts results slightly). With a prompt, \
+              four extractors modulate the latent, decoder level 3, decoder levels 2 and 1 with the \
+              refinement, and the output conv.",
         patch_multiple: PatchMultiple::Fixed(8),
     },
 ];

@@ -1,9 +1,11 @@
 //! mio's convolution kernels against candle's own op (forward and both gradients) over random
 //! shapes, and against finite differences where candle's backward cannot go (non-square inputs
-//! with stride 2, which candle 0.11 rejects with "shape mismatch in add").
+//! with stride 2, which candle 0.11 rejects with "shape mismatch in add"); the depthwise kernel
+//! against candle's grouped convolution and finite differences.
 
 use candle_core::{Device, Tensor, Var};
 use mio_stdlib::kernels::conv::{conv2d_bias_op, conv2d_op};
+use mio_stdlib::kernels::depthwise::{depthwise_op, depthwise_taps};
 use mio_stdlib::rng::Rng;
 
 fn random(rng: &mut Rng, dims: &[usize]) -> Tensor {
@@ -161,9 +163,11 @@ fn a_single_image_uses_the_threaded_gemm_and_agrees() {
 #[test]
 fn the_fused_bias_equals_a_broadcast_add_and_gets_its_gradient() {
     let mut rng = Rng::derive(10, &["conv bias"]);
-    for (b, cin, cout, h, w, k, stride, pad) in
-        [(3, 4, 5, 9, 11, 3, 1, 1), (2, 3, 6, 8, 8, 7, 2, 3)]
-    {
+    for (b, cin, cout, h, w, k, stride, pad) in [
+        (3, 4, 5, 9, 11, 3, 1, 1),
+        (2, 3, 6, 8, 8, 7, 2, 3),
+        (2, 3, 6, 5, 7, 1, 1, 0),
+    ] {
         let x = random(&mut rng, &[b, cin, h, w]);
         let wt = random(&mut rng, &[cout, cin, k, k]);
         let bias = random(&mut rng, &[cout]);
@@ -196,5 +200,237 @@ fn the_fused_bias_equals_a_broadcast_add_and_gets_its_gradient() {
         for (a, t) in grads(true).iter().zip(&grads(false)) {
             assert!(max_rel(a, t) < 1e-4, "{:?}", a.dims());
         }
+    }
+}
+
+/// The ways to compute a depthwise convolution: mio's CPU kernel, the sum of shifted taps
+/// (what other devices use), candle's grouped convolution.
+#[derive(Clone, Copy, Debug)]
+enum Depthwise {
+    Kernel,
+    Taps,
+    Candle,
+}
+
+/// Depthwise forward and gradients of `sum(y * r)`.
+fn run_depthwise(x: &Tensor, w: &Tensor, r: &Tensor, pad: usize, how: Depthwise) -> [Tensor; 3] {
+    let xv = Var::from_tensor(x).unwrap();
+    let wv = Var::from_tensor(w).unwrap();
+    let (xt, wt) = (xv.as_tensor(), wv.as_tensor());
+    let y = match how {
+        Depthwise::Kernel => depthwise_op(xt, wt, pad, 1).unwrap(),
+        Depthwise::Taps => depthwise_taps(xt, wt, pad).unwrap(),
+        Depthwise::Candle => xt.conv2d(wt, pad, 1, 1, x.dim(1).unwrap()).unwrap(),
+    };
+    let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    [
+        y,
+        g.get(xv.as_tensor()).unwrap().clone(),
+        g.get(wv.as_tensor()).unwrap().clone(),
+    ]
+}
+
+#[test]
+fn depthwise_forward_and_gradients_equal_candles_over_random_shapes() {
+    let mut rng = Rng::derive(11, &["depthwise shapes"]);
+    for case in 0..40 {
+        let k = [1, 3, 3, 5, 7][rng.int(0, 4) as usize];
+        let pad = rng.int(0, k as i64 - 1) as usize;
+        let (b, c) = (1 + rng.int(0, 2) as usize, 1 + rng.int(0, 9) as usize);
+        // Non-square inputs too: the kernel works on rows, whatever the aspect.
+        let (h, w) = (k + rng.int(0, 13) as usize, k + rng.int(0, 13) as usize);
+        let x = random(&mut rng, &[b, c, h, w]);
+        let wt = random(&mut rng, &[c, 1, k, k]);
+        let r = random(&mut rng, &[b, c, h + 2 * pad + 1 - k, w + 2 * pad + 1 - k]);
+        let theirs = run_depthwise(&x, &wt, &r, pad, Depthwise::Candle);
+        for how in [Depthwise::Kernel, Depthwise::Taps] {
+            let ours = run_depthwise(&x, &wt, &r, pad, how);
+            for (what, (a, t)) in ["output", "input grad", "weight grad"]
+                .iter()
+                .zip(ours.iter().zip(&theirs))
+            {
+                assert_eq!(a.dims(), t.dims(), "case {case}: {how:?} {what}");
+                let e = max_rel(a, t);
+                assert!(
+                    e < 1e-4,
+                    "case {case}: {how:?} {what}: relative error {e} for x {:?}, k {k}, pad {pad}",
+                    x.dims()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn depthwise_gradients_match_finite_differences() {
+    let mut rng = Rng::derive(12, &["depthwise fd"]);
+    let (b, c, h, w, k, pad) = (2, 3, 7, 10, 3, 1);
+    let x = random(&mut rng, &[b, c, h, w]);
+    let wt = random(&mut rng, &[c, 1, k, k]);
+    let r = random(&mut rng, &[b, c, h, w]);
+    let [_, gx, gw] = run_depthwise(&x, &wt, &r, pad, Depthwise::Kernel);
+    let loss = |x: &Tensor, w: &Tensor| -> f64 {
+        let y = depthwise_op(x, w, pad, 1).unwrap();
+        (&y * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    let eps = 1e-2f32;
+    for (t, g, other_is_x) in [(&x, &gx, false), (&wt, &gw, true)] {
+        let base: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        let g: Vec<f32> = g.flatten_all().unwrap().to_vec1().unwrap();
+        for i in (0..base.len()).step_by(5) {
+            let at = |d: f32| {
+                let mut v = base.clone();
+                v[i] += d;
+                let v = Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap();
+                if other_is_x {
+                    loss(&x, &v)
+                } else {
+                    loss(&v, &wt)
+                }
+            };
+            let fd = (at(eps) - at(-eps)) / (2.0 * eps as f64);
+            assert!((fd - g[i] as f64).abs() < 2e-3, "[{i}]: {fd} vs {}", g[i]);
+        }
+    }
+}
+
+/// Output and gradients (for every input) of `sum(y * r)` where `y = f(inputs)`.
+fn grads_of(inputs: &[Tensor], r: &Tensor, f: impl Fn(&[Tensor]) -> Tensor) -> Vec<Tensor> {
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let y = f(&ts);
+    let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let mut out = vec![y];
+    out.extend(ts.iter().map(|t| g.get(t).unwrap().clone()));
+    out
+}
+
+#[test]
+fn fused_activations_equal_candles_ops_and_their_gradients() {
+    use mio_stdlib::kernels::conv::{conv2d_bias_act_op, Activation};
+    let mut rng = Rng::derive(13, &["conv act"]);
+    for act in [
+        Activation::Relu,
+        Activation::LeakyRelu(0.1),
+        Activation::LeakyRelu(0.01),
+    ] {
+        let (x, w, b) = (
+            random(&mut rng, &[3, 4, 9, 11]),
+            random(&mut rng, &[5, 4, 3, 3]),
+            random(&mut rng, &[5]),
+        );
+        let r = random(&mut rng, &[3, 5, 9, 11]);
+        let fused = grads_of(&[x.clone(), w.clone(), b.clone()], &r, |t| {
+            conv2d_bias_act_op(&t[0], &t[1], &t[2], 1, 1, act).unwrap()
+        });
+        let plain = grads_of(&[x, w, b], &r, |t| {
+            let y = t[0]
+                .conv2d(&t[1], 1, 1, 1, 1)
+                .unwrap()
+                .broadcast_add(&t[2].reshape((1, 5, 1, 1)).unwrap())
+                .unwrap();
+            match act {
+                Activation::Relu => y.relu().unwrap(),
+                Activation::LeakyRelu(a) => y.maximum(&(&y * a as f64).unwrap()).unwrap(),
+                Activation::None => y,
+            }
+        });
+        for (k, (a, t)) in fused.iter().zip(&plain).enumerate() {
+            assert!(max_rel(a, t) < 1e-4, "{act:?}: part {k}");
+        }
+    }
+}
+
+#[test]
+fn fused_modulation_equals_candles_ops_and_their_gradients() {
+    use mio_stdlib::kernels::modulate::residual_modulate;
+    let mut rng = Rng::derive(14, &["modulate"]);
+    let (b, c, h, w) = (3, 5, 7, 300); // planes longer than one 256-value row of partial sums
+    for residual in [false, true] {
+        // f, scale, shift and, with a residual, r.
+        let mut inputs = vec![
+            random(&mut rng, &[b, c, h, w]),
+            random(&mut rng, &[b, c]),
+            random(&mut rng, &[b, c]),
+        ];
+        if residual {
+            inputs.push(random(&mut rng, &[b, c, h, w]));
+        }
+        let r = random(&mut rng, &[b, c, h, w]);
+        let fused = grads_of(&inputs, &r, |t| {
+            residual_modulate(&t[0], t.get(3), &t[1], &t[2]).unwrap()
+        });
+        let plain = grads_of(&inputs, &r, |t| {
+            let x = match t.get(3) {
+                Some(res) => (&t[0] + res).unwrap(),
+                None => t[0].clone(),
+            };
+            let s = t[1].unsqueeze(2).unwrap().unsqueeze(3).unwrap();
+            let sh = t[2].unsqueeze(2).unwrap().unsqueeze(3).unwrap();
+            x.broadcast_mul(&(s + 1.0).unwrap())
+                .unwrap()
+                .broadcast_add(&sh)
+                .unwrap()
+        });
+        for (k, (a, t)) in fused.iter().zip(&plain).enumerate() {
+            assert!(
+                max_rel(a, t) < 1e-4,
+                "residual {residual}: part {k}: {}",
+                max_rel(a, t)
+            );
+        }
+    }
+}
+
+#[test]
+fn channel_norm_and_gated_gelu_equal_candles_ops_and_their_gradients() {
+    use mio_stdlib::kernels::gate::gated_gelu;
+    use mio_stdlib::kernels::norm::channel_norm;
+    let mut rng = Rng::derive(15, &["restormer ops"]);
+    let (b, c, h, w) = (2, 6, 5, 9);
+    let r = random(&mut rng, &[b, c, h, w]);
+    // Scaled and shifted input, so the normalisation has work to do.
+    let x = ((random(&mut rng, &[b, c, h, w]) * 3.0).unwrap() + 1.5).unwrap();
+    let inputs = [x, random(&mut rng, &[c]), random(&mut rng, &[c])];
+    let ours = grads_of(&inputs, &r, |t| channel_norm(&t[0], &t[1], &t[2]).unwrap());
+    let theirs = grads_of(&inputs, &r, |t| {
+        let mean = t[0].mean_keepdim(1).unwrap();
+        let centred = t[0].broadcast_sub(&mean).unwrap();
+        let var = centred.sqr().unwrap().mean_keepdim(1).unwrap();
+        centred
+            .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+            .unwrap()
+            .broadcast_mul(&t[1].reshape((1, c, 1, 1)).unwrap())
+            .unwrap()
+            .broadcast_add(&t[2].reshape((1, c, 1, 1)).unwrap())
+            .unwrap()
+    });
+    for (k, (a, t)) in ours.iter().zip(&theirs).enumerate() {
+        assert!(
+            max_rel(a, t) < 1e-4,
+            "channel norm, part {k}: {}",
+            max_rel(a, t)
+        );
+    }
+    let t = (random(&mut rng, &[b, 2 * c, h, w]) * 3.0).unwrap();
+    let r = random(&mut rng, &[b, c, h, w]);
+    let ours = grads_of(&[t.clone()], &r, |t| gated_gelu(&t[0]).unwrap());
+    let theirs = grads_of(&[t], &r, |t| {
+        (t[0].narrow(1, 0, c).unwrap().gelu_erf().unwrap() * t[0].narrow(1, c, c).unwrap()).unwrap()
+    });
+    for (k, (a, t)) in ours.iter().zip(&theirs).enumerate() {
+        assert!(
+            max_rel(a, t) < 1e-5,
+            "gated gelu, part {k}: {}",
+            max_rel(a, t)
+        );
     }
 }

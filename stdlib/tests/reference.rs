@@ -49,7 +49,6 @@ fn numbers(text: &str) -> Vec<(String, f64)> {
 #[test]
 fn psnr_and_ssim_match_scikit_image() {
     let json = std::fs::read_to_string(data("metrics.json")).unwrap();
-    let values = numbers(&json);
     let mut checked = 0;
     for name in ["chelsea_noise", "camera_jpeg", "hopper_blur"] {
         let clean = img(&data(&format!("metrics/{name}_clean.png")));
@@ -262,6 +261,7 @@ fn swinir_matches_basicsrs_own_implementation() {
     use candle_core::{DType, Device};
     use candle_nn::{VarBuilder, VarMap};
     use mio_stdlib::models::swinir::{SwinConfig, SwinIr};
+    use mio_stdlib::models::PromptMode;
     let dev = Device::Cpu;
     let cfg = SwinConfig {
         embed: 12,
@@ -273,10 +273,130 @@ fn swinir_matches_basicsrs_own_implementation() {
     let weights = candle_core::safetensors::load(data("swinir/small.safetensors"), &dev).unwrap();
     let io = candle_core::safetensors::load(data("swinir/small_io.safetensors"), &dev).unwrap();
     let vm = VarMap::new();
-    SwinIr::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+    SwinIr::new(
+        &cfg,
+        PromptMode::None,
+        VarBuilder::from_varmap(&vm, DType::F32, &dev),
+    )
+    .unwrap();
     assert_same_names(&vm, &weights, "swinir");
-    let net = SwinIr::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &dev)).unwrap();
-    let y = net.forward(&io["x"]).unwrap();
+    let net = SwinIr::new(
+        &cfg,
+        PromptMode::None,
+        VarBuilder::from_tensors(weights, DType::F32, &dev),
+    )
+    .unwrap();
+    let y = net.forward(&io["x"], None).unwrap();
     let diff: f32 = max_abs_diff(&y, &io["y"]);
     assert!(diff < 1e-4, "max difference {diff} from BasicSR's SwinIR");
+}
+
+/// Builds `arch` with `mode` as a mio `Network` (two tasks, so an explicit model's two task
+/// maps are the reference input's two prompt maps), loads the reference export `dir/name` by
+/// name and compares the output on the reference input.
+fn network_matches_reference(
+    arch: mio_stdlib::models::network::Arch,
+    dir: &str,
+    name: &str,
+    mode: mio_stdlib::models::PromptMode,
+) {
+    use candle_core::{Device, Tensor};
+    use mio_stdlib::models::network::{Network, Spec};
+    use mio_stdlib::models::PromptMode;
+    let dev = Device::Cpu;
+    let mut weights =
+        candle_core::safetensors::load(data(&format!("{dir}/{name}.safetensors")), &dev).unwrap();
+    let io = candle_core::safetensors::load(data(&format!("{dir}/{name}_io.safetensors")), &dev)
+        .unwrap();
+    let spec = Spec {
+        arch,
+        prompt: mode,
+        map_size: 32,
+        tasks: vec!["first".into(), "second".into()],
+    };
+    let mut net = Network::new(spec, 0, &dev).unwrap();
+    assert_same_names(&net.varmap, &weights, &format!("{dir}/{name}"));
+    if let PromptMode::Explicit { .. } = mode {
+        weights.insert("prompt_maps".into(), io["source"].clone());
+    }
+    net.set_weights(&weights, name).unwrap();
+    let ids = Tensor::new(&[0u32, 1], &dev).unwrap();
+    let y = net.forward(&io["x"], &ids).unwrap();
+    let diff = max_abs_diff(&y, &io["y"]);
+    assert!(
+        diff < 1e-4,
+        "{dir}/{name}: max difference {diff} from PyTorch"
+    );
+    if mode != PromptMode::None {
+        // The prompt matters: another one gives another output.
+        let z = net.latent(&io["x"], &ids).unwrap().unwrap();
+        let other = net
+            .forward_latent(&io["x"], Some(&(z * 0.5).unwrap()))
+            .unwrap();
+        assert!(
+            max_abs_diff(&other, &io["y"]) > 1e-3,
+            "{dir}/{name}: the prompt changed nothing"
+        );
+    }
+}
+
+#[test]
+fn restormer_loads_reference_weights_by_name_and_gives_the_same_output() {
+    use mio_stdlib::models::network::Arch;
+    use mio_stdlib::models::restormer::RestormerConfig;
+    use mio_stdlib::models::PromptMode;
+    let cfg = RestormerConfig {
+        dim: 6,
+        blocks: [1, 2, 1, 1],
+        refinement: 1,
+        heads: [1, 2, 2, 3],
+        ffn_expansion: 2.66,
+        bias: true,
+    };
+    for (name, mode) in [
+        ("plain", PromptMode::None),
+        ("explicit", PromptMode::Explicit { dim: 8 }),
+        ("adaptive", PromptMode::Adaptive { dim: 8 }),
+    ] {
+        network_matches_reference(Arch::Restormer(cfg.clone()), "restormer", name, mode);
+    }
+    // The reference configuration's parameter counts, as PyTorch counted them.
+    let counts = std::fs::read_to_string(data("restormer/counts.json")).unwrap();
+    let counts = numbers(&counts);
+    for (name, mode) in [
+        ("plain", PromptMode::None),
+        ("explicit", PromptMode::Explicit { dim: 64 }),
+        ("adaptive", PromptMode::Adaptive { dim: 64 }),
+    ] {
+        let vm = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(
+            &vm,
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        );
+        mio_stdlib::models::restormer::Restormer::new(&RestormerConfig::reference(), mode, vb)
+            .unwrap();
+        let want = counts.iter().find(|(k, _)| k == name).unwrap().1 as usize;
+        assert_eq!(mio_stdlib::models::parameter_count(&vm), want, "{name}");
+    }
+}
+
+#[test]
+fn prompted_swinir_matches_the_reference_structure() {
+    use mio_stdlib::models::network::Arch;
+    use mio_stdlib::models::swinir::SwinConfig;
+    use mio_stdlib::models::PromptMode;
+    let cfg = SwinConfig {
+        embed: 12,
+        depths: vec![2, 1],
+        heads: 2,
+        window: 4,
+        mlp_ratio: 2.0,
+    };
+    for (name, mode) in [
+        ("explicit", PromptMode::Explicit { dim: 8 }),
+        ("adaptive", PromptMode::Adaptive { dim: 8 }),
+    ] {
+        network_matches_reference(Arch::SwinIr(cfg.clone()), "swinir", name, mode);
+    }
 }

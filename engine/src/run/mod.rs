@@ -9,7 +9,9 @@
 //! `manifest.yaml`.
 
 mod keys;
+mod memory;
 mod nodes;
+mod png;
 pub mod progress;
 mod report;
 mod svg;
@@ -25,7 +27,7 @@ use petgraph::graph::NodeIndex;
 use crate::ir;
 use crate::plan::{NodeKind, Plan, Work};
 pub use keys::{explain, Explanation, NodeKey};
-pub use nodes::spec_from_call;
+pub use nodes::{device_named, spec_from_call};
 use progress::Progress;
 
 /// The engine's version, part of every cache key.

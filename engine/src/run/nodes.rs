@@ -13,6 +13,7 @@ use mio_stdlib::data::{Augment, TaskSpec, TrainSet};
 use mio_stdlib::image::Image;
 use mio_stdlib::models::classifier::TaskClassifier;
 use mio_stdlib::models::network::{Arch, Network, Spec};
+use mio_stdlib::models::restormer::RestormerConfig;
 use mio_stdlib::models::swinir::SwinConfig;
 use mio_stdlib::models::PromptMode;
 use mio_stdlib::train::{Adam, AdamConfig, Loss, Schedule};
@@ -42,7 +43,13 @@ pub(crate) fn device(wfs: &[ir::Workflow]) -> Result<Device, RunError> {
             other => other.to_string(),
         })
         .unwrap_or_else(|| "auto".into());
-    match want.as_str() {
+    device_named(&want).map_err(|e| fail("device", e))
+}
+
+/// `auto` (CUDA when mio is built with it and a GPU is present, else the CPU), `cpu`, `cuda`
+/// or `cuda:N`.
+pub fn device_named(name: &str) -> Result<Device, String> {
+    match name {
         "cpu" => Ok(Device::Cpu),
         "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
         other => {
@@ -58,12 +65,17 @@ pub(crate) fn device(wfs: &[ir::Workflow]) -> Result<Device, RunError> {
                 });
             match n {
                 Some(Ok(n)) => Device::new_cuda(n).map_err(|e| {
-                    fail(
-                        "device",
-                        format!("cannot use `{other}`: {e} (mio is built with CUDA only with `--features cuda`)"),
-                    )
+                    if cfg!(feature = "cuda") {
+                        format!("cannot use `{other}`: {e}")
+                    } else {
+                        format!(
+                            "cannot use `{other}`: this mio is built without CUDA (build it with `cargo build --release --features cuda`)"
+                        )
+                    }
                 }),
-                _ => Err(fail("device", format!("unknown device `{other}`"))),
+                _ => Err(format!(
+                    "unknown device `{other}` (devices: auto, cpu, cuda, cuda:N)"
+                )),
             }
         }
     }
@@ -143,11 +155,22 @@ pub fn spec_from_call(b: &ir::Call, tasks: Vec<String>) -> Result<Spec, String> 
             window: int(b, "window"),
             mlp_ratio: float(b, "mlp_ratio"),
         }),
-        other => {
-            return Err(format!(
-                "the `{other}` backbone cannot be trained yet (SRResNet and SwinIR can)"
-            ))
+        "restormer" => {
+            let four = |name: &str| -> Result<[usize; 4], String> {
+                ints(b.arg(name))
+                    .try_into()
+                    .map_err(|_| format!("restormer's `{name}` needs four entries"))
+            };
+            Arch::Restormer(RestormerConfig {
+                dim: int(b, "dim"),
+                blocks: four("blocks")?,
+                refinement: int(b, "refinement"),
+                heads: four("heads")?,
+                ffn_expansion: float(b, "ffn_expansion"),
+                bias: matches!(b.arg("bias"), Some(Value::Bool(true))),
+            })
         }
+        other => return Err(format!("no backbone called `{other}`")),
     };
     let prompt_call = b.arg("prompt").and_then(Value::as_call);
     let (prompt, map_size) = match prompt_call {
@@ -392,6 +415,9 @@ fn train(
         grad_clip: setting_f64(&t.settings, "grad_clip"),
         checkpoint_every: setting_f64(&t.settings, "checkpoint_every").max(1.0) as u64,
     };
+    // Refuse a batch whose step would not fit before it is killed mid-step.
+    super::memory::check(&net, cfg.batch, int(&data.source, "patch").max(1))
+        .map_err(|e| fail(&name, e))?;
     let log_path = dir.join("losses.jsonl");
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -426,6 +452,16 @@ fn train(
     if !outcome.completed {
         return Err(RunError::Interrupted { node: name });
     }
+    // The stage's loss curve beside its log, for a look without the report.
+    let losses = super::report::read_losses(&log_path);
+    super::png::line_chart_png(
+        &dir.join("loss.png"),
+        &format!("{name}: training loss"),
+        ("iteration", "loss (log scale)"),
+        &[(model.to_string(), super::report::smooth(&losses))],
+        true,
+    )
+    .map_err(|e| RunError::Io(dir.join("loss.png"), e))?;
     net.save(&dir.join("weights.safetensors"))
         .map_err(|e| fail(&name, e))?;
     let meta = json!({
@@ -466,7 +502,7 @@ fn load_model(r: &Runner, i: NodeIndex, wf: &ir::Workflow, model: &str) -> Resul
         dir.join("weights.safetensors")
     };
     net.load(&path).map_err(|e| e.to_string())?;
-    Ok(net)
+    net.frozen().map_err(|e| e.to_string())
 }
 
 fn classifier_net(tasks: usize, dev: &Device) -> Result<(VarMap, TaskClassifier), String> {

@@ -104,8 +104,18 @@ fn eval_results(r: &Runner, i: NodeIndex) -> Vec<(String, NodeIndex, Json)> {
     let mut out = vec![];
     for d in r.plan.deps(i) {
         if let Work::Eval { workflow, .. } = &r.plan.graph[d].work {
-            if let Some(j) = read_json(&r.dir(d).join("results.json")) {
-                out.push((r.wfs[*workflow].name.clone(), d, j));
+            if let Some(mut j) = read_json(&r.dir(d).join("results.json")) {
+                let wf = &r.wfs[*workflow];
+                // An explicit-prompt model given the true task, beside its classifier's
+                // guesses, needs telling apart in the tables.
+                let explicit = j["model"]
+                    .as_str()
+                    .and_then(|m| wf.model(m))
+                    .is_some_and(|m| m.prompt == crate::ir::PromptKind::Explicit);
+                if explicit && j["labels"] == "known" {
+                    j["row_note"] = json!(" (true task)");
+                }
+                out.push((wf.name.clone(), d, j));
             }
         }
     }
@@ -146,10 +156,11 @@ fn build_tables(
             for &m in &members {
                 let (wf, _, j) = &evals[m];
                 let model = j["model"].as_str().unwrap_or("?").to_string();
+                let note = j["row_note"].as_str().unwrap_or("");
                 let label = if matrix {
-                    format!("{wf}: {model}")
+                    format!("{wf}: {model}{note}")
                 } else {
-                    model.clone()
+                    format!("{model}{note}")
                 };
                 rows.push(Row {
                     label,
@@ -279,6 +290,33 @@ fn stage_chain(r: &Runner, last: NodeIndex) -> Vec<NodeIndex> {
     chain
 }
 
+/// A stage's `losses.jsonl` as (step, loss) in step order; a step logged twice (a stage
+/// resumed after an interruption) counts once, with its last value.
+pub(super) fn read_losses(path: &std::path::Path) -> Vec<(u64, f64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut points: BTreeMap<u64, f64> = BTreeMap::new();
+    for line in text.lines() {
+        if let Ok(j) = serde_json::from_str::<Json>(line) {
+            let step = j["step"].as_u64().unwrap_or(0);
+            points.insert(step, j["loss"].as_f64().unwrap_or(f64::NAN));
+        }
+    }
+    points.into_iter().collect()
+}
+
+/// Means over windows, so curves of hundreds of noisy steps stay readable (about 60 points).
+pub(super) fn smooth(v: &[(u64, f64)]) -> Vec<(f64, f64)> {
+    let win = (v.len() / 60).max(1);
+    v.chunks(win)
+        .map(|c| {
+            (
+                c[c.len() / 2].0 as f64,
+                c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64,
+            )
+        })
+        .collect()
+}
+
 /// The losses of every training stage behind the report, one series per model (stages
 /// concatenated, steps counted across them).
 fn loss_series(r: &Runner, i: NodeIndex) -> Vec<(String, Vec<(f64, f64)>)> {
@@ -294,32 +332,15 @@ fn loss_series(r: &Runner, i: NodeIndex) -> Vec<(String, Vec<(f64, f64)>)> {
             continue;
         };
         let chain = stage_chain(r, d);
-        let mut points: BTreeMap<u64, f64> = BTreeMap::new();
+        let mut points: Vec<(u64, f64)> = vec![];
         let mut offset = 0;
         for s in chain {
-            let text = std::fs::read_to_string(r.dir(s).join("losses.jsonl")).unwrap_or_default();
-            let mut last = 0;
-            for line in text.lines() {
-                if let Ok(j) = serde_json::from_str::<Json>(line) {
-                    let step = j["step"].as_u64().unwrap_or(0);
-                    points.insert(offset + step, j["loss"].as_f64().unwrap_or(f64::NAN));
-                    last = last.max(step + 1);
-                }
-            }
+            let stage = read_losses(&r.dir(s).join("losses.jsonl"));
+            let last = stage.last().map(|p| p.0 + 1).unwrap_or(0);
+            points.extend(stage.into_iter().map(|(step, v)| (offset + step, v)));
             offset += last;
         }
-        // Smooth over windows so curves of a few hundred noisy steps stay readable.
-        let v: Vec<(u64, f64)> = points.into_iter().collect();
-        let win = (v.len() / 60).max(1);
-        let smooth: Vec<(f64, f64)> = v
-            .chunks(win)
-            .map(|c| {
-                (
-                    c[c.len() / 2].0 as f64,
-                    c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64,
-                )
-            })
-            .collect();
+        let smooth = smooth(&points);
         let label = if r.wfs.len() > 1 {
             format!("{}: {model}", r.wfs[*workflow].name)
         } else {
@@ -400,6 +421,7 @@ fn stage_curves(r: &Runner, i: NodeIndex) -> Vec<(String, Vec<String>, Vec<Vec<O
             if net.load(&w).is_err() {
                 break;
             }
+            let Ok(net) = net.frozen() else { break };
             let explicit = matches!(
                 net.spec.prompt,
                 mio_stdlib::models::PromptMode::Explicit { .. }
@@ -546,7 +568,15 @@ pub(crate) fn write(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), String> 
             true,
         );
         write_atomic(&dir.join("loss.svg"), svg.as_bytes())?;
-        let _ = writeln!(md, "## Training loss\n\n![training loss](loss.svg)\n");
+        super::png::line_chart_png(
+            &dir.join("loss.png"),
+            "Training loss",
+            ("iteration", "loss (log scale)"),
+            &series,
+            true,
+        )
+        .map_err(|e| format!("{}: {e}", dir.join("loss.png").display()))?;
+        let _ = writeln!(md, "## Training loss\n\n![training loss](loss.png)\n");
         let _ = write!(html, "<h2>Training loss</h2>{svg}");
     }
     // PSNR after each stage of the sequential runs.

@@ -1,7 +1,13 @@
-//! Fast CPU kernels for what candle does slowly (issue 5): convolution forward and backward;
+//! Fast CPU kernels for what candle does slowly (issue 5): convolution forward and backward
+//! (with the bias and activation fused in), depthwise convolution, prompt modulation, and
+//! Restormer's channel LayerNorm and gated GELU;
 //! and the allocator setting that training on the CPU needs.
 
 pub mod conv;
+pub mod depthwise;
+pub mod gate;
+pub mod modulate;
+pub mod norm;
 
 /// glibc returns freed multi-megabyte blocks to the system at once and maps them again on the
 /// next allocation, so every tensor of a training step costs page faults and zeroing (measured
@@ -20,6 +26,21 @@ pub fn tune_allocator() {
         unsafe {
             mallopt(M_MMAP_THRESHOLD, 1 << 30);
             mallopt(M_TRIM_THRESHOLD, i32::MAX);
+        }
+    }
+}
+
+/// Returns the heap's free blocks to the system (what [`tune_allocator`] otherwise keeps), so
+/// that the resident size measures what is live. A no-op off glibc.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only returns free memory to the system.
+        unsafe {
+            malloc_trim(0);
         }
     }
 }

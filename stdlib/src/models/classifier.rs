@@ -6,7 +6,7 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 
-use crate::kernels::conv::{conv2d, Conv2d, Conv2dConfig};
+use crate::kernels::conv::{conv2d, Activation, Conv2d, Conv2dConfig};
 
 pub struct TaskClassifier {
     convs: Vec<Conv2d>,
@@ -36,8 +36,7 @@ impl TaskClassifier {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for c in &self.convs {
-            let y = c.forward(&h)?;
-            h = y.maximum(&(&y * 0.1)?)?;
+            h = c.forward_act(&h, Activation::LeakyRelu(0.1))?;
         }
         self.head.forward(&h.mean(D::Minus1)?.mean(D::Minus1)?)
     }

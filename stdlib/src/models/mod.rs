@@ -4,6 +4,7 @@
 pub mod classifier;
 pub mod network;
 pub mod prompt;
+pub mod restormer;
 pub mod srresnet;
 pub mod swinir;
 
@@ -26,12 +27,52 @@ pub enum PromptMode {
     },
 }
 
-/// Initialises every variable from the seed, each from a generator derived from its name (so
-/// creation order does not matter), as the reference does: the restoration branch's weights
-/// Kaiming-normal (fan in, ReLU gain) scaled by 0.1 with zero biases (BasicSR's
-/// `default_init_weights(..., 0.1)`); the prompt extractor and modulation layers (and, in the
-/// prompted SRResNets, conv_first, conv_hr and conv_last, as the reference's classes leave them)
-/// as PyTorch's default, uniform in +-1/sqrt(fan in).
+impl PromptMode {
+    /// For a prompted model, the latent prompt's size and the channels its extractors read
+    /// (1 for a task map, 3 for the image).
+    pub fn branch(self) -> Option<(usize, usize)> {
+        match self {
+            PromptMode::None => None,
+            PromptMode::Explicit { dim } => Some((dim, 1)),
+            PromptMode::Adaptive { dim } => Some((dim, 3)),
+        }
+    }
+}
+
+/// A backbone's prompt branch (if it has one) with the latent prompt given to `forward`: both
+/// or neither; a prompted backbone without a latent prompt is an error naming `backbone`.
+pub(crate) fn with_latent<'a, P>(
+    branch: &'a Option<P>,
+    z: Option<&'a Tensor>,
+    backbone: &str,
+) -> Result<Option<(&'a P, &'a Tensor)>> {
+    match (branch, z) {
+        (Some(p), Some(z)) => Ok(Some((p, z))),
+        (Some(_), None) => candle_core::bail!("a prompted {backbone} needs a latent prompt"),
+        (None, _) => Ok(None),
+    }
+}
+
+/// How one variable starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InitRule {
+    /// Kaiming normal (fan in, ReLU gain) times the factor; biases 0 (BasicSR's
+    /// `default_init_weights(..., scale)`).
+    ScaledKaiming(f64),
+    /// PyTorch's default for convolutions and linear layers: uniform in +-1/sqrt(fan in), for
+    /// weights and biases.
+    TorchDefault,
+    /// Normal with this standard deviation (`trunc_normal_` at the std the references use
+    /// truncates nowhere that matters); biases 0.
+    Normal(f64),
+    Const(f64),
+}
+
+/// Initialises every variable of an SRResNet (or any network of plain convolutions) from the
+/// seed as the reference does: the restoration branch's weights Kaiming-normal scaled by 0.1
+/// with zero biases; the prompt extractor and modulation layers (and, in the prompted
+/// SRResNets, conv_first, conv_hr and conv_last, as the reference's classes leave them) as
+/// PyTorch's default.
 pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
     // The reference's prompted SRResNets scale only their residual blocks; their conv_first,
     // conv_hr and conv_last keep PyTorch's default (the plain one scales those too).
@@ -41,24 +82,35 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
         .expect("the var map is not poisoned")
         .keys()
         .any(|k| k.starts_with("F_ext_net"));
-    init_with(varmap, seed, move |name| {
-        name.starts_with("F_ext_net")
+    init_by(varmap, seed, move |name, _| {
+        let default = name.starts_with("F_ext_net")
             || name.starts_with("prompt_")
             || (prompted
                 && ["conv_first", "conv_hr", "conv_last"]
                     .iter()
-                    .any(|c| name.starts_with(c)))
+                    .any(|c| name.starts_with(c)));
+        if default {
+            InitRule::TorchDefault
+        } else {
+            InitRule::ScaledKaiming(0.1)
+        }
     })
 }
 
 /// PyTorch's default initialisation for every variable (uniform in +-1/sqrt(fan in)), seeded
 /// per name: what the reference's task classifier starts from.
 pub fn init_default(varmap: &VarMap, seed: u64) -> Result<()> {
-    init_with(varmap, seed, |_| true)
+    init_by(varmap, seed, |_, _| InitRule::TorchDefault)
 }
 
-/// `default(name)`: PyTorch's default for that variable, else BasicSR's scaled Kaiming.
-fn init_with(varmap: &VarMap, seed: u64, default: impl Fn(&str) -> bool) -> Result<()> {
+/// Sets every variable as `rule(name, weight dims)` says (for a bias, the dims of its layer's
+/// weight), each from a generator derived from the seed and its name, so creation order does
+/// not matter.
+pub fn init_by(
+    varmap: &VarMap,
+    seed: u64,
+    rule: impl Fn(&str, &[usize]) -> InitRule,
+) -> Result<()> {
     let data = varmap.data().lock().expect("the var map is not poisoned");
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
@@ -74,17 +126,20 @@ fn init_with(varmap: &VarMap, seed: u64, default: impl Fn(&str) -> bool) -> Resu
             dims.clone()
         };
         let fan_in: usize = weight_dims[1..].iter().product::<usize>().max(1);
-        let prompt_part = default(name);
         let mut rng = Rng::derive(seed, &["init", name]);
         let n: usize = dims.iter().product();
-        let values: Vec<f32> = if prompt_part {
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            (0..n).map(|_| rng.range(-bound, bound) as f32).collect()
-        } else if is_bias {
-            vec![0.0; n]
-        } else {
-            let std = 0.1 * (2.0 / fan_in as f64).sqrt();
-            (0..n).map(|_| (std * rng.normal()) as f32).collect()
+        let values: Vec<f32> = match rule(name, &weight_dims) {
+            InitRule::TorchDefault => {
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                (0..n).map(|_| rng.range(-bound, bound) as f32).collect()
+            }
+            InitRule::Const(v) => vec![v as f32; n],
+            InitRule::ScaledKaiming(_) | InitRule::Normal(_) if is_bias => vec![0.0; n],
+            InitRule::ScaledKaiming(scale) => {
+                let std = scale * (2.0 / fan_in as f64).sqrt();
+                (0..n).map(|_| (std * rng.normal()) as f32).collect()
+            }
+            InitRule::Normal(std) => (0..n).map(|_| (std * rng.normal()) as f32).collect(),
         };
         var.set(&Tensor::from_vec(values, dims, var.device())?.to_dtype(var.dtype())?)?;
     }
@@ -320,49 +375,169 @@ mod tests {
         );
     }
 
+    /// Every variable of `vm` gets a gradient from an L1 loss on `forward(x)` for random
+    /// `x` of `dims`.
+    fn check_all_gradients(
+        vm: &VarMap,
+        dims: (usize, usize, usize, usize),
+        forward: impl Fn(&Tensor) -> Tensor,
+        what: &str,
+    ) {
+        let x = Tensor::rand(0f32, 1f32, dims, &Device::Cpu).unwrap();
+        let t = Tensor::rand(0f32, 1f32, dims, &Device::Cpu).unwrap();
+        let y = forward(&x);
+        assert_eq!(y.dims(), x.dims(), "{what}");
+        let loss = (y - t).unwrap().abs().unwrap().mean_all().unwrap();
+        assert_all_gradients(vm, &loss.backward().unwrap(), what);
+    }
+
+    const MODES: [PromptMode; 3] = [
+        PromptMode::None,
+        PromptMode::Explicit { dim: 8 },
+        PromptMode::Adaptive { dim: 8 },
+    ];
+
+    /// The prompt source for a mode: task maps (explicit) or the input (adaptive).
+    fn latent_source(mode: PromptMode, x: &Tensor) -> Option<Tensor> {
+        match mode {
+            PromptMode::Explicit { .. } => Some(
+                Tensor::rand(0f32, 1f32, (x.dim(0).unwrap(), 1, 32, 32), &Device::Cpu).unwrap(),
+            ),
+            PromptMode::Adaptive { .. } => Some(x.clone()),
+            PromptMode::None => None,
+        }
+    }
+
     #[test]
     fn swinir_reference_configuration_and_gradients() {
-        use super::swinir::{SwinConfig, SwinIr};
+        use super::swinir::{init_rule, SwinConfig, SwinIr};
         // The paper's configuration: 11,504,163 parameters, as BasicSR's SwinIR counts them.
         let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        SwinIr::new(&SwinConfig::reference(), PromptMode::None, vb).unwrap();
+        assert_eq!(parameter_count(&vm), 11_504_163);
+        // With explicit prompts, as MiOIR's SwinIR_EP counts them: the extractor (1 channel
+        // in), 6 group modulations and after_body (180 each), before_upsample (64) and last
+        // (3); conv_before_upsample (180 -> 64) and a conv_last from 64 channels.
+        let ep = VarMap::new();
+        let vb = VarBuilder::from_varmap(&ep, DType::F32, &Device::Cpu);
         SwinIr::new(
             &SwinConfig::reference(),
-            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+            PromptMode::Explicit { dim: 64 },
+            vb,
         )
         .unwrap();
-        assert_eq!(parameter_count(&vm), 11_504_163);
-        // Every variable of a small one gets a gradient (hand-written LayerNorm and softmax).
-        let vm = VarMap::new();
+        let extractor = (64 * 49 + 64) + 2 * (64 * 64 * 9 + 64);
+        let modulation = 2 * (7 * (64 * 180 + 180) + (64 * 64 + 64) + (64 * 3 + 3));
+        let convs = (180 * 64 * 9 + 64) + (64 * 3 * 9 + 3) - (180 * 3 * 9 + 3);
+        assert_eq!(
+            parameter_count(&ep),
+            11_504_163 + extractor + modulation + convs
+        );
+        // Every variable of a small one gets a gradient (hand-written LayerNorm and softmax),
+        // plain and prompted.
         let cfg = SwinConfig {
             embed: 8,
-            depths: vec![2],
+            depths: vec![2, 1],
             heads: 2,
             window: 4,
             mlp_ratio: 2.0,
         };
-        let net =
-            SwinIr::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
-        init_default(&vm, 4).unwrap();
-        let x = Tensor::rand(0f32, 1f32, (2, 3, 8, 12), &Device::Cpu).unwrap();
-        let t = Tensor::rand(0f32, 1f32, (2, 3, 8, 12), &Device::Cpu).unwrap();
-        let y = net.forward(&x).unwrap();
-        assert_eq!(y.dims(), x.dims());
-        let grads = (y - t)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .mean_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        assert_all_gradients(&vm, &grads, "swinir");
-        // Sides that are not multiples of the window are refused with a reason.
-        let odd = Tensor::zeros((1, 3, 10, 12), DType::F32, &Device::Cpu).unwrap();
-        assert!(net
-            .forward(&odd)
-            .unwrap_err()
-            .to_string()
-            .contains("multiples of its window"));
+        for mode in MODES {
+            let vm = VarMap::new();
+            let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+            let net = SwinIr::new(&cfg, mode, vb).unwrap();
+            init_by(&vm, 4, init_rule).unwrap();
+            let forward = |x: &Tensor| {
+                let z = latent_source(mode, x).map(|s| net.latent(&s).unwrap().unwrap());
+                net.forward(x, z.as_ref()).unwrap()
+            };
+            check_all_gradients(&vm, (2, 3, 8, 12), forward, &format!("swinir {mode:?}"));
+            // Sides that are not multiples of the window are refused with a reason.
+            let odd = Tensor::zeros((1, 3, 10, 12), DType::F32, &Device::Cpu).unwrap();
+            let z = latent_source(mode, &odd).map(|s| net.latent(&s).unwrap().unwrap());
+            assert!(net
+                .forward(&odd, z.as_ref())
+                .unwrap_err()
+                .to_string()
+                .contains("multiples of its window"));
+        }
+        // The reference's initialisation: LayerNorm at 1 and 0, linear layers small.
+        let vm = VarMap::new();
+        SwinIr::new(
+            &cfg,
+            PromptMode::Explicit { dim: 8 },
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        init_by(&vm, 0, init_rule).unwrap();
+        let get = |n: &str| -> Vec<f32> {
+            vm.data().lock().unwrap()[n]
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        assert!(get("layers.0.residual_group.blocks.1.norm2.weight")
+            .iter()
+            .all(|&v| v == 1.0));
+        assert!(get("patch_embed.norm.bias").iter().all(|&v| v == 0.0));
+        assert!(get("layers.1.prompt_scale.bias").iter().all(|&v| v == 0.0));
+        let qkv = get("layers.0.residual_group.blocks.0.attn.qkv.weight");
+        let std = (qkv.iter().map(|v| v * v).sum::<f32>() / qkv.len() as f32).sqrt();
+        assert!((std - 0.02).abs() < 0.005, "{std}");
+        assert!(
+            get("conv_first.bias").iter().any(|&v| v != 0.0),
+            "convs keep PyTorch's default"
+        );
+    }
+
+    #[test]
+    fn restormer_reference_configuration_and_gradients() {
+        use super::restormer::{init_rule, Restormer, RestormerConfig};
+        let count = |mode: PromptMode| {
+            let vm = VarMap::new();
+            let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+            Restormer::new(&RestormerConfig::reference(), mode, vb).unwrap();
+            parameter_count(&vm)
+        };
+        // The reference configuration: 26,126,644 parameters, as the reference's Restormer
+        // counts them (tools/reference.py prints it).
+        let plain = count(PromptMode::None);
+        assert_eq!(plain, 26_126_644);
+        // Four extractors (1 channel in) and six modulation points: latent (384), decoder 3
+        // (192), three at 96 and the output (3), as Restormer_EP.
+        let extractor = (64 * 49 + 64) + 2 * (64 * 64 * 9 + 64);
+        let lin = |c: usize| 2 * (64 * c + c);
+        let ep = plain + 4 * extractor + lin(384) + lin(192) + 3 * lin(96) + lin(3);
+        assert_eq!(count(PromptMode::Explicit { dim: 64 }), ep);
+        assert_eq!(
+            count(PromptMode::Adaptive { dim: 64 }),
+            ep + 4 * 2 * 64 * 49
+        );
+        let cfg = RestormerConfig {
+            dim: 4,
+            blocks: [1, 1, 1, 1],
+            refinement: 1,
+            heads: [1, 2, 2, 4],
+            ffn_expansion: 2.0,
+            bias: true,
+        };
+        for mode in MODES {
+            let vm = VarMap::new();
+            let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+            let net = Restormer::new(&cfg, mode, vb).unwrap();
+            init_by(&vm, 5, init_rule).unwrap();
+            let forward = |x: &Tensor| {
+                let z = latent_source(mode, x).map(|s| net.latent(&s).unwrap().unwrap());
+                if let Some(z) = &z {
+                    assert_eq!(z.dims(), &[2, 4 * 8]);
+                }
+                net.forward(x, z.as_ref()).unwrap()
+            };
+            // Non-square: the depthwise kernel and the attention must not care.
+            check_all_gradients(&vm, (2, 3, 16, 24), forward, &format!("restormer {mode:?}"));
+        }
     }
 
     #[test]

@@ -9,9 +9,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
+use super::restormer::{Restormer, RestormerConfig};
 use super::srresnet::SrResNet;
 use super::swinir::{SwinConfig, SwinIr};
-use super::{init_weights, PromptMode};
+use super::{init_by, init_weights, PromptMode};
 use crate::rng::Rng;
 
 /// The backbone and its size.
@@ -19,6 +20,7 @@ use crate::rng::Rng;
 pub enum Arch {
     SrResNet { channels: usize, blocks: usize },
     SwinIr(SwinConfig),
+    Restormer(RestormerConfig),
 }
 
 /// Everything needed to build a network.
@@ -35,6 +37,26 @@ pub struct Spec {
 enum Body {
     SrResNet(SrResNet),
     SwinIr(SwinIr),
+    Restormer(Restormer),
+}
+
+impl Body {
+    /// The latent prompt from what the extractors read (`None` for a plain backbone).
+    fn latent(&self, source: &Tensor) -> Result<Option<Tensor>> {
+        match self {
+            Body::SrResNet(n) => n.latent(source),
+            Body::SwinIr(n) => n.latent(source),
+            Body::Restormer(n) => n.latent(source),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, z: Option<&Tensor>) -> Result<Tensor> {
+        match self {
+            Body::SrResNet(n) => n.forward(x, z),
+            Body::SwinIr(n) => n.forward(x, z),
+            Body::Restormer(n) => n.forward(x, z),
+        }
+    }
 }
 
 pub struct Network {
@@ -56,25 +78,27 @@ pub fn prompt_maps(seed: u64, tasks: &[String], size: usize, dev: &Device) -> Re
     Tensor::from_vec(v, (tasks.len(), 1, size, size), dev)
 }
 
+fn build_body(spec: &Spec, vb: VarBuilder) -> Result<Body> {
+    Ok(match &spec.arch {
+        Arch::SrResNet { channels, blocks } => {
+            Body::SrResNet(SrResNet::new(*channels, *blocks, spec.prompt, vb)?)
+        }
+        Arch::SwinIr(cfg) => Body::SwinIr(SwinIr::new(cfg, spec.prompt, vb)?),
+        Arch::Restormer(cfg) => Body::Restormer(Restormer::new(cfg, spec.prompt, vb)?),
+    })
+}
+
 impl Network {
     /// A network initialised from `seed` as the reference initialises it.
     pub fn new(spec: Spec, seed: u64, dev: &Device) -> Result<Network> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, dev);
-        let body = match &spec.arch {
-            Arch::SrResNet { channels, blocks } => {
-                Body::SrResNet(SrResNet::new(*channels, *blocks, spec.prompt, vb)?)
-            }
-            Arch::SwinIr(cfg) => {
-                if spec.prompt != PromptMode::None {
-                    candle_core::bail!(
-                        "prompts for SwinIR are not implemented yet: use `prompt = none`, or SRResNet for prompt learning"
-                    );
-                }
-                Body::SwinIr(SwinIr::new(cfg, vb)?)
-            }
-        };
-        init_weights(&varmap, seed)?;
+        let body = build_body(&spec, vb)?;
+        match &spec.arch {
+            Arch::SrResNet { .. } => init_weights(&varmap, seed)?,
+            Arch::SwinIr(_) => init_by(&varmap, seed, super::swinir::init_rule)?,
+            Arch::Restormer(_) => init_by(&varmap, seed, super::restormer::init_rule)?,
+        }
         let maps = matches!(spec.prompt, PromptMode::Explicit { .. })
             .then(|| prompt_maps(seed, &spec.tasks, spec.map_size, dev))
             .transpose()?;
@@ -83,6 +107,28 @@ impl Network {
             varmap,
             body,
             maps,
+        })
+    }
+
+    /// The same network for restoring images: its layers read the weights (shared, not
+    /// copied) as plain tensors, so no operation records the graph a backward pass would need.
+    /// Through the trainable variables every intermediate of a forward pass stays alive until
+    /// its output is dropped, which for a transformer on a large image is many gigabytes.
+    pub fn frozen(&self) -> Result<Network> {
+        let dev = self.device();
+        let tensors: HashMap<String, Tensor> = crate::trainer::sorted_vars(&self.varmap)
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().detach()))
+            .collect();
+        let body = build_body(
+            &self.spec,
+            VarBuilder::from_tensors(tensors, DType::F32, &dev),
+        )?;
+        Ok(Network {
+            spec: self.spec.clone(),
+            varmap: self.varmap.clone(),
+            body,
+            maps: self.maps.clone(),
         })
     }
 
@@ -102,9 +148,6 @@ impl Network {
     /// The latent prompt of a batch: from each crop's task map (explicit), from the degraded
     /// batch itself (adaptive), none for a plain network.
     pub fn latent(&self, lq: &Tensor, ids: &Tensor) -> Result<Option<Tensor>> {
-        let Body::SrResNet(net) = &self.body else {
-            return Ok(None);
-        };
         match (self.spec.prompt, &self.maps) {
             (PromptMode::None, _) => Ok(None),
             (PromptMode::Explicit { .. }, Some(maps)) => {
@@ -121,11 +164,11 @@ impl Network {
                     .collect();
                 let dev = maps.device();
                 let picked = maps.index_select(&Tensor::new(unique.as_slice(), dev)?, 0)?;
-                let z = net.latent(&picked)?;
+                let z = self.body.latent(&picked)?;
                 z.map(|z| z.index_select(&Tensor::new(pos.as_slice(), dev)?, 0))
                     .transpose()
             }
-            (PromptMode::Adaptive { .. }, _) => net.latent(lq),
+            (PromptMode::Adaptive { .. }, _) => self.body.latent(lq),
             (PromptMode::Explicit { .. }, None) => {
                 candle_core::bail!("an explicit-prompt network without task maps")
             }
@@ -134,44 +177,40 @@ impl Network {
 
     /// An adaptive network's latent prompt for `x` (None for the other kinds).
     pub fn adaptive_latent(&self, x: &Tensor) -> Result<Option<Tensor>> {
-        match (&self.body, self.spec.prompt) {
-            (Body::SrResNet(net), PromptMode::Adaptive { .. }) => net.latent(x),
+        match self.spec.prompt {
+            PromptMode::Adaptive { .. } => self.body.latent(x),
             _ => Ok(None),
         }
     }
 
-    /// The latent prompt of one task's map, `[1, dim]` (explicit prompts only).
+    /// The latent prompt of one task's map, `[1, dim]` (`[1, 4 * dim]` for Restormer's four
+    /// extractors; explicit prompts only).
     pub fn task_latent(&self, id: usize) -> Result<Tensor> {
-        match (&self.body, &self.maps) {
-            (Body::SrResNet(net), Some(maps)) => net
+        match &self.maps {
+            Some(maps) => self
+                .body
                 .latent(&maps.narrow(0, id, 1)?)?
                 .ok_or_else(|| candle_core::Error::Msg("no prompt branch".into())),
-            _ => candle_core::bail!("only explicit-prompt networks have task prompts"),
+            None => candle_core::bail!("only explicit-prompt networks have task prompts"),
         }
     }
 
     /// Restores with a given latent prompt (`None` for plain and adaptive networks, whose
     /// prompt comes from the input).
     pub fn forward_latent(&self, lq: &Tensor, z: Option<&Tensor>) -> Result<Tensor> {
-        match &self.body {
-            Body::SrResNet(net) => match (self.spec.prompt, z) {
-                (PromptMode::Adaptive { .. }, None) => {
-                    let z = net.latent(lq)?;
-                    net.forward(lq, z.as_ref())
-                }
-                _ => net.forward(lq, z),
-            },
-            Body::SwinIr(net) => net.forward(lq),
+        match (self.spec.prompt, z) {
+            (PromptMode::Adaptive { .. }, None) => {
+                let z = self.body.latent(lq)?;
+                self.body.forward(lq, z.as_ref())
+            }
+            _ => self.body.forward(lq, z),
         }
     }
 
     /// Restores a batch whose crops have the task ids `ids` (u32 `[B]`).
     pub fn forward(&self, lq: &Tensor, ids: &Tensor) -> Result<Tensor> {
         let z = self.latent(lq, ids)?;
-        match &self.body {
-            Body::SrResNet(net) => net.forward(lq, z.as_ref()),
-            Body::SwinIr(net) => net.forward(lq),
-        }
+        self.body.forward(lq, z.as_ref())
     }
 
     /// Multiple the input's sides must have at test time (the caller pads).
@@ -179,6 +218,7 @@ impl Network {
         match &self.spec.arch {
             Arch::SrResNet { .. } => 1,
             Arch::SwinIr(cfg) => cfg.window,
+            Arch::Restormer(_) => super::restormer::SIDE_MULTIPLE,
         }
     }
 
@@ -204,7 +244,9 @@ impl Network {
         let mut missing = vec![];
         for (name, var) in crate::trainer::sorted_vars(&self.varmap) {
             match tensors.get(&name) {
-                Some(t) if t.dims() == var.dims() => var.set(&t.to_dtype(var.dtype())?)?,
+                Some(t) if t.dims() == var.dims() => {
+                    var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?
+                }
                 Some(t) => candle_core::bail!(
                     "{from}: `{name}` has shape {:?}, the network expects {:?}",
                     t.dims(),
@@ -312,11 +354,8 @@ mod tests {
         let ids = Tensor::new(&[2u32, 0, 2, 1, 0], &dev).unwrap();
         let x = Tensor::zeros((5, 3, 8, 8), DType::F32, &dev).unwrap();
         let fast = net.latent(&x, &ids).unwrap().unwrap();
-        let Body::SrResNet(body) = &net.body else {
-            unreachable!()
-        };
         let maps = net.maps.as_ref().unwrap().index_select(&ids, 0).unwrap();
-        let slow = body.latent(&maps).unwrap().unwrap();
+        let slow = net.body.latent(&maps).unwrap().unwrap();
         let d = (fast - slow).unwrap().abs().unwrap().max_all().unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
     }

@@ -5,7 +5,8 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 
-use crate::kernels::conv::{conv2d, Conv2d, Conv2dConfig};
+use crate::kernels::conv::{conv2d, Activation, Conv2d, Conv2dConfig};
+use crate::kernels::modulate::residual_modulate;
 
 /// The latent prompt's size in the reference.
 pub const PROMPT_DIM: usize = 64;
@@ -34,9 +35,9 @@ impl Extractor {
 
     /// `[B, C, H, W]` -> `[B, dim]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(x)?.relu()?;
-        let h = self.conv2.forward(&h)?.relu()?;
-        let h = self.conv3.forward(&h)?.relu()?;
+        let h = self.conv1.forward_act(x, Activation::Relu)?;
+        let h = self.conv2.forward_act(&h, Activation::Relu)?;
+        let h = self.conv3.forward_act(&h, Activation::Relu)?;
         h.mean(D::Minus1)?.mean(D::Minus1)
     }
 }
@@ -58,8 +59,18 @@ impl Modulation {
 
     /// f * (1 + scale(z)) + shift(z), broadcast over space: `f` `[B, C, H, W]`, `z` `[B, dim]`.
     pub fn forward(&self, f: &Tensor, z: &Tensor) -> Result<Tensor> {
-        let s = self.scale.forward(z)?.unsqueeze(2)?.unsqueeze(3)?;
-        let b = self.shift.forward(z)?.unsqueeze(2)?.unsqueeze(3)?;
+        residual_modulate(f, None, &self.scale.forward(z)?, &self.shift.forward(z)?)
+    }
+
+    /// The modulation of `f + r` (a residual block's output), in one pass on the CPU.
+    pub fn forward_residual(&self, f: &Tensor, r: &Tensor, z: &Tensor) -> Result<Tensor> {
+        residual_modulate(f, Some(r), &self.scale.forward(z)?, &self.shift.forward(z)?)
+    }
+
+    /// The same on tokens: `f` `[B, N, C]`.
+    pub fn forward_tokens(&self, f: &Tensor, z: &Tensor) -> Result<Tensor> {
+        let s = self.scale.forward(z)?.unsqueeze(1)?;
+        let b = self.shift.forward(z)?.unsqueeze(1)?;
         f.broadcast_mul(&(s + 1.0)?)?.broadcast_add(&b)
     }
 }

@@ -5,10 +5,10 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::kernels::conv::{conv2d, Conv2d, Conv2dConfig};
+use crate::kernels::conv::{conv2d, Activation, Conv2d, Conv2dConfig};
 
 use super::prompt::{Extractor, Modulation};
-use super::PromptMode;
+use super::{with_latent, PromptMode};
 
 pub struct SrResNet {
     conv_first: Conv2d,
@@ -47,23 +47,16 @@ impl SrResNet {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        let prompt = match prompt {
-            PromptMode::None => None,
-            PromptMode::Explicit { dim } | PromptMode::Adaptive { dim } => {
-                let in_channels = if matches!(prompt, PromptMode::Explicit { .. }) {
-                    1
-                } else {
-                    3
-                };
-                Some(Prompted {
-                    extractor: Extractor::new(in_channels, dim, vb.pp("F_ext_net"))?,
-                    blocks: (1..=blocks)
-                        .map(|k| Modulation::new(dim, channels, &k.to_string(), &vb))
-                        .collect::<Result<Vec<_>>>()?,
-                    hr: Modulation::new(dim, channels, "hr", &vb)?,
-                    out: Modulation::new(dim, 3, "out", &vb)?,
-                })
-            }
+        let prompt = match prompt.branch() {
+            None => None,
+            Some((dim, source)) => Some(Prompted {
+                extractor: Extractor::new(source, dim, vb.pp("F_ext_net"))?,
+                blocks: (1..=blocks)
+                    .map(|k| Modulation::new(dim, channels, &k.to_string(), &vb))
+                    .collect::<Result<Vec<_>>>()?,
+                hr: Modulation::new(dim, channels, "hr", &vb)?,
+                out: Modulation::new(dim, 3, "out", &vb)?,
+            }),
         };
         Ok(SrResNet {
             conv_first: conv2d(3, channels, 3, same, vb.pp("conv_first"))?,
@@ -86,22 +79,26 @@ impl SrResNet {
     /// Restores `x` `[B, 3, H, W]`; `z` `[B, dim]` is the latent prompt (ignored by a plain
     /// model, required by a prompted one).
     pub fn forward(&self, x: &Tensor, z: Option<&Tensor>) -> Result<Tensor> {
-        let lrelu = |t: &Tensor| -> Result<Tensor> { t.maximum(&(t * 0.1)?) };
-        let modulate = |m: Option<&Modulation>, f: Tensor| -> Result<Tensor> {
-            match (m, z) {
-                (Some(m), Some(z)) => m.forward(&f, z),
-                (Some(_), None) => candle_core::bail!("a prompted SRResNet needs a latent prompt"),
-                _ => Ok(f),
-            }
-        };
-        let p = self.prompt.as_ref();
-        let mut feat = lrelu(&self.conv_first.forward(x)?)?;
+        let lrelu = Activation::LeakyRelu(0.1);
+        let p = with_latent(&self.prompt, z, "SRResNet")?;
+        let mut feat = self.conv_first.forward_act(x, lrelu)?;
         for (i, (c1, c2)) in self.body.iter().enumerate() {
-            let r = c2.forward(&c1.forward(&feat)?.relu()?)?;
-            feat = modulate(p.map(|p| &p.blocks[i]), (feat + r)?)?;
+            let r = c2.forward(&c1.forward_act(&feat, Activation::Relu)?)?;
+            feat = match p {
+                Some((p, z)) => p.blocks[i].forward_residual(&feat, &r, z)?,
+                None => (feat + r)?,
+            };
         }
-        let feat = modulate(p.map(|p| &p.hr), lrelu(&self.conv_hr.forward(&feat)?)?)?;
-        let out = modulate(p.map(|p| &p.out), self.conv_last.forward(&feat)?)?;
+        let feat = self.conv_hr.forward_act(&feat, lrelu)?;
+        let feat = match p {
+            Some((p, z)) => p.hr.forward(&feat, z)?,
+            None => feat,
+        };
+        let out = self.conv_last.forward(&feat)?;
+        let out = match p {
+            Some((p, z)) => p.out.forward(&out, z)?,
+            None => out,
+        };
         out + x
     }
 }

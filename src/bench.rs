@@ -1,0 +1,223 @@
+//! `mio bench`: how fast mio trains and restores on this machine. Kernels (the CPU's GEMM peak,
+//! a dense 3x3 convolution and a depthwise one, forward and backward, mio's kernels against
+//! candle's) and whole networks (a training step: forward, L1 loss, backward, Adam; and the
+//! restoration of one 512x512 image). Times are medians over rounds after a warm-up; on a GPU
+//! each round waits for the device. tools/bench_train.sh runs the same cases in PyTorch on the
+//! same machine and prints the ratios.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var};
+use mio_stdlib::kernels::conv::{conv2d_op, set_fast};
+use mio_stdlib::kernels::depthwise::depthwise_op;
+use mio_stdlib::models::network::{Arch, Network, Spec};
+use mio_stdlib::models::restormer::RestormerConfig;
+use mio_stdlib::models::swinir::SwinConfig;
+use mio_stdlib::models::PromptMode;
+use mio_stdlib::train::{Adam, AdamConfig, Loss};
+
+/// One network case: the architecture, and the batch and patch of its training step.
+pub struct NetCase {
+    pub name: String,
+    pub arch: Arch,
+    pub prompt: PromptMode,
+    pub batch: usize,
+    pub patch: usize,
+}
+
+fn case(name: &str, arch: Arch, prompt: PromptMode, batch: usize, patch: usize) -> NetCase {
+    NetCase {
+        name: name.into(),
+        arch,
+        prompt,
+        batch,
+        patch,
+    }
+}
+
+const EP: PromptMode = PromptMode::Explicit { dim: 64 };
+
+/// The small Restormer the CPU suite trains (the reference one takes seconds a step there).
+pub fn restormer_small() -> RestormerConfig {
+    RestormerConfig {
+        dim: 16,
+        blocks: [2, 2, 2, 2],
+        refinement: 2,
+        heads: [1, 2, 4, 8],
+        ffn_expansion: 2.66,
+        bias: false,
+    }
+}
+
+/// The standard networks for a device: on the CPU, the quickstart's SRResNet, the reference
+/// SRResNet with explicit prompts and a small Restormer and SwinIR at batch 8, patch 48; on a
+/// GPU, the reference configurations at the paper's batch and patch (128).
+pub fn standard_cases(gpu: bool) -> Vec<NetCase> {
+    let srresnet = |channels, blocks| Arch::SrResNet { channels, blocks };
+    if gpu {
+        vec![
+            case("srresnet32x4", srresnet(32, 4), PromptMode::None, 16, 128),
+            case("srresnet64x16ep", srresnet(64, 16), EP, 16, 128),
+            case(
+                "restormer_ep",
+                Arch::Restormer(RestormerConfig::reference()),
+                EP,
+                8,
+                128,
+            ),
+        ]
+    } else {
+        let swin = SwinConfig {
+            embed: 60,
+            depths: vec![2, 2, 2, 2],
+            heads: 6,
+            window: 8,
+            mlp_ratio: 2.0,
+        };
+        vec![
+            case("srresnet32x4", srresnet(32, 4), PromptMode::None, 8, 48),
+            case("srresnet64x16ep", srresnet(64, 16), EP, 8, 48),
+            case(
+                "restormer16",
+                Arch::Restormer(restormer_small()),
+                PromptMode::None,
+                8,
+                48,
+            ),
+            case("swinir60", Arch::SwinIr(swin), PromptMode::None, 8, 48),
+        ]
+    }
+}
+
+/// Median milliseconds of `f` over `rounds` after one warm-up call, stopping early once
+/// `budget_s` seconds have gone (at least one timed round).
+pub fn time(rounds: usize, budget_s: f64, dev: &Device, mut f: impl FnMut()) -> f64 {
+    let sync = || dev.synchronize().expect("the device synchronises");
+    f();
+    sync();
+    let start = Instant::now();
+    let mut times = vec![];
+    for _ in 0..rounds.max(1) {
+        let t = Instant::now();
+        f();
+        sync();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if start.elapsed().as_secs_f64() > budget_s {
+            break;
+        }
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[times.len() / 2]
+}
+
+fn network(c: &NetCase, dev: &Device) -> candle_core::Result<Network> {
+    let spec = Spec {
+        arch: c.arch.clone(),
+        prompt: c.prompt,
+        map_size: 128,
+        tasks: mio_stdlib::PAPER_TASKS
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+    };
+    Network::new(spec, 0, dev)
+}
+
+/// Milliseconds of one training step of `c` (forward, L1, backward, Adam).
+pub fn train_step_ms(
+    c: &NetCase,
+    dev: &Device,
+    rounds: usize,
+    budget_s: f64,
+) -> candle_core::Result<f64> {
+    let net = network(c, dev)?;
+    let shape = (c.batch, 3, c.patch, c.patch);
+    let lq = Tensor::rand(0f32, 1f32, shape, dev)?;
+    let gt = Tensor::rand(0f32, 1f32, shape, dev)?;
+    let ids: Vec<u32> = (0..c.batch as u32).map(|i| i % 7).collect();
+    let ids = Tensor::new(ids.as_slice(), dev)?;
+    let cfg = AdamConfig {
+        betas: (0.9, 0.99),
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+    };
+    let mut opt = Adam::new(net.varmap.all_vars(), cfg)?;
+    let mut failure = None;
+    let ms = time(rounds, budget_s, dev, || {
+        let mut step = || -> candle_core::Result<()> {
+            let out = net.forward(&lq, &ids)?;
+            let g = Loss::L1.compute(&out, &gt)?.backward()?;
+            opt.step(&g, 1e-4)
+        };
+        if let Err(e) = step() {
+            failure.get_or_insert(e);
+        }
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ms),
+    }
+}
+
+/// Milliseconds to restore one 512x512 image with `c`'s network.
+pub fn infer_ms(
+    c: &NetCase,
+    dev: &Device,
+    rounds: usize,
+    budget_s: f64,
+) -> candle_core::Result<f64> {
+    let net = network(c, dev)?.frozen()?;
+    let x = Tensor::rand(0f32, 1f32, (1, 3, 512, 512), dev)?;
+    let ids = Tensor::new(&[0u32], dev)?;
+    let mut failure = None;
+    let ms = time(rounds, budget_s, dev, || {
+        if let Err(e) = net.forward(&x, &ids) {
+            failure.get_or_insert(e);
+        }
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ms),
+    }
+}
+
+/// GFLOP/s of a 1024^3 single-precision matrix product through candle's matmul (the `gemm`
+/// crate on the CPU, cuBLAS on a GPU): the ceiling the convolution kernels work against.
+pub fn gemm_gflops(dev: &Device, rounds: usize) -> candle_core::Result<f64> {
+    let n = 1024;
+    let a = Tensor::rand(0f32, 1f32, (n, n), dev)?;
+    let b = Tensor::rand(0f32, 1f32, (n, n), dev)?;
+    let ms = time(rounds, 10.0, dev, || {
+        a.matmul(&b).expect("a square matmul");
+    });
+    Ok(2.0 * (n as f64).powi(3) / (ms * 1e-3) / 1e9)
+}
+
+/// The kernel cases on the CPU: `(name, milliseconds)` for mio's kernels and for candle's.
+pub fn kernel_cases(rounds: usize) -> candle_core::Result<Vec<(String, f64)>> {
+    let dev = Device::Cpu;
+    let var = |dims: (usize, usize, usize, usize)| -> candle_core::Result<Var> {
+        Var::from_tensor(&Tensor::rand(-1f32, 1f32, dims, &dev)?)
+    };
+    // A dense 64 -> 64 3x3 convolution on 8 images of 64x64 (an SRResNet layer at patch 64).
+    let (x, w) = (var((8, 64, 64, 64))?, var((64, 64, 3, 3))?);
+    // A depthwise 3x3 over 144 channels of 8 images of 64x64 (Restormer's level-1 qkv_dwconv).
+    let (dx, dw) = (var((8, 144, 64, 64))?, var((144, 1, 3, 3))?);
+    let mut out = vec![];
+    for (label, fast) in [("mio", true), ("candle", false)] {
+        set_fast(fast);
+        let conv = time(rounds, 20.0, &dev, || {
+            let y = conv2d_op(&x, &w, 1, 1).expect("conv");
+            y.sum_all().expect("sum").backward().expect("backward");
+        });
+        out.push((format!("{label}.conv3x3_fwd_bwd"), conv));
+        let depthwise = time(rounds, 20.0, &dev, || {
+            let y = depthwise_op(&dx, &dw, 1, 1).expect("depthwise");
+            y.sum_all().expect("sum").backward().expect("backward");
+        });
+        out.push((format!("{label}.dwconv3x3_fwd_bwd"), depthwise));
+    }
+    set_fast(true);
+    Ok(out)
+}

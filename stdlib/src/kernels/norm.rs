@@ -1,0 +1,226 @@
+//! LayerNorm over the channels of `[B, C, H, W]` (Restormer's "WithBias" LayerNorm: per pixel,
+//! eps 1e-5, biased variance, a weight and a bias per channel) as candle custom ops on the CPU.
+//! With candle's ops it is nine graph nodes whose reductions run across the strided channel
+//! dimension on one thread; here each image is a task, its statistics are accumulated plane by
+//! plane (contiguous rows, vectorised), and the backward is two passes: the input's gradient,
+//! and the weight's and bias's.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::conv::{dims4, fast, slice};
+
+const EPS: f32 = 1e-5;
+
+/// `(x - mean_c(x)) / sqrt(var_c(x) + 1e-5) * weight + bias`, over the channels of `x`
+/// `[B, C, H, W]`; `weight` and `bias` `[C]`.
+pub fn channel_norm(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    if fast() && x.device().is_cpu() && [x, weight, bias].iter().all(|t| t.dtype() == DType::F32) {
+        return x
+            .contiguous()?
+            .apply_op3(&weight.contiguous()?, &bias.contiguous()?, ChannelNorm);
+    }
+    let mean = x.mean_keepdim(1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(1)?;
+    centred
+        .broadcast_div(&(var + EPS as f64)?.sqrt()?)?
+        .broadcast_mul(&weight.reshape((1, c, 1, 1))?)?
+        .broadcast_add(&bias.reshape((1, c, 1, 1))?)
+}
+
+/// Per pixel of one image `[C, P]`: the mean and the reciprocal standard deviation.
+fn statistics(img: &[f32], c: usize, plane: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut mean = vec![0f32; plane];
+    for ch in img.chunks_exact(plane) {
+        for (m, &v) in mean.iter_mut().zip(ch) {
+            *m += v;
+        }
+    }
+    let inv = 1.0 / c as f32;
+    mean.iter_mut().for_each(|m| *m *= inv);
+    // Two passes (the centred sum of squares), as stable as PyTorch's.
+    let mut var = vec![0f32; plane];
+    for ch in img.chunks_exact(plane) {
+        for ((s, &v), &m) in var.iter_mut().zip(ch).zip(&mean) {
+            let d = v - m;
+            *s += d * d;
+        }
+    }
+    let rstd = var.iter().map(|&s| 1.0 / (s * inv + EPS).sqrt()).collect();
+    (mean, rstd)
+}
+
+struct ChannelNorm;
+
+impl CustomOp3 for ChannelNorm {
+    fn name(&self) -> &'static str {
+        "mio-channel-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, h, w) = dims4(l1, "the features")?;
+        let x = slice(s1, l1, "the features")?;
+        let weight = slice(s2, l2, "the weight")?;
+        let bias = slice(s3, l3, "the bias")?;
+        if weight.len() != c || bias.len() != c {
+            candle_core::bail!("channel norm: a weight or bias of the wrong size for {c} channels");
+        }
+        let plane = h * w;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(c * plane)
+            .zip(x.par_chunks(c * plane))
+            .for_each(|(o, img)| {
+                let (mean, rstd) = statistics(img, c, plane);
+                for (k, (oc, xc)) in o
+                    .chunks_exact_mut(plane)
+                    .zip(img.chunks_exact(plane))
+                    .enumerate()
+                {
+                    let (wk, bk) = (weight[k], bias[k]);
+                    for (((o, &v), &m), &r) in oc.iter_mut().zip(xc).zip(&mean).zip(&rstd) {
+                        *o = (v - m) * r * wk + bk;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let dx = x.apply_op3_no_bwd(weight, &dy, &NormInputGrad)?;
+        let params = x.apply_op2_no_bwd(&dy, &NormParamGrad)?;
+        let c = weight.dim(0)?;
+        Ok((
+            Some(dx),
+            Some(params.narrow(0, 0, c)?),
+            Some(params.narrow(0, c, c)?),
+        ))
+    }
+}
+
+/// `(x, weight, dy)` to the input's gradient: with `xhat` the normalised input and
+/// `g = dy * weight`, `rstd * (g - mean_c(g) - xhat * mean_c(g * xhat))`.
+struct NormInputGrad;
+
+impl CustomOp3 for NormInputGrad {
+    fn name(&self) -> &'static str {
+        "mio-channel-norm-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, h, w) = dims4(l1, "the features")?;
+        let x = slice(s1, l1, "the features")?;
+        let weight = slice(s2, l2, "the weight")?;
+        let dy = slice(s3, l3, "the output gradient")?;
+        let plane = h * w;
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(c * plane)
+            .zip(x.par_chunks(c * plane).zip(dy.par_chunks(c * plane)))
+            .for_each(|(o, (img, d))| {
+                let (mean, rstd) = statistics(img, c, plane);
+                // Per pixel: the channel means of g and of g * xhat.
+                let (mut mg, mut mgx) = (vec![0f32; plane], vec![0f32; plane]);
+                for k in 0..c {
+                    let (xc, dc) = (
+                        &img[k * plane..(k + 1) * plane],
+                        &d[k * plane..(k + 1) * plane],
+                    );
+                    let wk = weight[k];
+                    for p in 0..plane {
+                        let g = dc[p] * wk;
+                        mg[p] += g;
+                        mgx[p] += g * (xc[p] - mean[p]) * rstd[p];
+                    }
+                }
+                let inv = 1.0 / c as f32;
+                for k in 0..c {
+                    let (xc, dc) = (
+                        &img[k * plane..(k + 1) * plane],
+                        &d[k * plane..(k + 1) * plane],
+                    );
+                    let oc = &mut o[k * plane..(k + 1) * plane];
+                    let wk = weight[k];
+                    for p in 0..plane {
+                        let xhat = (xc[p] - mean[p]) * rstd[p];
+                        oc[p] = rstd[p] * (dc[p] * wk - mg[p] * inv - xhat * mgx[p] * inv);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// `(x, dy)` to `[2C]`: the weight's gradient (the sum of `dy * xhat` over images and pixels)
+/// then the bias's (the sum of `dy`).
+struct NormParamGrad;
+
+impl CustomOp2 for NormParamGrad {
+    fn name(&self) -> &'static str {
+        "mio-channel-norm-param-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, h, w) = dims4(l1, "the features")?;
+        let x = slice(s1, l1, "the features")?;
+        let dy = slice(s2, l2, "the output gradient")?;
+        let plane = h * w;
+        let per_image: Vec<Vec<f64>> = x
+            .par_chunks(c * plane)
+            .zip(dy.par_chunks(c * plane))
+            .map(|(img, d)| {
+                let (mean, rstd) = statistics(img, c, plane);
+                let mut sums = vec![0f64; 2 * c];
+                for k in 0..c {
+                    let (xc, dc) = (
+                        &img[k * plane..(k + 1) * plane],
+                        &d[k * plane..(k + 1) * plane],
+                    );
+                    let (mut sw, mut sb) = (0f32, 0f32);
+                    for p in 0..plane {
+                        sw += dc[p] * (xc[p] - mean[p]) * rstd[p];
+                        sb += dc[p];
+                    }
+                    sums[k] = sw as f64;
+                    sums[c + k] = sb as f64;
+                }
+                sums
+            })
+            .collect();
+        let mut out = vec![0f32; 2 * c];
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = per_image.iter().map(|s| s[k]).sum::<f64>() as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(2 * c)))
+    }
+}
