@@ -38,7 +38,7 @@ fn case(name: &str, arch: Arch, prompt: PromptMode, batch: usize, patch: usize) 
 const EP: PromptMode = PromptMode::Explicit { dim: 64 };
 
 /// The small Restormer the CPU suite trains (the reference one takes seconds a step there).
-pub fn restormer_small() -> RestormerConfig {
+fn restormer_small() -> RestormerConfig {
     RestormerConfig {
         dim: 16,
         blocks: [2, 2, 2, 2],

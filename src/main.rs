@@ -368,6 +368,17 @@ fn bench_cmd(a: BenchArgs) -> Result<(), Failure> {
     let dev = mio_engine::run::device_named(&a.device).map_err(user)?;
     let gpu = !dev.is_cpu();
     let wanted = |name: &str| a.only.is_empty() || a.only.iter().any(|o| o == name);
+    let known: Vec<String> = ["gemm", "kernels"]
+        .into_iter()
+        .map(String::from)
+        .chain(bench::standard_cases(gpu).into_iter().map(|c| c.name))
+        .collect();
+    if let Some(o) = a.only.iter().find(|o| !known.contains(o)) {
+        return Err(user(format!(
+            "--only: no case `{o}` here; the cases are {}",
+            known.join(", ")
+        )));
+    }
     let cases = match &a.model {
         Some(text) => {
             let call = mio_engine::resolve_backbone(text, "--model").map_err(|e| {
@@ -375,13 +386,7 @@ fn bench_cmd(a: BenchArgs) -> Result<(), Failure> {
                 Failure::User
             })?;
             let spec = mio_engine::run::spec_from_call(&call, vec![]).map_err(user)?;
-            let multiple = match &spec.arch {
-                mio_stdlib::models::network::Arch::SrResNet { .. } => 1,
-                mio_stdlib::models::network::Arch::SwinIr(c) => c.window,
-                mio_stdlib::models::network::Arch::Restormer(_) => {
-                    mio_stdlib::models::restormer::SIDE_MULTIPLE
-                }
-            };
+            let multiple = spec.arch.side_multiple();
             if a.patch % multiple != 0 {
                 return Err(user(format!(
                     "--patch {} is not a multiple of {multiple}, which this backbone needs",

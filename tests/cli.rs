@@ -471,6 +471,14 @@ fn bench_measures_a_model_of_yours_and_refuses_what_does_not_fit() {
     let out = mio(&["bench", "--model", "restormer(dim = 8)", "--patch", "12"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("not a multiple of 8"));
+    // A case that does not exist is named, with the ones that do.
+    let out = mio(&["bench", "--device", "cpu", "--only", "srresnet64"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no case `srresnet64`") && err.contains("srresnet64x16ep"),
+        "{err}"
+    );
     // A GPU in a build without CUDA says how to get one.
     let out = mio(&["bench", "--device", "cuda", "--only", "gemm"]);
     if !cfg!(feature = "cuda") {

@@ -64,7 +64,7 @@ pub(crate) fn estimate(net: &Network, batch: usize, patch: usize) -> Option<Esti
     let per_crop = peak.saturating_sub(base) * 1024;
     Some(Estimate {
         per_crop,
-        needed: per_crop * batch as u64,
+        needed: per_crop.saturating_mul(batch as u64),
         available,
     })
 }
@@ -108,6 +108,8 @@ mod tests {
         // At patch 64 a crop's step holds some 20 activations of 16 x 64 x 64 floats.
         assert!(small.per_crop > 1 << 20, "{small:?}");
         assert_eq!(small.needed, 4 * small.per_crop);
+        // A batch past u64's range saturates rather than wrapping into a small number.
+        assert_eq!(estimate(&net, usize::MAX, 64).unwrap().needed, u64::MAX);
         assert!(small.fits());
         // A batch no machine has the memory for is refused, with the numbers.
         let err = check(&net, 1 << 40, 64).unwrap_err();

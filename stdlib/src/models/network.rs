@@ -23,6 +23,18 @@ pub enum Arch {
     Restormer(RestormerConfig),
 }
 
+impl Arch {
+    /// What the sides of an input must be multiples of: SwinIR's window, Restormer's three
+    /// halvings.
+    pub fn side_multiple(&self) -> usize {
+        match self {
+            Arch::SrResNet { .. } => 1,
+            Arch::SwinIr(cfg) => cfg.window,
+            Arch::Restormer(_) => super::restormer::SIDE_MULTIPLE,
+        }
+    }
+}
+
 /// Everything needed to build a network.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spec {
@@ -215,11 +227,7 @@ impl Network {
 
     /// Multiple the input's sides must have at test time (the caller pads).
     pub fn side_multiple(&self) -> usize {
-        match &self.spec.arch {
-            Arch::SrResNet { .. } => 1,
-            Arch::SwinIr(cfg) => cfg.window,
-            Arch::Restormer(_) => super::restormer::SIDE_MULTIPLE,
-        }
+        self.spec.arch.side_multiple()
     }
 
     /// Writes the weights (and task maps) atomically.
