@@ -434,3 +434,202 @@ fn channel_norm_and_gated_gelu_equal_candles_ops_and_their_gradients() {
         );
     }
 }
+
+#[test]
+fn direct_and_im2col_paths_both_equal_candles_over_random_shapes() {
+    use mio_stdlib::kernels::conv::set_direct;
+    use mio_stdlib::kernels::direct;
+    // Channel counts that fill the direct kernel's 8-channel tiles and its 1-4 vector
+    // weight-gradient tiles, with remainders; widths on and off multiples of 16; batch 1 (a
+    // single image's rows over threads) and larger.
+    let mut rng = Rng::derive(15, &["direct shapes"]);
+    let channels = [1, 3, 5, 8, 13, 16, 24, 40, 64, 70];
+    let mut cases = vec![];
+    for _ in 0..24 {
+        let k = [3, 3, 3, 5, 7][rng.int(0, 4) as usize];
+        let pad = rng.int(0, k as i64 - 1) as usize;
+        let b = [1, 1, 2, 3][rng.int(0, 3) as usize];
+        let cin = channels[rng.int(0, 9) as usize];
+        let cout = channels[rng.int(0, 9) as usize];
+        let h = k + rng.int(0, 20) as usize;
+        let w = k + rng.int(0, 40) as usize;
+        cases.push((k, pad, b, cin, cout, h, w));
+    }
+    // A tall single image whose rows split into several chunks.
+    cases.push((3, 1, 1, 16, 24, 90, 70));
+    for (k, pad, b, cin, cout, h, w) in cases {
+        let x = random(&mut rng, &[b, cin, h, w]);
+        let wt = random(&mut rng, &[cout, cin, k, k]);
+        let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
+        let r = random(&mut rng, &[b, cout, ho, wo]);
+        let theirs = run(&x, &wt, &r, pad, 1, false);
+        for on in [true, false] {
+            set_direct(on);
+            let ours = run(&x, &wt, &r, pad, 1, true);
+            set_direct(true);
+            for (what, (a, t)) in ["output", "input grad", "weight grad"]
+                .iter()
+                .zip(ours.iter().zip(&theirs))
+            {
+                let e = max_rel(a, t);
+                assert!(
+                    e < 1e-4,
+                    "{what} (direct {on}): relative error {e} for x {:?}, w {:?}, pad {pad}",
+                    x.dims(),
+                    wt.dims()
+                );
+            }
+        }
+    }
+    if !direct::available() {
+        eprintln!("note: this CPU has no AVX-512F, so only the im2col path was compared");
+    }
+}
+
+/// `n` residual blocks' "same" 3x3 convolutions with biases, as SRResNet's body has.
+fn block_layers(
+    n: usize,
+    c: usize,
+    rng: &mut Rng,
+) -> (
+    Vec<(
+        mio_stdlib::kernels::conv::Conv2d,
+        mio_stdlib::kernels::conv::Conv2d,
+    )>,
+    candle_nn::VarMap,
+) {
+    use mio_stdlib::kernels::conv::{conv2d, Conv2dConfig};
+    let map = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&map, candle_core::DType::F32, &Device::Cpu);
+    let same = Conv2dConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    let layers = (0..n)
+        .map(|i| {
+            let vb = vb.pp(i.to_string());
+            (
+                conv2d(c, c, 3, same, vb.pp("conv1")).unwrap(),
+                conv2d(c, c, 3, same, vb.pp("conv2")).unwrap(),
+            )
+        })
+        .collect();
+    // Random weights of the size the blocks see in training.
+    for (name, var) in map.data().lock().unwrap().iter() {
+        let t = random(rng, var.dims());
+        let scale = if name.ends_with("bias") { 0.1 } else { 0.2 };
+        var.set(&(t * scale).unwrap()).unwrap();
+    }
+    (layers, map)
+}
+
+#[test]
+fn fused_residual_blocks_equal_their_separate_ops_and_their_gradients() {
+    use mio_stdlib::kernels::conv::Activation;
+    use mio_stdlib::kernels::modulate::residual_modulate;
+    use mio_stdlib::kernels::resblock::residual_blocks;
+    let mut rng = Rng::derive(16, &["resblock"]);
+    for (n, b, c, h, w, modulated) in [
+        (1, 2, 8, 9, 13, false),
+        (3, 3, 16, 12, 20, true),
+        (2, 1, 5, 7, 7, true),
+        (3, 2, 8, 6, 10, false),
+    ] {
+        let (layers, map) = block_layers(n, c, &mut rng);
+        let blocks: Vec<_> = layers.iter().map(|(a, b)| (a, b)).collect();
+        let f = Var::from_tensor(&random(&mut rng, &[b, c, h, w])).unwrap();
+        let mods: Vec<(Var, Var)> = (0..n)
+            .map(|_| {
+                (
+                    Var::from_tensor(&(random(&mut rng, &[b, c]) * 0.5).unwrap()).unwrap(),
+                    Var::from_tensor(&random(&mut rng, &[b, c])).unwrap(),
+                )
+            })
+            .collect();
+        let st: Vec<(Tensor, Tensor)> = mods
+            .iter()
+            .map(|(s, t)| (s.as_tensor().clone(), t.as_tensor().clone()))
+            .collect();
+        let st = modulated.then_some(st.as_slice());
+        let fused = residual_blocks(f.as_tensor(), &blocks, st)
+            .unwrap()
+            .expect("the fused blocks apply on the CPU");
+        let mut separate = f.as_tensor().clone();
+        for (i, (c1, c2)) in blocks.iter().enumerate() {
+            let inner = c2
+                .forward_act(
+                    &c1.forward_act(&separate, Activation::Relu).unwrap(),
+                    Activation::None,
+                )
+                .unwrap();
+            separate = match st {
+                Some(m) => residual_modulate(&separate, Some(&inner), &m[i].0, &m[i].1).unwrap(),
+                None => (&separate + inner).unwrap(),
+            };
+        }
+        assert!(max_rel(&fused, &separate) < 1e-5, "{n} blocks: output");
+        let mut watched: Vec<(String, Tensor)> = map
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        watched.push(("features".into(), f.as_tensor().clone()));
+        if modulated {
+            for (i, (s, t)) in mods.iter().enumerate() {
+                watched.push((format!("scale {i}"), s.as_tensor().clone()));
+                watched.push((format!("shift {i}"), t.as_tensor().clone()));
+            }
+        }
+        let r = random(&mut rng, &[b, c, h, w]);
+        let loss = |y: &Tensor| (y * &r).unwrap().sum_all().unwrap();
+        let gf = loss(&fused).backward().unwrap();
+        let gs = loss(&separate).backward().unwrap();
+        // A second backward through the same fused graph recomputes what the first used up.
+        let again = loss(&fused).backward().unwrap();
+        for (name, t) in &watched {
+            let (a, e) = (gf.get(t).unwrap(), gs.get(t).unwrap());
+            assert!(
+                max_rel(a, e) < 1e-4,
+                "{n} blocks, {name}: {}",
+                max_rel(a, e)
+            );
+            assert!(max_rel(again.get(t).unwrap(), a) < 1e-6, "{name} again");
+        }
+    }
+}
+
+#[test]
+fn fused_residual_blocks_decline_what_they_do_not_cover() {
+    use mio_stdlib::kernels::conv::{conv2d, conv2d_no_bias, Conv2dConfig};
+    use mio_stdlib::kernels::resblock::residual_blocks;
+    let mut rng = Rng::derive(17, &["resblock declines"]);
+    let (layers, _map) = block_layers(1, 4, &mut rng);
+    let (c1, c2) = (&layers[0].0, &layers[0].1);
+    let f = random(&mut rng, &[1, 4, 6, 6]);
+    assert!(residual_blocks(&f, &[(c1, c2)], None).unwrap().is_some());
+    assert!(residual_blocks(&f, &[], None).unwrap().is_none());
+    // f64 features, a strided or bias-free convolution: the caller composes separate ops.
+    let f64s = f.to_dtype(candle_core::DType::F64).unwrap();
+    assert!(residual_blocks(&f64s, &[(c1, c2)], None).unwrap().is_none());
+    let map = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&map, candle_core::DType::F32, &Device::Cpu);
+    let strided = Conv2dConfig {
+        padding: 1,
+        stride: 2,
+        ..Default::default()
+    };
+    let s = conv2d(4, 4, 3, strided, vb.pp("s")).unwrap();
+    assert!(residual_blocks(&f, &[(&s, c2)], None).unwrap().is_none());
+    let same = Conv2dConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    let nb = conv2d_no_bias(4, 4, 3, same, vb.pp("nb")).unwrap();
+    assert!(residual_blocks(&f, &[(c1, &nb)], None).unwrap().is_none());
+    // A modulation count that is not one per block is a mistake, not a fallback.
+    let st = (random(&mut rng, &[1, 4]), random(&mut rng, &[1, 4]));
+    let two = [st.clone(), st];
+    assert!(residual_blocks(&f, &[(c1, c2)], Some(&two)).is_err());
+}

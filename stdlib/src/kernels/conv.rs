@@ -12,6 +12,8 @@ use candle_nn::{Init, VarBuilder};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+pub(super) use super::direct::Epilogue;
+
 static FAST: AtomicBool = AtomicBool::new(true);
 
 /// Whether convolutions on the CPU use mio's kernels (the default) or candle's.
@@ -21,6 +23,14 @@ pub fn set_fast(on: bool) {
 
 pub fn fast() -> bool {
     FAST.load(Ordering::Relaxed)
+}
+
+static DIRECT: AtomicBool = AtomicBool::new(true);
+
+/// Whether stride-1 convolutions use the direct AVX-512 kernels (direct.rs, the default where
+/// the CPU has them) or im2col over GEMM (for comparison and tests).
+pub fn set_direct(on: bool) {
+    DIRECT.store(on, Ordering::Relaxed);
 }
 
 /// An activation applied to a convolution's output in the same pass (and undone in its
@@ -37,21 +47,6 @@ pub enum Activation {
 }
 
 impl Activation {
-    #[inline]
-    fn apply(self, v: f32) -> f32 {
-        match self {
-            Activation::None => v,
-            Activation::Relu => v.max(0.0),
-            Activation::LeakyRelu(a) => {
-                if v > 0.0 {
-                    v
-                } else {
-                    v * a
-                }
-            }
-        }
-    }
-
     /// The derivative at a point whose *output* is `out` (the sign of the output is the sign of
     /// the input for both activations, so the output is all the backward keeps).
     #[inline]
@@ -87,16 +82,16 @@ impl Activation {
 
 /// The geometry of one convolution: zero padding and stride (square), dilation 1, no groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Geometry {
-    batch: usize,
-    cin: usize,
-    h: usize,
-    w: usize,
-    cout: usize,
-    kh: usize,
-    kw: usize,
-    stride: usize,
-    pad: usize,
+pub(super) struct Geometry {
+    pub batch: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
 }
 
 impl Geometry {
@@ -119,6 +114,18 @@ impl Geometry {
     }
     fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+    /// Whether the direct kernels take this convolution.
+    fn direct(&self) -> bool {
+        DIRECT.load(Ordering::Relaxed)
+            && super::direct::available()
+            && super::direct::supports(self.stride, self.pad, self.kh, self.kw)
+    }
+    fn dims(&self) -> (super::direct::ImageDims, super::direct::KernelDims) {
+        (
+            (self.batch, self.cin, self.h, self.w),
+            (self.cout, self.kh, self.kw),
+        )
     }
 }
 
@@ -368,18 +375,51 @@ where
 
 /// Forward: `x [B, Cin, H, W]`, `w [Cout, Cin, KH, KW]` (and a bias `[Cout]`) to
 /// `[B, Cout, Ho, Wo]`.
-fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Activation) -> Vec<f32> {
+pub(super) fn forward(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+) -> Vec<f32> {
+    forward_with(g, x, w, bias, Epilogue::Act(act))
+}
+
+/// The forward with each output value passed through `epilogue` as it is written (in the
+/// direct kernel's last pass; a pass of its own on the im2col path).
+pub(super) fn forward_with(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    epilogue: Epilogue,
+) -> Vec<f32> {
+    if g.direct() {
+        let (xd, wd) = g.dims();
+        return super::direct::conv(xd, wd, g.pad, x, w, bias, epilogue);
+    }
+    let mut out = im2col_forward(g, x, w, bias);
+    apply_epilogue(&mut out, epilogue);
+    out
+}
+
+fn apply_epilogue(out: &mut [f32], epilogue: Epilogue) {
+    if matches!(epilogue, Epilogue::None | Epilogue::Act(Activation::None)) {
+        return;
+    }
+    const CHUNK: usize = 1 << 14;
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(k, o)| epilogue.apply(k * CHUNK, o));
+}
+
+/// [`forward`] through im2col and GEMM (no activation).
+fn im2col_forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let n = g.ho() * g.wo();
     let mut out = vec![0f32; g.batch * g.cout * n];
     let (across, par) = split(g.batch);
     for_images(g.batch, g.cout * n, &mut out, across, |b, o| {
         image_forward(g, x, w, bias, b, o, across, par);
-        if act != Activation::None {
-            // While the image's output is still in cache.
-            for v in o.iter_mut() {
-                *v = act.apply(*v);
-            }
-        }
     });
     out
 }
@@ -463,7 +503,26 @@ fn image_forward(
 }
 
 /// Input gradient: `dy [B, Cout, Ho, Wo]` and `w` to `dx [B, Cin, H, W]`.
-fn input_grad(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
+pub(super) fn input_grad(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    if g.direct() {
+        let (xd, wd) = g.dims();
+        return super::direct::input_grad(xd, wd, g.pad, dy, w, Epilogue::None);
+    }
+    im2col_input_grad(g, dy, w)
+}
+
+/// The input gradient through `epilogue(flat index, value)`, as [`forward_with`].
+pub(super) fn input_grad_with(g: &Geometry, dy: &[f32], w: &[f32], epilogue: Epilogue) -> Vec<f32> {
+    if g.direct() {
+        let (xd, wd) = g.dims();
+        return super::direct::input_grad(xd, wd, g.pad, dy, w, epilogue);
+    }
+    let mut dx = im2col_input_grad(g, dy, w);
+    apply_epilogue(&mut dx, epilogue);
+    dx
+}
+
+fn im2col_input_grad(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
     let (k, n) = (g.k(), g.ho() * g.wo());
     let mut dx = vec![0f32; g.batch * g.cin * g.h * g.w];
     let (across, par) = split(g.batch);
@@ -502,7 +561,11 @@ fn input_grad(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
 /// Weight gradient: `x` and `dy` to `dw [Cout, Cin, KH, KW]`, summed over the batch; with
 /// `bias`, each output channel's row ends with one more value, the bias's gradient (the sum of
 /// `dy`): the im2col matrix gets a row of ones, so the GEMM computes it in the same pass.
-fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32], bias: bool) -> Vec<f32> {
+pub(super) fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32], bias: bool) -> Vec<f32> {
+    if g.direct() {
+        let (xd, wd) = g.dims();
+        return super::direct::weight_grad(xd, wd, g.pad, x, dy, bias);
+    }
     let (k, n) = (g.k(), g.ho() * g.wo());
     let kb = k + bias as usize;
     let (across, par) = split(g.batch);
@@ -972,6 +1035,12 @@ pub struct Conv2d {
 impl Conv2d {
     pub fn weight(&self) -> &Tensor {
         &self.weight
+    }
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+    pub fn config(&self) -> Conv2dConfig {
+        self.cfg
     }
 }
 

@@ -44,7 +44,11 @@ pub fn residual_modulate(
 /// The forward of both arities: `inputs` are `f` and optionally `r`.
 struct Modulate;
 
-fn forward(inputs: &[&[f32]], st: &[f32], (b, c, plane): (usize, usize, usize)) -> Vec<f32> {
+pub(super) fn forward(
+    inputs: &[&[f32]],
+    st: &[f32],
+    (b, c, plane): (usize, usize, usize),
+) -> Vec<f32> {
     let mut out = vec![0f32; b * c * plane];
     out.par_chunks_mut(plane).enumerate().for_each(|(i, o)| {
         let (bi, ci) = (i / c, i % c);
@@ -158,6 +162,49 @@ impl CustomOp3 for Modulate {
     }
 }
 
+/// The backward of `(f + r) * (1 + scale) + shift` in one pass over `dy`: `dy * (1 + scale)`
+/// (the gradient of `f` and of `r`) and, as [`sums`], the scale's and shift's `[B, 2C]`
+/// gradients from `sum = f + r`.
+pub(super) fn residual_backward(
+    dy: &[f32],
+    sum: &[f32],
+    st: &[f32],
+    (b, c, plane): (usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>) {
+    let mut dsum = vec![0f32; b * c * plane];
+    let pairs: Vec<(f64, f64)> = dsum
+        .par_chunks_mut(plane)
+        .enumerate()
+        .map(|(i, out)| {
+            let s = 1.0 + st[(i / c) * 2 * c + i % c];
+            let (d, f) = (
+                &dy[i * plane..(i + 1) * plane],
+                &sum[i * plane..(i + 1) * plane],
+            );
+            let (mut ds, mut dt) = (0f64, 0f64);
+            // Rows of f32 partial sums, accumulated in f64 across rows (as `sums`).
+            for ((o, d), f) in out.chunks_mut(256).zip(d.chunks(256)).zip(f.chunks(256)) {
+                let (mut a, mut t) = (0f32, 0f32);
+                for ((o, &d), &f) in o.iter_mut().zip(d).zip(f) {
+                    *o = d * s;
+                    a += d * f;
+                    t += d;
+                }
+                ds += a as f64;
+                dt += t as f64;
+            }
+            (ds, dt)
+        })
+        .collect();
+    let mut sums = vec![0f32; b * 2 * c];
+    for (i, (ds, dt)) in pairs.into_iter().enumerate() {
+        let (bi, ci) = (i / c, i % c);
+        sums[bi * 2 * c + ci] = ds as f32;
+        sums[bi * 2 * c + c + ci] = dt as f32;
+    }
+    (dsum, sums)
+}
+
 /// `(dy, st)` to `dy * (1 + scale)`.
 struct ScaleByChannel;
 
@@ -191,7 +238,11 @@ impl CustomOp2 for ScaleByChannel {
 /// (the scale's gradient) and of `dy` (the shift's).
 struct ChannelSums;
 
-fn sums(dy: &[f32], inputs: &[&[f32]], (b, c, plane): (usize, usize, usize)) -> Vec<f32> {
+pub(super) fn sums(
+    dy: &[f32],
+    inputs: &[&[f32]],
+    (b, c, plane): (usize, usize, usize),
+) -> Vec<f32> {
     let pairs: Vec<(f64, f64)> = (0..b * c)
         .into_par_iter()
         .map(|i| {

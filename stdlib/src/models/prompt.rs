@@ -62,6 +62,11 @@ impl Modulation {
         residual_modulate(f, None, &self.scale.forward(z)?, &self.shift.forward(z)?)
     }
 
+    /// `scale(z)` and `shift(z)`, `[B, C]` each.
+    pub fn scale_shift(&self, z: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((self.scale.forward(z)?, self.shift.forward(z)?))
+    }
+
     /// The modulation of `f + r` (a residual block's output), in one pass on the CPU.
     pub fn forward_residual(&self, f: &Tensor, r: &Tensor, z: &Tensor) -> Result<Tensor> {
         residual_modulate(f, Some(r), &self.scale.forward(z)?, &self.shift.forward(z)?)

@@ -6,6 +6,8 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::kernels::conv::{conv2d, Activation, Conv2d, Conv2dConfig};
+use crate::kernels::modulate::residual_modulate;
+use crate::kernels::resblock::residual_blocks;
 
 use super::prompt::{Extractor, Modulation};
 use super::{with_latent, PromptMode};
@@ -82,12 +84,28 @@ impl SrResNet {
         let lrelu = Activation::LeakyRelu(0.1);
         let p = with_latent(&self.prompt, z, "SRResNet")?;
         let mut feat = self.conv_first.forward_act(x, lrelu)?;
-        for (i, (c1, c2)) in self.body.iter().enumerate() {
-            let r = c2.forward(&c1.forward_act(&feat, Activation::Relu)?)?;
-            feat = match p {
-                Some((p, z)) => p.blocks[i].forward_residual(&feat, &r, z)?,
-                None => (feat + r)?,
-            };
+        let modulations = match p {
+            Some((p, z)) => Some(
+                p.blocks
+                    .iter()
+                    .map(|m| m.scale_shift(z))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        let blocks: Vec<(&Conv2d, &Conv2d)> = self.body.iter().map(|(a, b)| (a, b)).collect();
+        // The whole body as one op on the CPU (see kernels::resblock); separate ops elsewhere.
+        match residual_blocks(&feat, &blocks, modulations.as_deref())? {
+            Some(out) => feat = out,
+            None => {
+                for (i, (c1, c2)) in blocks.into_iter().enumerate() {
+                    let r = c2.forward(&c1.forward_act(&feat, Activation::Relu)?)?;
+                    feat = match &modulations {
+                        Some(m) => residual_modulate(&feat, Some(&r), &m[i].0, &m[i].1)?,
+                        None => (feat + r)?,
+                    };
+                }
+            }
         }
         let feat = self.conv_hr.forward_act(&feat, lrelu)?;
         let feat = match p {
