@@ -721,12 +721,13 @@ impl CustomOp2 for Conv2dOp {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (dx, dw) = gradients(x, w, &dy.contiguous()?, self.stride, self.pad, false)?;
-        Ok((Some(dx), Some(dw)))
+        Ok((dx, Some(dw)))
     }
 }
 
 /// The input's and the weight's gradients of a convolution (with `bias`, the weight's comes
-/// as `[Cout, K + 1]`, the bias's gradient last in each row).
+/// as `[Cout, K + 1]`, the bias's gradient last in each row). No input gradient for an input
+/// that no gradient flows back to (a network's first layer reading the images).
 fn gradients(
     x: &Tensor,
     w: &Tensor,
@@ -734,16 +735,21 @@ fn gradients(
     stride: usize,
     pad: usize,
     bias: bool,
-) -> Result<(Tensor, Tensor)> {
-    let dx = dy.apply_op2_no_bwd(
-        w,
-        &InputGrad {
-            stride,
-            pad,
-            h: x.dim(2)?,
-            w: x.dim(3)?,
-        },
-    )?;
+) -> Result<(Option<Tensor>, Tensor)> {
+    let dx = x
+        .track_op()
+        .then(|| {
+            dy.apply_op2_no_bwd(
+                w,
+                &InputGrad {
+                    stride,
+                    pad,
+                    h: x.dim(2)?,
+                    w: x.dim(3)?,
+                },
+            )
+        })
+        .transpose()?;
     let dw = x.apply_op2_no_bwd(
         dy,
         &WeightGrad {
@@ -825,7 +831,7 @@ impl CustomOp3 for Conv2dBiasOp {
         let k = dwb.dim(1)? - 1;
         let dw = dwb.narrow(1, 0, k)?.reshape(w.shape())?;
         let db = dwb.narrow(1, k, 1)?.flatten_all()?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        Ok((dx, Some(dw), Some(db)))
     }
 }
 

@@ -286,9 +286,16 @@ fn with_buffer<R>(
         v.resize(len, 0.0);
     }
     let r = f(&mut v[..len]);
-    which.with(|c| c.set(v));
+    // Kept for the next call unless huge (a whole large image restored at once): that memory
+    // goes back rather than staying with the thread.
+    if v.len() <= KEEP_VALUES {
+        which.with(|c| c.set(v));
+    }
     r
 }
+
+/// The largest per-thread buffer kept between calls (256 MiB).
+const KEEP_VALUES: usize = 1 << 26;
 
 /// A pointer shared by threads that write disjoint parts of what it points to.
 #[derive(Clone, Copy)]
