@@ -13,6 +13,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 pub(super) use super::direct::Epilogue;
+use super::scratch::{with_buffer, SharedOut, IM2COL};
 
 static FAST: AtomicBool = AtomicBool::new(true);
 
@@ -228,45 +229,6 @@ fn col2im(g: &Geometry, cols: &[f32], y0: usize, rows: usize, dx: &mut [f32]) {
     }
 }
 
-thread_local! {
-    static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// A per-thread im2col buffer, reused from call to call: a fresh multi-megabyte allocation per
-/// image costs page faults and zeroing that show up in a training step's profile. Contents are
-/// stale; every user overwrites what it reads.
-struct Scratch(Vec<f32>);
-
-impl Scratch {
-    fn take(len: usize) -> Scratch {
-        let mut v = SCRATCH.with(|c| c.take());
-        if v.len() < len {
-            v.resize(len, 0.0);
-        }
-        Scratch(v)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let v = std::mem::take(&mut self.0);
-        SCRATCH.with(|c| c.set(v));
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = Vec<f32>;
-    fn deref(&self) -> &Vec<f32> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Scratch {
-    fn deref_mut(&mut self) -> &mut Vec<f32> {
-        &mut self.0
-    }
-}
-
 /// `dst (m x n) = lhs (m x k) * rhs (k x n)` (plus `dst` when `accumulate`), every operand a
 /// slice with its (row, column) strides.
 ///
@@ -331,20 +293,6 @@ unsafe fn gemm_raw(
         false,
         par,
     )
-}
-
-/// An output buffer shared by threads that write disjoint parts of it.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: only used where each thread writes a region no other thread touches (see the users).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// Through a method, so closures capture the whole (Sync) wrapper, not its raw field.
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
 }
 
 /// Images are spread over threads when there are enough of them; otherwise each GEMM uses
@@ -459,59 +407,56 @@ fn image_forward(
             let y0 = t * tile;
             let rows = tile.min(g.ho() - y0);
             let tn = rows * g.wo();
-            let mut cols = Scratch::take(k * tn);
-            im2col(g, xb, y0, rows, &mut cols[..k * tn]);
-            let cols: &[f32] = &cols;
-            // SAFETY: tile t writes columns y0 * wo .. y0 * wo + tn of each of the cout
-            // rows of this image's output (cout x n), which no other tile writes; `o`
-            // outlives the parallel loop.
-            unsafe {
-                gemm_raw(
-                    tn,
-                    g.cout,
-                    k,
-                    (out.at(y0 * g.wo()), 1, n),
-                    (cols, 1, tn),
-                    (w, 1, k),
-                    acc,
-                    Parallelism::None,
-                )
-            };
+            with_buffer(&IM2COL, k * tn, |cols| {
+                im2col(g, xb, y0, rows, cols);
+                // SAFETY: tile t writes columns y0 * wo .. y0 * wo + tn of each of the cout
+                // rows of this image's output (cout x n), which no other tile writes; `o`
+                // outlives the parallel loop.
+                unsafe {
+                    gemm_raw(
+                        tn,
+                        g.cout,
+                        k,
+                        (out.at(y0 * g.wo()), 1, n),
+                        (cols, 1, tn),
+                        (w, 1, k),
+                        acc,
+                        Parallelism::None,
+                    )
+                };
+            });
         });
         return;
     }
     let tile = g.tile_rows();
-    let mut cols = Scratch::take(k * tile * g.wo());
-    let mut y0 = 0;
-    while y0 < g.ho() {
-        let rows = tile.min(g.ho() - y0);
-        let tn = rows * g.wo();
-        im2col(g, xb, y0, rows, &mut cols[..k * tn]);
-        let dst = &mut o[y0 * g.wo()..];
-        matmul(
-            tn,
-            g.cout,
-            k,
-            (dst, 1, n),
-            (&cols, 1, tn),
-            (w, 1, k),
-            acc,
-            par,
-        );
-        y0 += rows;
-    }
+    with_buffer(&IM2COL, k * tile * g.wo(), |cols| {
+        let mut y0 = 0;
+        while y0 < g.ho() {
+            let rows = tile.min(g.ho() - y0);
+            let tn = rows * g.wo();
+            im2col(g, xb, y0, rows, &mut cols[..k * tn]);
+            let dst = &mut o[y0 * g.wo()..];
+            matmul(
+                tn,
+                g.cout,
+                k,
+                (dst, 1, n),
+                (cols, 1, tn),
+                (w, 1, k),
+                acc,
+                par,
+            );
+            y0 += rows;
+        }
+    });
 }
 
 /// Input gradient: `dy [B, Cout, Ho, Wo]` and `w` to `dx [B, Cin, H, W]`.
 pub(super) fn input_grad(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
-    if g.direct() {
-        let (xd, wd) = g.dims();
-        return super::direct::input_grad(xd, wd, g.pad, dy, w, Epilogue::None);
-    }
-    im2col_input_grad(g, dy, w)
+    input_grad_with(g, dy, w, Epilogue::None)
 }
 
-/// The input gradient through `epilogue(flat index, value)`, as [`forward_with`].
+/// The input gradient through `epilogue`, as [`forward_with`].
 pub(super) fn input_grad_with(g: &Geometry, dy: &[f32], w: &[f32], epilogue: Epilogue) -> Vec<f32> {
     if g.direct() {
         let (xd, wd) = g.dims();
@@ -534,26 +479,27 @@ fn im2col_input_grad(g: &Geometry, dy: &[f32], w: &[f32]) -> Vec<f32> {
             return;
         }
         let tile = g.tile_rows();
-        let mut cols = Scratch::take(k * tile * g.wo());
-        let mut y0 = 0;
-        while y0 < g.ho() {
-            let rows = tile.min(g.ho() - y0);
-            let tn = rows * g.wo();
-            let dyt = &dyb[y0 * g.wo()..];
-            // cols^T (tn x k) = dy^T (tn x cout) * W (cout x k)
-            matmul(
-                tn,
-                k,
-                g.cout,
-                (&mut cols, 1, tn),
-                (dyt, 1, n),
-                (w, k, 1),
-                false,
-                par,
-            );
-            col2im(g, &cols[..k * tn], y0, rows, o);
-            y0 += rows;
-        }
+        with_buffer(&IM2COL, k * tile * g.wo(), |cols| {
+            let mut y0 = 0;
+            while y0 < g.ho() {
+                let rows = tile.min(g.ho() - y0);
+                let tn = rows * g.wo();
+                let dyt = &dyb[y0 * g.wo()..];
+                // cols^T (tn x k) = dy^T (tn x cout) * W (cout x k)
+                matmul(
+                    tn,
+                    k,
+                    g.cout,
+                    (&mut *cols, 1, tn),
+                    (dyt, 1, n),
+                    (w, k, 1),
+                    false,
+                    par,
+                );
+                col2im(g, &cols[..k * tn], y0, rows, o);
+                y0 += rows;
+            }
+        });
     });
     dx
 }
@@ -594,30 +540,31 @@ pub(super) fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32], bias: bool) -> Ve
             return;
         }
         let tile = g.tile_rows();
-        let mut cols = Scratch::take(kb * tile * g.wo());
-        let mut y0 = 0;
-        let mut first = first;
-        while y0 < g.ho() {
-            let rows = tile.min(g.ho() - y0);
-            let tn = rows * g.wo();
-            im2col(g, xb, y0, rows, &mut cols[..k * tn]);
-            if bias {
-                cols[k * tn..kb * tn].fill(1.0);
+        with_buffer(&IM2COL, kb * tile * g.wo(), |cols| {
+            let mut y0 = 0;
+            let mut first = first;
+            while y0 < g.ho() {
+                let rows = tile.min(g.ho() - y0);
+                let tn = rows * g.wo();
+                im2col(g, xb, y0, rows, &mut cols[..k * tn]);
+                if bias {
+                    cols[k * tn..kb * tn].fill(1.0);
+                }
+                let dyt = &dyb[y0 * g.wo()..];
+                matmul(
+                    g.cout,
+                    kb,
+                    tn,
+                    (&mut *dw, kb, 1),
+                    (dyt, n, 1),
+                    (cols, 1, tn),
+                    !first,
+                    par,
+                );
+                first = false;
+                y0 += rows;
             }
-            let dyt = &dyb[y0 * g.wo()..];
-            matmul(
-                g.cout,
-                kb,
-                tn,
-                (dw, kb, 1),
-                (dyt, n, 1),
-                (&cols, 1, tn),
-                !first,
-                par,
-            );
-            first = false;
-            y0 += rows;
-        }
+        });
     };
     if across {
         (0..g.batch)

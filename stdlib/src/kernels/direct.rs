@@ -22,11 +22,10 @@
 //! the pass that copies them out of the kernel's scratch, so the fused ops need no pass of
 //! their own. Callers check [`available`] (the CPU has AVX-512F) and [`supports`] first.
 
-use std::cell::Cell;
-
 use rayon::prelude::*;
 
 use super::conv::Activation;
+use super::scratch::{with_buffer, SharedOut, OUTPUT, PADDED};
 
 /// Output positions per forward tile: three vectors.
 const XV: usize = 3;
@@ -269,50 +268,6 @@ fn pack(p: &Plan, w: impl Fn(usize, usize, usize) -> f32) -> Vec<f32> {
     out
 }
 
-thread_local! {
-    /// The padded input of the image a thread works on.
-    static PADDED: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    /// A chunk's flat output (forward), or an image's padded input and transposed output
-    /// gradient (weight gradient).
-    static OUTPUT: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's reusable buffer `which` of at least `len` values (contents
-/// stale). Reentrant: a nested call for the same buffer gets a fresh one.
-fn with_buffer<R>(
-    which: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
-    len: usize,
-    f: impl FnOnce(&mut [f32]) -> R,
-) -> R {
-    let mut v = which.with(|c| c.take());
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
-    let r = f(&mut v[..len]);
-    // Kept for the next call unless huge (a whole large image restored at once): that memory
-    // goes back rather than staying with the thread.
-    if v.len() <= KEEP_VALUES {
-        which.with(|c| c.set(v));
-    }
-    r
-}
-
-/// The largest per-thread buffer kept between calls (256 MiB).
-const KEEP_VALUES: usize = 1 << 26;
-
-/// A pointer shared by threads that write disjoint parts of what it points to.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: only used where each thread writes a region no other thread touches (see users).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
-
 /// One stride-1 convolution of `batch` images `x` (`cin x h x w` each) with packed weights:
 /// the output (`cout x ho x wo` each), each value written through `epilogue` (an activation,
 /// a residual, a mask).
@@ -335,7 +290,7 @@ fn run(
     let threads = rayon::current_num_threads();
     let rows = (CHUNK_VALUES / (p.cin.max(1) * wp)).clamp(1, ho);
     let n_chunks = ho.div_ceil(rows);
-    let image = |b: usize, o: Shared, par: bool| {
+    let image = |b: usize, o: SharedOut, par: bool| {
         with_buffer(&PADDED, p.cin * p.ps(), |xp| {
             pad_image(p, &x[b * in_len..(b + 1) * in_len], xp, par);
             let xp: &[f32] = xp;
@@ -352,7 +307,7 @@ fn run(
                     // SAFETY: tiles write positions q0..q1 of each plane of `op` (plane
                     // stride os), which is this thread's own buffer.
                     unsafe {
-                        chunk_tiles(p, xp, packed, bias, Shared(op.as_mut_ptr()), os, q0, q1)
+                        chunk_tiles(p, xp, packed, bias, SharedOut(op.as_mut_ptr()), os, q0, q1)
                     };
                     for c in 0..p.cout {
                         for y in y0..y1 {
@@ -374,15 +329,15 @@ fn run(
     };
     let len = batch * out_len;
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    let base = Shared(out.as_mut_ptr());
+    let base = SharedOut(out.as_mut_ptr());
     // `base.at(b * out_len)` is image b's output, `out_len` values inside the allocation.
     if batch >= threads {
         (0..batch)
             .into_par_iter()
-            .for_each(|b| image(b, Shared(base.at(b * out_len)), false));
+            .for_each(|b| image(b, SharedOut(base.at(b * out_len)), false));
     } else {
         for b in 0..batch {
-            image(b, Shared(base.at(b * out_len)), true);
+            image(b, SharedOut(base.at(b * out_len)), true);
         }
     }
     // SAFETY: every image's chunks wrote every value of its `out_len` (all rows of all
@@ -403,7 +358,7 @@ unsafe fn chunk_tiles(
     xp: &[f32],
     packed: &[f32],
     bias: Option<&[f32]>,
-    out: Shared,
+    out: SharedOut,
     os: usize,
     q0: usize,
     q1: usize,

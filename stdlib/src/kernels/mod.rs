@@ -10,6 +10,7 @@ pub mod gate;
 pub mod modulate;
 pub mod norm;
 pub mod resblock;
+mod scratch;
 
 /// glibc returns freed multi-megabyte blocks to the system at once and maps them again on the
 /// next allocation, so every tensor of a training step costs page faults and zeroing (measured

@@ -196,13 +196,18 @@ pub(super) fn residual_backward(
             (ds, dt)
         })
         .collect();
-    let mut sums = vec![0f32; b * 2 * c];
+    (dsum, scale_shift_rows(pairs, b, c))
+}
+
+/// Per-(image, channel) pairs of the scale's and the shift's gradients laid out as `[B, 2C]`.
+fn scale_shift_rows(pairs: Vec<(f64, f64)>, b: usize, c: usize) -> Vec<f32> {
+    let mut out = vec![0f32; b * 2 * c];
     for (i, (ds, dt)) in pairs.into_iter().enumerate() {
         let (bi, ci) = (i / c, i % c);
-        sums[bi * 2 * c + ci] = ds as f32;
-        sums[bi * 2 * c + c + ci] = dt as f32;
+        out[bi * 2 * c + ci] = ds as f32;
+        out[bi * 2 * c + c + ci] = dt as f32;
     }
-    (dsum, sums)
+    out
 }
 
 /// `(dy, st)` to `dy * (1 + scale)`.
@@ -238,11 +243,7 @@ impl CustomOp2 for ScaleByChannel {
 /// (the scale's gradient) and of `dy` (the shift's).
 struct ChannelSums;
 
-pub(super) fn sums(
-    dy: &[f32],
-    inputs: &[&[f32]],
-    (b, c, plane): (usize, usize, usize),
-) -> Vec<f32> {
+fn sums(dy: &[f32], inputs: &[&[f32]], (b, c, plane): (usize, usize, usize)) -> Vec<f32> {
     let pairs: Vec<(f64, f64)> = (0..b * c)
         .into_par_iter()
         .map(|i| {
@@ -274,13 +275,7 @@ pub(super) fn sums(
             (ds, dt)
         })
         .collect();
-    let mut out = vec![0f32; b * 2 * c];
-    for (i, (ds, dt)) in pairs.into_iter().enumerate() {
-        let (bi, ci) = (i / c, i % c);
-        out[bi * 2 * c + ci] = ds as f32;
-        out[bi * 2 * c + c + ci] = dt as f32;
-    }
-    out
+    scale_shift_rows(pairs, b, c)
 }
 
 impl CustomOp2 for ChannelSums {
