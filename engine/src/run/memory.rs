@@ -21,15 +21,39 @@ fn proc_kb(file: &str, key: &str) -> Option<u64> {
 
 /// What one crop of a training step costs and what the whole batch would, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Estimate {
+pub struct Estimate {
     pub per_crop: u64,
     pub needed: u64,
     pub available: u64,
 }
 
 impl Estimate {
+    /// `per_crop` scaled to `batch` crops; a product past u64's range saturates.
+    pub fn for_batch(per_crop: u64, batch: usize, available: u64) -> Estimate {
+        Estimate {
+            per_crop,
+            needed: per_crop.saturating_mul(batch as u64),
+            available,
+        }
+    }
+
     pub fn fits(&self) -> bool {
         self.needed <= self.available
+    }
+
+    /// `Err` with the numbers and what to change when the step would not fit.
+    pub fn verdict(&self, batch: usize, patch: usize) -> Result<(), String> {
+        if self.fits() {
+            return Ok(());
+        }
+        Err(format!(
+            "a training step at batch {batch}, patch {patch} needs about {} ({} a crop, measured), \
+             and this machine has {} available: lower `batch` or `patch` in the training data, \
+             or train on a GPU (docs/cuda.md)",
+            gb(self.needed),
+            gb(self.per_crop),
+            gb(self.available)
+        ))
     }
 }
 
@@ -37,13 +61,9 @@ fn gb(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
-/// Measures a step at batch 1 and scales it to `batch`. `None` when it cannot be measured
-/// here (not Linux, no /proc, a GPU).
-pub(crate) fn estimate(net: &Network, batch: usize, patch: usize) -> Option<Estimate> {
+/// The growth of the process's peak resident size over one step at batch 1, in bytes.
+fn measure_step(net: &Network, patch: usize) -> Option<u64> {
     let dev = net.device();
-    if !dev.is_cpu() {
-        return None;
-    }
     mio_stdlib::kernels::release_free_memory();
     // Writing 5 resets the peak resident size (VmHWM) to the current one.
     std::fs::write("/proc/self/clear_refs", "5").ok()?;
@@ -57,62 +77,64 @@ pub(crate) fn estimate(net: &Network, batch: usize, patch: usize) -> Option<Esti
     };
     step().ok()?;
     let peak = proc_kb("/proc/self/status", "VmHWM:")?;
-    let available = proc_kb("/proc/meminfo", "MemAvailable:")? * 1024;
     mio_stdlib::kernels::release_free_memory();
-    // The batch-1 step also holds what does not grow with the batch (gradients of the
-    // weights, scratch buffers), so this errs on the side of too much.
-    let per_crop = peak.saturating_sub(base) * 1024;
-    Some(Estimate {
-        per_crop,
-        needed: per_crop.saturating_mul(batch as u64),
-        available,
-    })
+    Some(peak.saturating_sub(base) * 1024)
 }
 
-/// `Err` with the numbers and what to change when the step would not fit.
+/// Measures a step at batch 1 and scales it to `batch`. `None` when it cannot be measured
+/// here (not Linux, no /proc, a GPU).
+///
+/// What is measured is the whole process's resident memory: a test set or eval running beside
+/// the stage (`--jobs`) and allocating during the step would inflate it, so the step is
+/// measured twice and the smaller taken. One freeing memory during both would hide some of the
+/// step's growth; the check then passes a batch it might have refused, as without a check.
+pub fn estimate(net: &Network, batch: usize, patch: usize) -> Option<Estimate> {
+    if !net.device().is_cpu() {
+        return None;
+    }
+    let first = measure_step(net, patch)?;
+    let second = measure_step(net, patch)?;
+    let available = proc_kb("/proc/meminfo", "MemAvailable:")? * 1024;
+    // The batch-1 step also holds what does not grow with the batch (gradients of the
+    // weights, scratch buffers), so this errs on the side of too much.
+    Some(Estimate::for_batch(first.min(second), batch, available))
+}
+
+/// `Err` with the numbers and what to change when the step would not fit; `Ok` when it fits
+/// or cannot be measured here.
 pub(crate) fn check(net: &Network, batch: usize, patch: usize) -> Result<(), String> {
     match estimate(net, batch, patch) {
-        Some(e) if !e.fits() => Err(format!(
-            "a training step at batch {batch}, patch {patch} needs about {} ({} a crop, measured), \
-             and this machine has {} available: lower `batch` or `patch` in the training data, \
-             or train on a GPU (docs/cuda.md)",
-            gb(e.needed),
-            gb(e.per_crop),
-            gb(e.available)
-        )),
-        _ => Ok(()),
+        Some(e) => e.verdict(batch, patch),
+        None => Ok(()),
     }
 }
 
+// The measurement itself is tested in engine/tests/memory.rs, a process of its own: another
+// test freeing memory during both steps would hide their growth.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mio_stdlib::models::network::{Arch, Spec};
-    use mio_stdlib::models::PromptMode;
 
     #[test]
-    fn a_step_is_measured_and_scales_with_the_batch() {
-        let spec = Spec {
-            arch: Arch::SrResNet {
-                channels: 16,
-                blocks: 2,
-            },
-            prompt: PromptMode::None,
-            map_size: 0,
-            tasks: vec!["noise".into()],
-        };
-        let net = Network::new(spec, 0, &candle_core::Device::Cpu).unwrap();
-        let Some(small) = estimate(&net, 4, 64) else {
-            return; // not measurable on this system
-        };
-        // At patch 64 a crop's step holds some 20 activations of 16 x 64 x 64 floats.
-        assert!(small.per_crop > 1 << 20, "{small:?}");
-        assert_eq!(small.needed, 4 * small.per_crop);
+    fn a_batch_that_does_not_fit_is_refused_with_the_numbers() {
+        let gib = 1u64 << 30;
+        let ok = Estimate::for_batch(gib / 4, 8, 4 * gib);
+        assert_eq!(ok.needed, 2 * gib);
+        assert_eq!(ok.verdict(8, 128), Ok(()));
+        let err = Estimate::for_batch(gib, 8, 4 * gib)
+            .verdict(8, 128)
+            .unwrap_err();
+        assert!(
+            err.contains("batch 8, patch 128 needs about 8.6 GB (1.1 GB a crop"),
+            "{err}"
+        );
+        assert!(
+            err.contains("4.3 GB available: lower `batch` or `patch`"),
+            "{err}"
+        );
         // A batch past u64's range saturates rather than wrapping into a small number.
-        assert_eq!(estimate(&net, usize::MAX, 64).unwrap().needed, u64::MAX);
-        assert!(small.fits());
-        // A batch no machine has the memory for is refused, with the numbers.
-        let err = check(&net, 1 << 40, 64).unwrap_err();
-        assert!(err.contains("lower `batch` or `patch`"), "{err}");
+        let huge = Estimate::for_batch(3, usize::MAX, u64::MAX - 1);
+        assert_eq!(huge.needed, u64::MAX);
+        assert!(!huge.fits());
     }
 }

@@ -9,7 +9,7 @@
 //! `manifest.yaml`.
 
 mod keys;
-mod memory;
+pub mod memory;
 mod nodes;
 mod png;
 pub mod progress;
