@@ -50,7 +50,7 @@ fn forward_and_gradients_equal_candles_over_random_shapes() {
     let mut rng = Rng::derive(7, &["conv shapes"]);
     let mut cases = 0;
     while cases < 60 {
-        let k = [1, 3, 3, 5, 7][rng.int(0, 4) as usize];
+        let k: usize = [1, 3, 3, 5, 7][rng.int(0, 4) as usize];
         let stride = 1 + rng.int(0, 1) as usize;
         let pad = rng.int(0, k as i64 / 2 + 1) as usize;
         let (b, cin, cout) = (
@@ -233,12 +233,23 @@ fn run_depthwise(x: &Tensor, w: &Tensor, r: &Tensor, pad: usize, how: Depthwise)
 #[test]
 fn depthwise_forward_and_gradients_equal_candles_over_random_shapes() {
     let mut rng = Rng::derive(11, &["depthwise shapes"]);
-    for case in 0..40 {
-        let k = [1, 3, 3, 5, 7][rng.int(0, 4) as usize];
+    let mut shapes = vec![];
+    for _ in 0..40 {
+        let k: usize = [1, 3, 3, 5, 7][rng.int(0, 4) as usize];
         let pad = rng.int(0, k as i64 - 1) as usize;
         let (b, c) = (1 + rng.int(0, 2) as usize, 1 + rng.int(0, 9) as usize);
-        // Non-square inputs too: the kernel works on rows, whatever the aspect.
-        let (h, w) = (k + rng.int(0, 13) as usize, k + rng.int(0, 13) as usize);
+        // Non-square inputs too, and planes narrower than the filter where the padding
+        // allows (one output wide).
+        let least = k.saturating_sub(2 * pad).max(1);
+        let mut side = || least + rng.int(0, 14) as usize;
+        let (h, w) = (side(), side());
+        shapes.push((b, c, h, w, k, pad));
+    }
+    // Restormer's deepest levels are a few pixels across.
+    for (h, w) in [(1, 1), (1, 4), (2, 2), (5, 1), (6, 6)] {
+        shapes.push((2, 3, h, w, 3, 1));
+    }
+    for (case, &(b, c, h, w, k, pad)) in shapes.iter().enumerate() {
         let x = random(&mut rng, &[b, c, h, w]);
         let wt = random(&mut rng, &[c, 1, k, k]);
         let r = random(&mut rng, &[b, c, h + 2 * pad + 1 - k, w + 2 * pad + 1 - k]);

@@ -1,9 +1,11 @@
 //! Depthwise 2-D convolution (groups = channels, one filter per channel, stride 1) on the CPU
 //! as candle custom ops: the core of Restormer's attention and feed-forward blocks. candle runs
 //! a grouped convolution as one convolution per group, 30-90x slower than PyTorch; here every
-//! (image, channel) plane is one task for rayon, and each output row is a few shifted
-//! multiply-adds over contiguous rows, which the compiler vectorises. Square filters only (the
-//! input gradient pads both sides by `k - 1 - pad`).
+//! (image, channel) plane is one task for rayon. The common 3x3, pad-1 case pads the plane into
+//! a flat layout ([`Flat3`]) where each tap is one shifted slice of a single run, so nine
+//! multiply-adds per output (or nine long dot products for the weight gradient) vectorise at
+//! any width, built for AVX-512 too when the CPU has it; other filters go a row at a time.
+//! Square filters only (the input gradient pads both sides by `k - 1 - pad`).
 //!
 //! Forward and input gradient are the same kernel (the input gradient is the output gradient
 //! convolved with the flipped filter, padded by `k - 1 - pad`); the weight gradient is a dot
@@ -14,6 +16,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::conv::{dims4, fast, slice};
+use super::scratch::{with_buffer, DEPTHWISE};
 
 /// One depthwise convolution: `batch` images of `c` planes `h x w`, a `kh x kw` filter per
 /// channel, zero padding `pad` on every side, stride 1.
@@ -50,7 +53,7 @@ fn plane_conv(
     pad: usize,
     out: &mut [f32],
 ) {
-    if kh == 3 && kw == 3 && pad == 1 && w >= 3 {
+    if kh == 3 && kw == 3 && pad == 1 {
         return plane_conv3x3(plane, h, w, filter, out);
     }
     let ho = h + 2 * pad + 1 - kh;
@@ -81,48 +84,88 @@ fn plane_conv(
     }
 }
 
-/// The input rows above, at and below output row `y` of a 3x3, pad-1 convolution (zeros
-/// outside the plane).
-fn rows3<'a>(plane: &'a [f32], zeros: &'a [f32], h: usize, w: usize, y: usize) -> [&'a [f32]; 3] {
-    let row = |i: isize| {
-        if i < 0 || i >= h as isize {
-            zeros
-        } else {
-            &plane[i as usize * w..(i as usize + 1) * w]
+/// The flat padded layout of a 3x3, pad-1 convolution over an `h x w` plane: rows of
+/// `wp = w + 2` values inside a zero border, so that output `(y, x)`, at `q = y * wp + x`,
+/// reads tap `(ky, kx)` at `q + ky * wp + kx`. Each tap is then one shifted slice of a single
+/// run of `h * wp` outputs (two per row are computed and dropped), which vectorises at any
+/// width: Restormer's deeper levels are 6 to 12 pixels wide, too narrow for row-wise loops.
+#[derive(Clone, Copy)]
+struct Flat3 {
+    h: usize,
+    w: usize,
+    wp: usize,
+}
+
+impl Flat3 {
+    fn new(h: usize, w: usize) -> Flat3 {
+        Flat3 { h, w, wp: w + 2 }
+    }
+
+    /// Outputs in the flat layout, the dropped columns included.
+    fn outputs(&self) -> usize {
+        self.h * self.wp
+    }
+
+    /// The padded plane, with the two values the last row's rightmost taps read past it.
+    fn padded_len(&self) -> usize {
+        (self.h + 2) * self.wp + 2
+    }
+
+    /// `plane` into `buf` (`padded_len` long) with its zero border.
+    fn pad(&self, plane: &[f32], buf: &mut [f32]) {
+        buf.fill(0.0);
+        for (y, row) in plane.chunks_exact(self.w).take(self.h).enumerate() {
+            let at = (y + 1) * self.wp + 1;
+            buf[at..at + self.w].copy_from_slice(row);
+        }
+    }
+
+    /// Tap `ky * 3 + kx`'s view of a padded plane, one per output in the flat layout.
+    fn taps<'a>(&self, padded: &'a [f32]) -> [&'a [f32]; 9] {
+        let n = self.outputs();
+        std::array::from_fn(|t| {
+            let at = t / 3 * self.wp + t % 3;
+            &padded[at..at + n]
+        })
+    }
+}
+
+/// Runs `$body` compiled for AVX-512 when the CPU has it (the same Rust, vectorised sixteen
+/// lanes wide with 32 registers), else compiled for the baseline target.
+macro_rules! multiversion {
+    ($name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn wide($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if super::direct::available() {
+                    // SAFETY: the CPU has AVX-512F (checked at run time).
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $body($($arg),*)
         }
     };
-    [row(y as isize - 1), row(y as isize), row(y as isize + 1)]
 }
 
-/// The nine shifted views of a 3x3 pad-1 convolution over the interior of a row (outputs
-/// 1..w-1, `n = w - 2` of them): tap `ky * 3 + kx` reads row `ky` from `kx`.
-fn taps3(rows: [&[f32]; 3], n: usize) -> [&[f32]; 9] {
-    let [r0, r1, r2] = rows;
-    [
-        &r0[..n],
-        &r0[1..n + 1],
-        &r0[2..n + 2],
-        &r1[..n],
-        &r1[1..n + 1],
-        &r1[2..n + 2],
-        &r2[..n],
-        &r2[1..n + 1],
-        &r2[2..n + 2],
-    ]
-}
+multiversion!(plane_conv3x3(plane: &[f32], h: usize, w: usize, f: &[f32], out: &mut [f32]) => plane_conv3x3_body);
+multiversion!(weight_grad3x3(plane: &[f32], grad: &[f32], h: usize, w: usize, acc: &mut [f64]) => weight_grad3x3_body);
 
-/// [`plane_conv`] for the common case, 3x3 with padding 1: each output row is one pass over its
-/// interior with all nine taps (shifted slices the compiler vectorises), its two ends apart.
-/// Nine passes of a few dozen values each cost more in loop overhead than they compute.
-fn plane_conv3x3(plane: &[f32], h: usize, w: usize, f: &[f32], out: &mut [f32]) {
-    let zeros = vec![0f32; w];
-    for (y, o) in out.chunks_exact_mut(w).enumerate().take(h) {
-        let [r0, r1, r2] = rows3(plane, &zeros, h, w, y);
-        let n = w - 2;
-        let [a0, a1, a2, b0, b1, b2, c0, c1, c2] = taps3([r0, r1, r2], n);
-        let inner = &mut o[1..n + 1];
+/// [`plane_conv`] for the common case, 3x3 with padding 1, in the [`Flat3`] layout: one pass
+/// of nine multiply-adds per output, then the rows copied out.
+#[inline(always)]
+fn plane_conv3x3_body(plane: &[f32], h: usize, w: usize, f: &[f32], out: &mut [f32]) {
+    let g = Flat3::new(h, w);
+    let n = g.outputs();
+    with_buffer(&DEPTHWISE, g.padded_len() + n, |buf| {
+        let (padded, flat) = buf.split_at_mut(g.padded_len());
+        g.pad(plane, padded);
+        let [a0, a1, a2, b0, b1, b2, c0, c1, c2] = g.taps(padded);
         for i in 0..n {
-            inner[i] = f[0] * a0[i]
+            flat[i] = f[0] * a0[i]
                 + f[1] * a1[i]
                 + f[2] * a2[i]
                 + f[3] * b0[i]
@@ -132,82 +175,40 @@ fn plane_conv3x3(plane: &[f32], h: usize, w: usize, f: &[f32], out: &mut [f32]) 
                 + f[7] * c1[i]
                 + f[8] * c2[i];
         }
-        let at = |r: &[f32], x: isize| {
-            if x < 0 || x >= w as isize {
-                0.0
-            } else {
-                r[x as usize]
-            }
-        };
-        for x in [0, w - 1] {
-            let xi = x as isize;
-            let mut acc = 0.0;
-            for (ky, r) in [r0, r1, r2].iter().enumerate() {
-                for kx in 0..3 {
-                    acc += f[ky * 3 + kx] * at(r, xi + kx as isize - 1);
-                }
-            }
-            o[x] = acc;
+        for (o, row) in out.chunks_exact_mut(w).zip(flat.chunks_exact(g.wp)) {
+            o.copy_from_slice(&row[..w]);
         }
-    }
+    });
 }
 
 /// The nine sums of `dy[y][x] * x[y + ky - 1][x + kx - 1]` over one plane (3x3, pad 1), added
-/// to `acc`: sixteen f32 lanes per tap over the rows' interiors (so the loop vectorises), the
-/// two ends of each row apart, into f64 once per plane.
-fn weight_grad3x3(plane: &[f32], grad: &[f32], h: usize, w: usize, acc: &mut [f64]) {
-    const L: usize = 16;
-    let zeros = vec![0f32; w];
-    let mut lanes = [[0f32; L]; 9];
-    let mut ends = [0f32; 9];
-    let n = w - 2;
-    let full = n / L * L;
-    for (y, g) in grad.chunks_exact(w).enumerate().take(h) {
-        let [r0, r1, r2] = rows3(plane, &zeros, h, w, y);
-        let src = taps3([r0, r1, r2], n);
-        let gi = &g[1..n + 1];
-        for o in (0..full).step_by(L) {
-            let gv = &gi[o..o + L];
-            for (lane, s) in lanes.iter_mut().zip(&src) {
-                let sv = &s[o..o + L];
-                for i in 0..L {
-                    lane[i] += gv[i] * sv[i];
-                }
-            }
+/// to `acc`: the output gradient laid out like the outputs of [`Flat3`] (zeros in the dropped
+/// columns), each tap one long dot product.
+#[inline(always)]
+fn weight_grad3x3_body(plane: &[f32], grad: &[f32], h: usize, w: usize, acc: &mut [f64]) {
+    let g = Flat3::new(h, w);
+    let n = g.outputs();
+    with_buffer(&DEPTHWISE, g.padded_len() + n, |buf| {
+        let (padded, dy) = buf.split_at_mut(g.padded_len());
+        g.pad(plane, padded);
+        for (row, d) in dy.chunks_exact_mut(g.wp).zip(grad.chunks_exact(w)) {
+            row[..w].copy_from_slice(d);
+            row[w..].fill(0.0);
         }
-        for i in full..n {
-            for (e, s) in ends.iter_mut().zip(&src) {
-                *e += gi[i] * s[i];
-            }
+        for (a, tap) in acc.iter_mut().zip(g.taps(padded)) {
+            *a += dot::<32>(dy, tap) as f64;
         }
-        // The two ends: output x = 0 and x = w - 1.
-        let at = |r: &[f32], x: isize| {
-            if x < 0 || x >= w as isize {
-                0.0
-            } else {
-                r[x as usize]
-            }
-        };
-        for x in [0, w - 1] {
-            for (ky, r) in [r0, r1, r2].iter().enumerate() {
-                for kx in 0..3 {
-                    ends[ky * 3 + kx] += g[x] * at(r, x as isize + kx as isize - 1);
-                }
-            }
-        }
-    }
-    for ((a, lane), e) in acc.iter_mut().zip(&lanes).zip(&ends) {
-        *a += lane.iter().map(|&v| v as f64).sum::<f64>() + *e as f64;
-    }
+    });
 }
 
-/// Sum of `a[i] * b[i]` with eight independent accumulators, so it vectorises.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+/// Sum of `a[i] * b[i]` with `L` independent accumulators, so it vectorises (several
+/// registers' worth keep the additions from waiting on each other).
+fn dot<const L: usize>(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; L];
+    let (ac, bc) = (a.chunks_exact(L), b.chunks_exact(L));
     let (ar, br) = (ac.remainder(), bc.remainder());
     for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
+        for i in 0..L {
             acc[i] += x[i] * y[i];
         }
     }
@@ -289,7 +290,7 @@ fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
                         if hi > lo {
                             let src =
                                 &irow[(lo as isize + off) as usize..(hi as isize + off) as usize];
-                            acc[ky * g.kw + kx] += dot(&grow[lo..hi], src) as f64;
+                            acc[ky * g.kw + kx] += dot::<8>(&grow[lo..hi], src) as f64;
                         }
                     }
                 }

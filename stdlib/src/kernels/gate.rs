@@ -14,7 +14,11 @@ use super::conv::{dims4, fast, slice};
 #[inline]
 fn exp_neg(x: f32) -> f32 {
     let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    // Rounded to the nearest integer by adding and taking away 1.5 * 2^23, which leaves no
+    // fraction bits: `f32::round` is a call into libm on the baseline x86-64 target and
+    // would keep the loops from vectorising.
+    const SHIFT: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
     // ln 2 in two parts (Cody and Waite), so r keeps its precision.
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0

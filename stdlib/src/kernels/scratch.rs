@@ -14,6 +14,9 @@ thread_local! {
     /// A chunk's flat output (forward), or an image's padded input and transposed output
     /// gradient (weight gradient) (direct.rs).
     pub(super) static OUTPUT: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// A plane padded for a depthwise 3x3 convolution and its flat output or output
+    /// gradient (depthwise.rs).
+    pub(super) static DEPTHWISE: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// The largest per-thread buffer kept between calls (256 MiB): a bigger one (a whole large
