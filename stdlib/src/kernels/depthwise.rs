@@ -266,7 +266,8 @@ fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (wo, ho) = (g.wo(), g.ho());
     let mut dw = vec![0f32; g.c * taps];
     dw.par_chunks_mut(taps).enumerate().for_each(|(c, out)| {
-        // Rows are summed in f64: a plane holds thousands of products.
+        // Partial sums (a row, or a whole plane for 3x3 in its 32 lanes) are added in f64:
+        // a channel holds the batch's thousands of products.
         let mut acc = vec![0f64; taps];
         for b in 0..g.batch {
             let i = b * g.c + c;
