@@ -25,6 +25,26 @@ fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// What [`run`] and [`run_depthwise`] return, in order.
+const PARTS: [&str; 3] = ["output", "input grad", "weight grad"];
+
+/// Every tensor of `ours` has the shape of its counterpart in `theirs` and is within `tol` of
+/// it (relative to the largest value); a failure names the part (`names[k]`, else its index)
+/// and `context`.
+fn assert_close(ours: &[Tensor], theirs: &[Tensor], tol: f32, names: &[&str], context: &str) {
+    assert_eq!(ours.len(), theirs.len(), "{context}: how many parts");
+    for (k, (a, t)) in ours.iter().zip(theirs).enumerate() {
+        let part = names.get(k).map_or(format!("part {k}"), |n| n.to_string());
+        assert_eq!(a.dims(), t.dims(), "{context}: {part}");
+        let e = max_rel(a, t);
+        assert!(
+            e < tol,
+            "{context}: {part}: relative error {e} for {:?}",
+            a.dims()
+        );
+    }
+}
+
 /// Forward output and the gradients of `sum(y * r)` for input and weight.
 fn run(x: &Tensor, w: &Tensor, r: &Tensor, pad: usize, stride: usize, ours: bool) -> [Tensor; 3] {
     let xv = Var::from_tensor(x).unwrap();
@@ -72,19 +92,12 @@ fn forward_and_gradients_equal_candles_over_random_shapes() {
         let r = random(&mut rng, &[b, cout, ho, wo]);
         let ours = run(&x, &wt, &r, pad, stride, true);
         let theirs = run(&x, &wt, &r, pad, stride, false);
-        for (what, (a, t)) in ["output", "input grad", "weight grad"]
-            .iter()
-            .zip(ours.iter().zip(&theirs))
-        {
-            assert_eq!(a.dims(), t.dims(), "{what}");
-            let e = max_rel(a, t);
-            assert!(
-                e < 1e-4,
-                "{what}: relative error {e} for x {:?}, w {:?}, pad {pad}, stride {stride}",
-                x.dims(),
-                wt.dims()
-            );
-        }
+        let context = format!(
+            "x {:?}, w {:?}, pad {pad}, stride {stride}",
+            x.dims(),
+            wt.dims()
+        );
+        assert_close(&ours, &theirs, 1e-4, &PARTS, &context);
         cases += 1;
     }
 }
@@ -155,9 +168,7 @@ fn a_single_image_uses_the_threaded_gemm_and_agrees() {
     let r = random(&mut rng, &[1, 8, 70, 90]);
     let ours = run(&x, &w, &r, 1, 1, true);
     let theirs = run(&x, &w, &r, 1, 1, false);
-    for (a, t) in ours.iter().zip(&theirs) {
-        assert!(max_rel(a, t) < 1e-4);
-    }
+    assert_close(&ours, &theirs, 1e-4, &PARTS, "batch 1");
 }
 
 #[test]
@@ -197,9 +208,7 @@ fn the_fused_bias_equals_a_broadcast_add_and_gets_its_gradient() {
                 g.get(bv.as_tensor()).unwrap().clone(),
             ]
         };
-        for (a, t) in grads(true).iter().zip(&grads(false)) {
-            assert!(max_rel(a, t) < 1e-4, "{:?}", a.dims());
-        }
+        assert_close(&grads(true), &grads(false), 1e-4, &["x", "w", "bias"], "");
     }
 }
 
@@ -258,18 +267,8 @@ fn depthwise_forward_and_gradients_equal_candles_over_random_shapes() {
         let theirs = run_depthwise(&x, &wt, &r, pad, Depthwise::Candle);
         for how in [Depthwise::Kernel, Depthwise::Taps] {
             let ours = run_depthwise(&x, &wt, &r, pad, how);
-            for (what, (a, t)) in ["output", "input grad", "weight grad"]
-                .iter()
-                .zip(ours.iter().zip(&theirs))
-            {
-                assert_eq!(a.dims(), t.dims(), "case {case}: {how:?} {what}");
-                let e = max_rel(a, t);
-                assert!(
-                    e < 1e-4,
-                    "case {case}: {how:?} {what}: relative error {e} for x {:?}, k {k}, pad {pad}",
-                    x.dims()
-                );
-            }
+            let context = format!("case {case}: {how:?}, x {:?}, k {k}, pad {pad}", x.dims());
+            assert_close(&ours, &theirs, 1e-4, &PARTS, &context);
         }
     }
 }
@@ -356,9 +355,7 @@ fn fused_activations_equal_candles_ops_and_their_gradients() {
                 Activation::None => y,
             }
         });
-        for (k, (a, t)) in fused.iter().zip(&plain).enumerate() {
-            assert!(max_rel(a, t) < 1e-4, "{act:?}: part {k}");
-        }
+        assert_close(&fused, &plain, 1e-4, &[], &format!("{act:?}"));
     }
 }
 
@@ -393,13 +390,7 @@ fn fused_modulation_equals_candles_ops_and_their_gradients() {
                 .broadcast_add(&sh)
                 .unwrap()
         });
-        for (k, (a, t)) in fused.iter().zip(&plain).enumerate() {
-            assert!(
-                max_rel(a, t) < 1e-4,
-                "residual {residual}: part {k}: {}",
-                max_rel(a, t)
-            );
-        }
+        assert_close(&fused, &plain, 1e-4, &[], &format!("residual {residual}"));
     }
 }
 
@@ -426,26 +417,14 @@ fn channel_norm_and_gated_gelu_equal_candles_ops_and_their_gradients() {
             .broadcast_add(&t[2].reshape((1, c, 1, 1)).unwrap())
             .unwrap()
     });
-    for (k, (a, t)) in ours.iter().zip(&theirs).enumerate() {
-        assert!(
-            max_rel(a, t) < 1e-4,
-            "channel norm, part {k}: {}",
-            max_rel(a, t)
-        );
-    }
+    assert_close(&ours, &theirs, 1e-4, &[], "channel norm");
     let t = (random(&mut rng, &[b, 2 * c, h, w]) * 3.0).unwrap();
     let r = random(&mut rng, &[b, c, h, w]);
     let ours = grads_of(&[t.clone()], &r, |t| gated_gelu(&t[0]).unwrap());
     let theirs = grads_of(&[t], &r, |t| {
         (t[0].narrow(1, 0, c).unwrap().gelu_erf().unwrap() * t[0].narrow(1, c, c).unwrap()).unwrap()
     });
-    for (k, (a, t)) in ours.iter().zip(&theirs).enumerate() {
-        assert!(
-            max_rel(a, t) < 1e-5,
-            "gated gelu, part {k}: {}",
-            max_rel(a, t)
-        );
-    }
+    assert_close(&ours, &theirs, 1e-5, &[], "gated gelu");
 }
 
 #[test]
@@ -480,18 +459,12 @@ fn direct_and_im2col_paths_both_equal_candles_over_random_shapes() {
             set_direct(on);
             let ours = run(&x, &wt, &r, pad, 1, true);
             set_direct(true);
-            for (what, (a, t)) in ["output", "input grad", "weight grad"]
-                .iter()
-                .zip(ours.iter().zip(&theirs))
-            {
-                let e = max_rel(a, t);
-                assert!(
-                    e < 1e-4,
-                    "{what} (direct {on}): relative error {e} for x {:?}, w {:?}, pad {pad}",
-                    x.dims(),
-                    wt.dims()
-                );
-            }
+            let context = format!(
+                "direct {on}, x {:?}, w {:?}, pad {pad}",
+                x.dims(),
+                wt.dims()
+            );
+            assert_close(&ours, &theirs, 1e-4, &PARTS, &context);
         }
     }
     if !direct::available() {
@@ -602,14 +575,18 @@ fn fused_residual_blocks_equal_their_separate_ops_and_their_gradients() {
         // A second backward through the same fused graph recomputes what the first used up.
         let again = loss(&fused).backward().unwrap();
         for (name, t) in &watched {
-            let (a, e) = (gf.get(t).unwrap(), gs.get(t).unwrap());
-            assert!(
-                max_rel(a, e) < 1e-4,
-                "{n} blocks, {name}: {}",
-                max_rel(a, e)
+            let fused = gf.get(t).unwrap().clone();
+            let context = format!("{n} blocks, {name}");
+            assert_close(
+                &[fused.clone()],
+                &[gs.get(t).unwrap().clone()],
+                1e-4,
+                &[],
+                &context,
             );
             // (1e-4, not exact: the im2col-vs-direct test may switch paths in between.)
-            assert!(max_rel(again.get(t).unwrap(), a) < 1e-4, "{name} again");
+            let again = again.get(t).unwrap().clone();
+            assert_close(&[again], &[fused], 1e-4, &["again"], &context);
         }
     }
 }
