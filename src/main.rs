@@ -287,6 +287,7 @@ fn run(
             std::process::exit(130);
         }
         eprintln!("\nmio: stopping: saving a checkpoint (Ctrl-C again to quit at once)");
+        // (SIGTERM and SIGHUP arrive here too, as from Slurm, systemd or a closed terminal.)
     });
     match mio_engine::run::run(wfs, &plan, base, options) {
         Ok(summary) => {
@@ -307,6 +308,10 @@ fn run(
         }
         // A step that cannot do its work (a missing image folder, a task the model was not
         // trained on, a diverging loss) is the experiment's problem, not mio's: exit 1.
+        Err(e @ mio_engine::run::RunError::Busy(_)) => {
+            eprintln!("error: {e}");
+            Err(Failure::User)
+        }
         Err(e @ mio_engine::run::RunError::Node { .. }) => {
             eprintln!("error: {e}");
             Err(Failure::User)
@@ -586,9 +591,7 @@ fn restore(a: RestoreArgs) -> Result<(), Failure> {
                 candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev),
             )
             .map_err(|e| Failure::Internal(e.to_string()))?;
-            let mut vm = vm;
-            vm.load(&file)
-                .map_err(|e| user(format!("{}: {e}", file.display())))?;
+            mio_stdlib::models::load_varmap(&vm, &file).map_err(|e| user(e.to_string()))?;
             Some(net)
         }
         (None, true) => {
@@ -600,43 +603,35 @@ fn restore(a: RestoreArgs) -> Result<(), Failure> {
         }
         _ => None,
     };
-    let files: Vec<(PathBuf, PathBuf)> = if a.input.is_dir() {
-        let list = mio_stdlib::image::list_folder(&a.input).map_err(|e| user(e.to_string()))?;
-        std::fs::create_dir_all(&a.output)
-            .map_err(|e| user(format!("{}: {e}", a.output.display())))?;
-        list.into_iter()
-            .map(|p| {
-                let name = p
-                    .file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned();
-                let out = a.output.join(format!("{name}.png"));
-                (p, out)
-            })
-            .collect()
-    } else {
-        vec![(a.input.clone(), a.output.clone())]
-    };
+    let files = restore_targets(&a.input, &a.output).map_err(user)?;
     let n = files.len();
     let mut failed = 0;
     for (k, (src, dst)) in files.iter().enumerate() {
+        let skip = |why: &dyn std::fmt::Display| {
+            eprintln!("[{}/{n}] skipped {}: {why}", k + 1, src.display());
+        };
         let img = match mio_stdlib::image::load(src) {
             Ok(l) => l.image,
             Err(e) => {
-                eprintln!("[{}/{n}] skipped: {e}", k + 1);
+                skip(&e);
                 failed += 1;
                 continue;
             }
         };
         let z = match &classifier {
             Some(c) => {
-                let x = mio_engine::restore::to_tensor(&img, &dev)
-                    .map_err(|e| Failure::Internal(e.to_string()))?;
-                let id = c
-                    .predict(&x)
-                    .map_err(|e| Failure::Internal(e.to_string()))?[0]
-                    as usize;
+                let guess = mio_engine::restore::to_tensor(&img, &dev)
+                    .and_then(|x| mio_engine::restore::at_least_min_side(&x))
+                    .and_then(|x| c.predict(&x))
+                    .map(|p| p[0] as usize);
+                let id = match guess {
+                    Ok(id) => id,
+                    Err(e) => {
+                        skip(&format!("the classifier cannot read it ({e})"));
+                        failed += 1;
+                        continue;
+                    }
+                };
                 eprintln!(
                     "[{}/{n}] {}: the classifier says `{}`",
                     k + 1,
@@ -653,10 +648,19 @@ fn restore(a: RestoreArgs) -> Result<(), Failure> {
             None => fixed.clone(),
         };
         let t = std::time::Instant::now();
-        let out = mio_engine::restore::restore(&loaded.net, &img, z.as_ref(), a.tile)
-            .map_err(|e| Failure::Internal(e.to_string()))?;
-        out.save_png(dst)
-            .map_err(|e| Failure::Internal(e.to_string()))?;
+        let out = match mio_engine::restore::restore(&loaded.net, &img, z.as_ref(), a.tile) {
+            Ok(out) => out,
+            Err(e) => {
+                skip(&format!("{}x{}: {e}", img.width, img.height));
+                failed += 1;
+                continue;
+            }
+        };
+        if let Err(e) = out.save_png(dst) {
+            skip(&e);
+            failed += 1;
+            continue;
+        }
         eprintln!(
             "[{}/{n}] {} -> {} ({}x{}, {:.1} s)",
             k + 1,
@@ -668,10 +672,83 @@ fn restore(a: RestoreArgs) -> Result<(), Failure> {
         );
     }
     if failed > 0 {
-        eprintln!("{failed} of {n} image(s) could not be read");
+        eprintln!("{failed} of {n} image(s) skipped; the others are restored");
         return Err(Failure::User);
     }
     Ok(())
+}
+
+/// Where `mio restore` writes each input: one image to the output file (or into the output
+/// folder, under its own stem, when that is a folder); a folder's images into the output
+/// folder, each under a name of its own (`a.png` and `a.jpg` both there: `a.png.png` and
+/// `a.jpg.png`, said on stderr). Never over an input: an output folder that is the input
+/// folder, or an output file that is an input, is refused.
+fn restore_targets(input: &Path, output: &Path) -> Result<Vec<(PathBuf, PathBuf)>, String> {
+    if !input.is_dir() {
+        if !input.exists() {
+            return Err(format!("{}: no such file or folder", input.display()));
+        }
+        let dst = if output.is_dir() {
+            let stem = input.file_stem().unwrap_or_default().to_string_lossy();
+            output.join(format!("{stem}.png"))
+        } else {
+            output.to_path_buf()
+        };
+        if mio_stdlib::fsio::same_file(input, &dst) {
+            return Err(format!(
+                "{} is the input: restoring into it would replace the original; give another output",
+                dst.display()
+            ));
+        }
+        return Ok(vec![(input.to_path_buf(), dst)]);
+    }
+    if output.is_file() {
+        return Err(format!(
+            "{} is a file: a folder of images is restored into a folder",
+            output.display()
+        ));
+    }
+    if mio_stdlib::fsio::same_file(input, output) {
+        return Err(format!(
+            "{} is the input folder: restoring into it would replace or mix with the originals; give another folder",
+            output.display()
+        ));
+    }
+    let list = mio_stdlib::image::list_folder(input).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(output).map_err(|e| format!("{}: {e}", output.display()))?;
+    let names = mio_stdlib::image::unique_stems(&list);
+    let mut out = vec![];
+    for (p, name) in list.into_iter().zip(names) {
+        let dst = output.join(format!("{name}.png"));
+        let plain = p
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name != plain {
+            eprintln!(
+                "note: {} is written as {} (another input has the name {plain})",
+                p.display(),
+                dst.display()
+            );
+        }
+        if list_contains_same(input, &dst) {
+            return Err(format!(
+                "{} would be written over an input; give another output folder",
+                dst.display()
+            ));
+        }
+        out.push((p, dst));
+    }
+    Ok(out)
+}
+
+/// Whether `file` is one of the files directly in `folder` (by identity, not by name).
+fn list_contains_same(folder: &Path, file: &Path) -> bool {
+    file.exists()
+        && file
+            .parent()
+            .is_some_and(|parent| mio_stdlib::fsio::same_file(parent, folder))
 }
 
 fn check(file: &Path, set: &[String]) -> Result<(), Failure> {
@@ -788,7 +865,10 @@ struct Source {
 
 fn read_source(path: &Path) -> Result<Source, Failure> {
     let image = load_image(path)?;
-    let depth = mio_stdlib::degrade::depth_file(path, image.width, image.height);
+    let depth = mio_stdlib::degrade::depth_file(path, image.width, image.height).map_err(|e| {
+        eprintln!("error: {e}");
+        Failure::User
+    })?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -829,6 +909,7 @@ fn degrade(
         eprint!("{rendered}");
         Failure::User
     })?;
+    refuse_overwrite(image, output)?;
     let src = read_source(image)?;
     let (out, what) = apply_task(&src, &task, seed)?;
     save_image(&out, output)?;
@@ -838,6 +919,18 @@ fn degrade(
         task.name,
         output.display()
     ))
+}
+
+/// An output that would replace its input is refused: the original is the user's data.
+fn refuse_overwrite(input: &Path, output: &Path) -> Result<(), Failure> {
+    if mio_stdlib::fsio::same_file(input, output) {
+        eprintln!(
+            "error: {} is the input: writing there would replace the original; give another output",
+            output.display()
+        );
+        return Err(Failure::User);
+    }
+    Ok(())
 }
 
 fn short(v: f64) -> String {
@@ -850,6 +943,7 @@ fn short(v: f64) -> String {
 
 /// The clean image and its seven degradations (the paper's in-distribution tasks), in a 4 x 2 grid.
 fn contact_sheet(image: &Path, seed: u64, output: &Path) -> Result<(), Failure> {
+    refuse_overwrite(image, output)?;
     let src = read_source(image)?;
     let mut tiles = vec![("clean".to_string(), src.image.clone(), String::new())];
     for key in mio_stdlib::PAPER_TASKS {

@@ -44,6 +44,21 @@ fn forward(net: &Network, x: &Tensor, z: Option<&Tensor>) -> candle_core::Result
     net.forward_latent(&xp, z)?.narrow(2, 0, h)?.narrow(3, 0, w)
 }
 
+/// Images with a side under this are extended (edge pixels repeated) to it before they go
+/// through a network, and the result cut back: the prompt extractor's and the classifier's
+/// strided convolutions need a few pixels, and a 2x2 image is still an image.
+pub const MIN_SIDE: usize = 32;
+
+/// `x` `[B, 3, H, W]` extended at the bottom and right to at least [`MIN_SIDE`] a side.
+pub fn at_least_min_side(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if h >= MIN_SIDE && w >= MIN_SIDE {
+        return Ok(x.clone());
+    }
+    x.pad_with_same(2, 0, MIN_SIDE.saturating_sub(h))?
+        .pad_with_same(3, 0, MIN_SIDE.saturating_sub(w))
+}
+
 /// Restores `x` `[1, 3, H, W]` in tiles of `tile` pixels, each computed with `overlap` pixels
 /// of context on every side and only its centre kept, so that with an overlap at least the
 /// network's receptive radius the result equals the whole image's. `tile = 0`: whole.
@@ -55,6 +70,10 @@ pub fn restore_tensor(
     overlap: usize,
 ) -> candle_core::Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
+    if h < MIN_SIDE || w < MIN_SIDE {
+        let big = restore_tensor(net, &at_least_min_side(x)?, z, tile, overlap)?;
+        return big.narrow(2, 0, h)?.narrow(3, 0, w);
+    }
     // An adaptive prompt is read from the whole image, not from each tile.
     let whole_z;
     let z = match (z, net.adaptive_latent(x)?) {
@@ -166,9 +185,20 @@ pub fn load_model(path: &Path, arch: Option<&str>, dev: &Device) -> Result<Loade
             weights.display()
         ));
     }
-    let meta: Option<serde_json::Value> = meta
-        .and_then(|m| std::fs::read_to_string(m).ok())
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let meta: Option<serde_json::Value> = match meta {
+        Some(m) if m.exists() => {
+            let text = std::fs::read_to_string(&m)
+                .map_err(|e| format!("{}: cannot read it: {e}", m.display()))?;
+            Some(serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "{}: not valid JSON ({e}); it describes the network beside it: restore it from \
+                     the run (delete the node's folder and `mio run` again), or give --arch",
+                    m.display()
+                )
+            })?)
+        }
+        _ => None,
+    };
     let backbone = match (arch, &meta) {
         (Some(a), _) => a.to_string(),
         (None, Some(m)) => m["backbone"].as_str().unwrap_or_default().to_string(),

@@ -83,7 +83,7 @@ impl TrainSet {
             .par_iter()
             .map(|p| {
                 let l = load_for_patch(p, patch)?;
-                let depth = depth_file(p, l.image.width, l.image.height);
+                let depth = depth_file(p, l.image.width, l.image.height)?;
                 Ok((name_of(p), l.image, depth, l.notes))
             })
             .collect();
@@ -313,7 +313,7 @@ pub fn build_test_set(
                 });
             }
             let img = crate::image::decode(path, &bytes)?.image;
-            let depth = depth_file(path, img.width, img.height);
+            let depth = depth_file(path, img.width, img.height)?;
             let mut rng = rng_for(seed, &task.text, &name_of(path));
             let (degraded, drawn) = task.degradation.apply(&img, &mut rng, depth.as_deref());
             // The parameters first, the image last: an image without its parameters is remade.
@@ -346,7 +346,5 @@ fn read_params(p: &Path) -> Vec<(String, f64)> {
 
 /// Writes through a temporary file and a rename: a reader never sees half a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    crate::fsio::write_atomic(path, bytes)
 }

@@ -262,11 +262,18 @@ fn map_values(img: &Image, f: impl Fn(f32) -> f32) -> Image {
 pub fn super_resolution(img: &Image, scale: u32, kernel: Kernel) -> Image {
     let (w, h) = (img.width, img.height);
     let f = 1.0 / scale as f64;
-    let (sw, sh) = (
-        (w as f64 * f).floor() as usize,
-        (h as f64 * f).floor() as usize,
-    );
-    let small = resize::resize_image(img, sw, sh, (scale as f64, scale as f64), kernel);
+    // A side shorter than the scale shrinks to one pixel (sampled across the whole side), so
+    // images of any size go through.
+    let side = |n: usize| ((n as f64 * f).floor() as usize).max(1);
+    let (sw, sh) = (side(w), side(h));
+    let step = |n: usize, s: usize| {
+        if n < scale as usize {
+            n as f64 / s as f64
+        } else {
+            scale as f64
+        }
+    };
+    let small = resize::resize_image(img, sw, sh, (step(w, sw), step(h, sh)), kernel);
     resize::resize_image(
         &small,
         w,
@@ -599,19 +606,54 @@ pub fn haze(img: &Image, depth: &[f32], a: f64, beta: f64) -> Image {
     }
 }
 
+/// Where an image's depth map would be: `NAME.depth.png` beside it.
+pub fn depth_path(image_path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = image_path.file_stem().unwrap_or_default().to_os_string();
+    name.push(".depth.png");
+    image_path.with_file_name(name)
+}
+
 /// The depth map stored next to an image (`NAME.depth.png`, grey, near = dark), normalised to
-/// [0, 1], if there is one of the image's size.
-pub fn depth_file(image_path: &std::path::Path, w: usize, h: usize) -> Option<Vec<f32>> {
-    let stem = image_path.file_stem()?.to_string_lossy();
-    let p = image_path.with_file_name(format!("{stem}.depth.png"));
-    let img = image::open(&p).ok()?.into_luma16();
+/// [0, 1]; `None` when there is none. One that cannot be read, or of another size than the
+/// image, is an error naming it (haze would otherwise fall back to the prior unnoticed).
+pub fn depth_file(
+    image_path: &std::path::Path,
+    w: usize,
+    h: usize,
+) -> Result<Option<Vec<f32>>, crate::image::ImageError> {
+    use crate::image::{ErrorKind, ImageError};
+    let p = depth_path(image_path);
+    if !p.exists() {
+        return Ok(None);
+    }
+    let img = image::open(&p)
+        .map_err(|e| {
+            ImageError::new(
+                &p,
+                ErrorKind::Depth(format!(
+                    "the depth map of {} cannot be read ({e}); replace it with a grey PNG of \
+                     the image's size, or remove it to use the depth prior",
+                    image_path.display()
+                )),
+            )
+        })?
+        .into_luma16();
     if img.width() as usize != w || img.height() as usize != h {
-        return None;
+        return Err(ImageError::new(
+            &p,
+            ErrorKind::Depth(format!(
+                "a {}x{} depth map for the {w}x{h} image {}; it must have the image's size \
+                 (resize it, or remove it to use the depth prior)",
+                img.width(),
+                img.height(),
+                image_path.display()
+            )),
+        ));
     }
     let v: Vec<f32> = img.into_raw().iter().map(|&x| x as f32).collect();
     let (lo, hi) = v
         .iter()
         .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
     let span = if hi > lo { hi - lo } else { 1.0 };
-    Some(v.iter().map(|x| (x - lo) / span).collect())
+    Ok(Some(v.iter().map(|x| (x - lo) / span).collect()))
 }

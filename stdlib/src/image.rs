@@ -68,31 +68,17 @@ impl Image {
 
     /// Writes a PNG through a temporary file and a rename, so no reader ever sees half a file.
     pub fn save_png(&self, path: &Path) -> Result<(), ImageError> {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let write = || -> Result<(), String> {
+        crate::fsio::atomic(path, |tmp| {
             image::save_buffer_with_format(
-                &tmp,
+                tmp,
                 &self.data,
                 self.width as u32,
                 self.height as u32,
                 image::ExtendedColorType::Rgb8,
                 image::ImageFormat::Png,
             )
-            .map_err(|e| e.to_string())?;
-            std::fs::rename(&tmp, path).map_err(|e| e.to_string())
-        };
-        write().map_err(|why| {
-            let _ = std::fs::remove_file(&tmp);
-            ImageError::new(path, ErrorKind::Write(why))
         })
+        .map_err(|e| ImageError::new(path, ErrorKind::Write(e.to_string())))
     }
 }
 
@@ -121,6 +107,8 @@ pub enum ErrorKind {
     Unreadable(String),
     /// Not an image mio reads, or a damaged one.
     Corrupt(String),
+    /// A depth map that cannot be used (unreadable, or not the image's size): why and the fix.
+    Depth(String),
     /// 16-bit or floating-point samples.
     HighBitDepth(String),
     /// Pixels that are not fully opaque.
@@ -168,6 +156,7 @@ impl fmt::Display for ImageError {
                 "{p}: {width}x{height} is smaller than the {need}x{need} patch (use a smaller `patch` or drop the image)"
             ),
             ErrorKind::Write(e) => write!(f, "{p}: cannot write it: {e}"),
+            ErrorKind::Depth(e) => write!(f, "{p}: {e}"),
         }
     }
 }
@@ -263,6 +252,49 @@ pub fn load_for_patch(path: &Path, patch: usize) -> Result<Loaded, ImageError> {
 }
 
 /// The image files (PNG, JPEG) of a folder, sorted by name; other files are skipped.
+/// Names for outputs made from `paths`, one each and no two alike: the file's stem (lossy
+/// UTF-8); where stems collide, the whole file name (`a.png` and `a.jpg` give `a.png` and
+/// `a.jpg`, so the outputs are `a.png.png` and `a.jpg.png`); where those collide too (two names that differ only in bytes
+/// that are not UTF-8), a counter (`name~2`). Compared without case, since some filesystems
+/// ignore it.
+pub fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
+    use std::collections::HashMap;
+    let lossy = |s: Option<&std::ffi::OsStr>| s.unwrap_or_default().to_string_lossy().into_owned();
+    let count = |names: &[String]| {
+        let mut m: HashMap<String, usize> = HashMap::new();
+        for n in names {
+            *m.entry(n.to_lowercase()).or_default() += 1;
+        }
+        m
+    };
+    let stems: Vec<String> = paths.iter().map(|p| lossy(p.file_stem())).collect();
+    let seen = count(&stems);
+    let names: Vec<String> = paths
+        .iter()
+        .zip(&stems)
+        .map(|(p, s)| {
+            if seen[&s.to_lowercase()] > 1 {
+                lossy(p.file_name())
+            } else {
+                s.clone()
+            }
+        })
+        .collect();
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    names
+        .into_iter()
+        .map(|n| {
+            let mut candidate = n.clone();
+            let mut k = 1;
+            while !taken.insert(candidate.to_lowercase()) {
+                k += 1;
+                candidate = format!("{n}~{k}");
+            }
+            candidate
+        })
+        .collect()
+}
+
 pub fn list_folder(dir: &Path) -> Result<Vec<PathBuf>, ImageError> {
     let rd = std::fs::read_dir(dir).map_err(|e| read_error(dir, e))?;
     let mut files: Vec<PathBuf> = rd

@@ -6,6 +6,7 @@ pub mod builtins;
 pub mod catalog;
 pub mod data;
 pub mod degrade;
+pub mod fsio;
 pub mod image;
 pub mod kernels;
 pub mod metrics;

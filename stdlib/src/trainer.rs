@@ -111,7 +111,7 @@ pub fn run_stage(
     let path = checkpoint_path(dir, cfg.stage);
     let mut start = 0;
     if path.exists() {
-        start = load(&path, &vars, &mut adam, ema.as_mut())?;
+        start = load_checkpoint(&path, &vars, &mut adam, ema.as_mut())?;
     }
     let dev = vars
         .first()
@@ -128,7 +128,7 @@ pub fn run_stage(
         }
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
             if step > start {
-                save(&path, &vars, &adam, ema.as_ref(), step)?;
+                save_checkpoint(&path, &vars, &adam, ema.as_ref(), step)?;
                 outcome.checkpoint = Some(path.clone());
             }
             return Ok(outcome);
@@ -158,7 +158,7 @@ pub fn run_stage(
         progress(step, value, lr);
         let done = step + 1;
         if done % cfg.checkpoint_every.max(1) == 0 || done == cfg.iters {
-            save(&path, &vars, &adam, ema.as_ref(), done)?;
+            save_checkpoint(&path, &vars, &adam, ema.as_ref(), done)?;
             outcome.checkpoint = Some(path.clone());
         }
     }
@@ -174,7 +174,8 @@ pub fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
     v
 }
 
-fn save(
+/// Writes a checkpoint (weights, Adam's moments, the EMA, the steps done) atomically.
+pub fn save_checkpoint(
     path: &Path,
     vars: &[(String, Var)],
     adam: &Adam,
@@ -194,16 +195,28 @@ fn save(
         "meta.steps_done".into(),
         Tensor::new(&[done as f64, adam.step as f64], &Device::Cpu)?,
     );
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| StageError::Io(dir.to_path_buf(), e))?;
     }
-    candle_core::safetensors::save(&t, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| StageError::Io(path.to_path_buf(), e))
+    crate::fsio::atomic(path, |tmp| candle_core::safetensors::save(&t, tmp))
+        .map_err(|e| StageError::Io(path.to_path_buf(), e))
+}
+
+/// How many steps a checkpoint file records, reading the whole file (so a truncated or damaged
+/// one is an error here, before training relies on it).
+pub fn checkpoint_steps(path: &Path) -> std::result::Result<u64, String> {
+    let t = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| e.to_string())?;
+    let meta = t
+        .get("meta.steps_done")
+        .ok_or("no `meta.steps_done`: not a mio checkpoint")?;
+    let v: Vec<f64> = meta.to_vec1().map_err(|e| e.to_string())?;
+    v.first()
+        .map(|&s| s as u64)
+        .ok_or_else(|| "an empty `meta.steps_done`".to_string())
 }
 
 /// Restores a checkpoint; returns the number of steps it had done.
-fn load(
+pub fn load_checkpoint(
     path: &Path,
     vars: &[(String, Var)],
     adam: &mut Adam,

@@ -388,12 +388,14 @@ fn haze_uses_a_depth_file_beside_the_image_when_there_is_one() {
         a: Sampled::Fixed(1.0),
         beta: Sampled::Fixed(3.0),
     };
-    let without = mio_stdlib::degrade::depth_file(&img_path, 40, 30);
+    let without = mio_stdlib::degrade::depth_file(&img_path, 40, 30).unwrap();
     assert!(without.is_none());
     // Near (dark) on the left, far (bright) on the right: haze must grow left to right.
     let depth = ::image::GrayImage::from_fn(40, 30, |x, _| ::image::Luma([(x * 6) as u8]));
     depth.save(dir.join("scene.depth.png")).unwrap();
-    let d = mio_stdlib::degrade::depth_file(&img_path, 40, 30).expect("depth file read");
+    let d = mio_stdlib::degrade::depth_file(&img_path, 40, 30)
+        .unwrap()
+        .expect("depth file read");
     assert_eq!(d[0], 0.0);
     assert_eq!(d[39], 1.0);
     let (out, _) = haze.apply(&img, &mut rng_for(0, "haze", "scene.png"), Some(&d));
@@ -409,6 +411,40 @@ fn haze_uses_a_depth_file_beside_the_image_when_there_is_one() {
         col_mean(0),
         col_mean(39)
     );
-    // A depth file of another size is ignored (the prior is used).
-    assert!(mio_stdlib::degrade::depth_file(&img_path, 41, 30).is_none());
+    // A depth file of another size, or one that cannot be read, is an error naming it.
+    let e = mio_stdlib::degrade::depth_file(&img_path, 41, 30).unwrap_err();
+    assert_eq!(e.path, dir.join("scene.depth.png"));
+    assert!(
+        e.to_string()
+            .contains("40x30 depth map for the 41x30 image"),
+        "{e}"
+    );
+    std::fs::write(dir.join("scene.depth.png"), b"not a png").unwrap();
+    let e = mio_stdlib::degrade::depth_file(&img_path, 40, 30).unwrap_err();
+    assert!(e.to_string().contains("cannot be read"), "{e}");
+    // Through a test set too: the error names the depth map, not only the image.
+    let e = build_test_set(&[img_path.clone()], &spec(0, "haze"), 0, &dir.join("set")).unwrap_err();
+    assert_eq!(e.path, dir.join("scene.depth.png"));
+}
+
+#[test]
+fn every_degradation_takes_images_of_any_size() {
+    // Sides under the sr scale (4) and single rows or columns: no panic, the shape kept.
+    for (w, h) in [
+        (1, 1),
+        (2, 2),
+        (3, 5),
+        (300, 2),
+        (8, 1),
+        (1, 9),
+        (4, 4),
+        (5, 3),
+    ] {
+        let img = pattern(w, h, 1);
+        for key in mio_stdlib::PAPER_TASKS {
+            let d = Degradation::paper(key).unwrap();
+            let (out, _) = d.apply(&img, &mut rng_for(0, key, "tiny.png"), None);
+            assert_eq!((out.width, out.height), (w, h), "{key} on {w}x{h}");
+        }
+    }
 }

@@ -29,6 +29,16 @@ fn str_arg<'a>(c: &'a ir::Call, name: &str) -> Option<&'a str> {
     }
 }
 
+/// An image and, when it has one, its depth map (`NAME.depth.png`, read by haze).
+fn with_depth(image: PathBuf) -> Vec<PathBuf> {
+    let depth = mio_stdlib::degrade::depth_path(&image);
+    if depth.exists() {
+        vec![image, depth]
+    } else {
+        vec![image]
+    }
+}
+
 /// The files a node reads directly (not through other nodes).
 fn input_files(wfs: &[ir::Workflow], work: &Work, base: &Path) -> Vec<PathBuf> {
     let folder = |wf: &ir::Workflow, data: &str| -> Vec<PathBuf> {
@@ -43,6 +53,7 @@ fn input_files(wfs: &[ir::Workflow], work: &Work, base: &Path) -> Vec<PathBuf> {
         }
         dirs.iter()
             .flat_map(|d| mio_stdlib::image::list_folder(d).unwrap_or_default())
+            .flat_map(with_depth)
             .collect()
     };
     match work {
@@ -67,11 +78,52 @@ fn input_files(wfs: &[ir::Workflow], work: &Work, base: &Path) -> Vec<PathBuf> {
                 _ => vec![],
             }
         }
+        // A sweep over data reads its clean images itself (the degraded ones of a test set
+        // come through that node).
         Work::Sweep { workflow, index } => match &wfs[*workflow].sweeps[*index].target {
-            ir::SweepTarget::File(f) => vec![base.join(f)],
-            ir::SweepTarget::Data(_) => vec![],
+            ir::SweepTarget::File(f) => with_depth(base.join(f)),
+            ir::SweepTarget::Data(d) => folder(&wfs[*workflow], d),
         },
         _ => vec![],
+    }
+}
+
+/// The folders and files a node reads directly that do not exist (a data folder misspelt, a
+/// sweep's image moved): checked before a run starts, so it fails before any work.
+pub(crate) fn missing_inputs(wfs: &[ir::Workflow], work: &Work, base: &Path) -> Vec<PathBuf> {
+    let folders = |wf: &ir::Workflow, data: &str| -> Vec<PathBuf> {
+        let Some(d) = wf.data(data) else {
+            return vec![];
+        };
+        ["path", "lq", "gt"]
+            .iter()
+            .filter_map(|k| str_arg(&d.source, k))
+            .map(|p| base.join(p))
+            .filter(|p| !p.is_dir())
+            .collect()
+    };
+    match work {
+        Work::TestSet { workflow, data, .. } => folders(&wfs[*workflow], data),
+        Work::Train {
+            workflow, model, ..
+        }
+        | Work::Classifier { workflow, model } => {
+            let wf = &wfs[*workflow];
+            wf.train_of(model)
+                .map(|t| folders(wf, &t.data))
+                .unwrap_or_default()
+        }
+        Work::Eval { workflow, index } => {
+            folders(&wfs[*workflow], &wfs[*workflow].evals[*index].data)
+        }
+        Work::Sweep { workflow, index } => match &wfs[*workflow].sweeps[*index].target {
+            ir::SweepTarget::File(f) => Some(base.join(f))
+                .filter(|p| !p.is_file())
+                .into_iter()
+                .collect(),
+            ir::SweepTarget::Data(d) => folders(&wfs[*workflow], d),
+        },
+        Work::Report { .. } => vec![],
     }
 }
 
@@ -165,7 +217,8 @@ pub fn explain(
     for i in plan.order() {
         let node = &plan.graph[i];
         let k = &keys[&i];
-        let done = super::node_dir(store, node.kind, &k.key).is_dir();
+        let check = super::store::check(&super::node_dir(store, node.kind, &k.key));
+        let done = check == super::store::Check::Finished;
         let partial = super::node_dir(store, node.kind, &k.key)
             .with_extension("partial")
             .is_dir();
@@ -178,6 +231,8 @@ pub fn explain(
         rerun.insert(i, !done);
         let why = if done {
             "cached".to_string()
+        } else if let super::store::Check::Damaged(why) = &check {
+            format!("its finished outputs are damaged ({why}): moved aside and run again")
         } else if partial {
             "interrupted earlier: continues from its saved progress".into()
         } else if let Some(old) = previous.get(&node.name) {

@@ -2,11 +2,12 @@
 //!
 //! Every node has a key: a hash of its canonical definition, the keys of the nodes it reads,
 //! the contents of the files it reads and the engine's version. Its finished outputs live in
-//! `<output>/nodes/<kind>-<key>/`; a node whose folder exists is done and is skipped. Work in
-//! progress goes to `<kind>-<key>.partial/` and is renamed when complete, so an interrupted
-//! node is never mistaken for a finished one (a training stage resumes from the checkpoint in
-//! its partial folder). Each workflow (or matrix) gets `<output>/<name>/` with the report and
-//! `manifest.yaml`.
+//! `<output>/nodes/<kind>-<key>/`; a node whose folder exists and checks out against its record
+//! (`store.rs`) is done and is skipped. Work in progress goes to `<kind>-<key>.partial/` and is
+//! renamed when complete, so an interrupted node is never mistaken for a finished one (a
+//! training stage or the classifier resumes from the checkpoint in its partial folder). One
+//! process at a time works in an output folder (`store::lock`). Each workflow (or matrix) gets
+//! `<output>/<name>/` with the report and `manifest.yaml`.
 
 mod keys;
 pub mod memory;
@@ -14,6 +15,7 @@ mod nodes;
 mod png;
 pub mod progress;
 mod report;
+pub mod store;
 mod svg;
 
 use std::collections::HashMap;
@@ -44,6 +46,9 @@ pub struct Options {
     /// stage or a classifier) runs at a time: on the CPU they would share the same cores, on
     /// a GPU its memory; test sets, evals and sweeps run beside it.
     pub jobs: usize,
+    /// When another process is running in the same output folder: wait for it (`mio watch`)
+    /// instead of refusing (`mio run`).
+    pub wait_for_lock: bool,
 }
 
 /// Why a run stopped.
@@ -58,6 +63,8 @@ pub enum RunError {
     Interrupted {
         node: String,
     },
+    /// Another process is running in the same output folder: who.
+    Busy(String),
     Io(PathBuf, String),
 }
 
@@ -69,6 +76,7 @@ impl std::fmt::Display for RunError {
                 f,
                 "interrupted during {node}; its progress is saved and `mio run` continues from there"
             ),
+            RunError::Busy(why) => write!(f, "{why}"),
             RunError::Io(p, e) => write!(f, "{}: {e}", p.display()),
         }
     }
@@ -136,16 +144,61 @@ impl Runner<'_> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs one node in its partial folder and renames the folder when it succeeds.
+    /// Runs one node in its partial folder and publishes the folder when it succeeds. A
+    /// panic inside the node fails the node like any error (the run then ends), never hangs it.
     fn execute(&self, i: NodeIndex) -> Result<f64, RunError> {
         let t = Instant::now();
         let dir = self.dir(i);
         let partial = dir.with_extension("partial");
         std::fs::create_dir_all(&partial)
             .map_err(|e| RunError::Io(partial.clone(), e.to_string()))?;
-        nodes::run_node(self, i, &partial)?;
-        std::fs::rename(&partial, &dir).map_err(|e| RunError::Io(dir.clone(), e.to_string()))?;
+        // Temporary files of an interrupted earlier attempt.
+        store::remove_temporaries(&partial);
+        let name = &self.plan.graph[i].name;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if std::env::var("MIO_PANIC_IN").is_ok_and(|n| !n.is_empty() && name.contains(&n)) {
+                panic!("MIO_PANIC_IN asked for a panic in {name}");
+            }
+            nodes::run_node(self, i, &partial)
+        }))
+        .unwrap_or_else(|payload| {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(nodes::fail(
+                name,
+                format!(
+                    "mio crashed in this step ({what}); this is a bug in mio, please report it \
+                     with the file; finished steps are kept"
+                ),
+            ))
+        });
+        if let Err(e) = result {
+            // Nothing worth resuming in it (only a checkpoint is): no empty leftovers.
+            if !matches!(e, RunError::Interrupted { .. }) && !store::has_progress(&partial) {
+                let _ = std::fs::remove_dir_all(&partial);
+            }
+            return Err(e);
+        }
+        store::publish(&partial, &dir, name, &self.keys[&i].key)
+            .map_err(|e| RunError::Io(dir.clone(), e))?;
         Ok(t.elapsed().as_secs_f64())
+    }
+}
+
+/// The reports in the workflows' folders are older than the file after a run that did not
+/// finish: each says so at its top.
+fn mark_reports_outdated(wfs: &[ir::Workflow], plan: &Plan, out: &Path, e: &RunError) {
+    for i in plan.graph.node_indices() {
+        if let Work::Report { workflows, matrix } = &plan.graph[i].work {
+            let name = match matrix {
+                Some(m) => m.clone(),
+                None => wfs[workflows[0]].name.clone(),
+            };
+            report::mark_outdated(&out.join(name), &e.to_string());
+        }
     }
 }
 
@@ -167,7 +220,20 @@ pub fn status(
             previous.extend(crate::manifest::previous(&out.join(name)));
         }
     }
-    Ok(explain(plan, &keys, &out.join("nodes"), &previous))
+    let mut explained = explain(plan, &keys, &out.join("nodes"), &previous);
+    for (e, i) in explained.iter_mut().zip(plan.order()) {
+        if e.cached {
+            continue;
+        }
+        if let Some(p) = keys::missing_inputs(wfs, &plan.graph[i].work, base).first() {
+            e.why = format!(
+                "{}; but {} does not exist, so it would fail",
+                e.why,
+                p.display()
+            );
+        }
+    }
+    Ok(explained)
 }
 
 /// Runs every node of `plan` that is not finished yet; `base` is the folder of the .mio file.
@@ -180,6 +246,14 @@ pub fn run(
     let start = Instant::now();
     let out = output_dir(base, wfs);
     let store = out.join("nodes");
+    let stop = options.stop.clone();
+    let quiet = options.quiet;
+    let _lock = store::lock(&out, options.wait_for_lock.then_some(&*stop), |holder| {
+        if !quiet {
+            eprintln!("waiting for {holder} to finish in {}", out.display());
+        }
+    })
+    .map_err(RunError::Busy)?;
     std::fs::create_dir_all(&store).map_err(|e| RunError::Io(store.clone(), e.to_string()))?;
     let keys = keys::compute(wfs, plan, base)
         .map_err(|(p, e)| RunError::Io(p, format!("cannot read an input: {e}")))?;
@@ -202,8 +276,24 @@ pub fn run(
     let mut timings: HashMap<NodeIndex, (bool, f64)> = HashMap::new();
     // Finished nodes first; then the rest as their inputs become ready.
     let mut waiting: HashMap<NodeIndex, usize> = HashMap::new();
-    for &i in &order {
-        if runner.dir(i).is_dir() {
+    let checks: Vec<store::Check> = {
+        use rayon::prelude::*;
+        order
+            .par_iter()
+            .map(|&i| store::check(&runner.dir(i)))
+            .collect()
+    };
+    for (&i, check) in order.iter().zip(checks) {
+        if let store::Check::Damaged(why) = &check {
+            let dir = runner.dir(i);
+            let aside = store::quarantine(&dir).map_err(|e| RunError::Io(dir.clone(), e))?;
+            runner.progress().note(&format!(
+                "warning: {}: its finished outputs are damaged ({why}); moved to {} and run again",
+                plan.graph[i].name,
+                aside.display()
+            ));
+        }
+        if check == store::Check::Finished {
             runner.progress().cached(position[&i], &plan.graph[i].name);
             summary.cached.push(plan.graph[i].name.clone());
             timings.insert(i, (true, 0.0));
@@ -214,6 +304,27 @@ pub fn run(
                 .filter(|d| !timings.contains_key(d))
                 .count();
             waiting.insert(i, deps);
+        }
+    }
+    // An input folder or file that does not exist fails the run before any work starts.
+    for &i in &order {
+        if waiting.contains_key(&i) {
+            if let Some(p) = keys::missing_inputs(wfs, &plan.graph[i].work, base).first() {
+                let e = nodes::fail(
+                    &plan.graph[i].name,
+                    format!(
+                        "{}: no such {}; nothing was run (correct the path in the file)",
+                        p.display(),
+                        if p.extension().is_some() {
+                            "file"
+                        } else {
+                            "folder"
+                        }
+                    ),
+                );
+                mark_reports_outdated(wfs, plan, &out, &e);
+                return Err(e);
+            }
         }
     }
     let jobs = runner.options.jobs.max(1);
@@ -241,6 +352,7 @@ pub fn run(
                 let tx = tx.clone();
                 let r = &runner;
                 scope.spawn(move || {
+                    // execute catches panics, so every node sends its result.
                     let _ = tx.send((i, r.execute(i)));
                 });
             }
@@ -276,13 +388,17 @@ pub fn run(
             }
         }
     });
+    let failure = failure.or_else(|| {
+        waiting
+            .iter()
+            .min_by_key(|(i, _)| position[i])
+            .map(|(&i, _)| RunError::Interrupted {
+                node: plan.graph[i].name.clone(),
+            })
+    });
     if let Some(e) = failure {
+        mark_reports_outdated(wfs, plan, &out, &e);
         return Err(e);
-    }
-    if let Some((&i, _)) = waiting.iter().min_by_key(|(i, _)| position[i]) {
-        return Err(RunError::Interrupted {
-            node: plan.graph[i].name.clone(),
-        });
     }
     for i in plan.graph.node_indices() {
         if let Work::Report { workflows, matrix } = &plan.graph[i].work {

@@ -261,9 +261,7 @@ pub(crate) fn run_node(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), RunEr
             model,
             stage,
         } => train(r, i, workflow, &model, stage, dir),
-        Work::Classifier { workflow, model } => {
-            classifier(r, workflow, &model, dir).map_err(|e| fail(&name, e))
-        }
+        Work::Classifier { workflow, model } => classifier(r, i, workflow, &model, dir),
         Work::Eval { workflow, index } => eval(r, i, workflow, index, dir),
         Work::Sweep { workflow, index } => sweep(r, i, workflow, index, dir),
         Work::Report { .. } => super::report::write(r, i, dir).map_err(|e| fail(&name, e)),
@@ -298,8 +296,8 @@ fn test_set(r: &Runner, w: usize, data: &str, task: &ir::Task, dir: &Path) -> Re
         .iter()
         .map(|p| {
             json!({
-                "clean": p.clean,
-                "degraded": p.degraded.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "clean": super::store::path_to_json(&p.clean),
+                "degraded": p.degraded.file_name().map(|n| super::store::path_to_json(Path::new(n))),
                 "params": p.params.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             })
         })
@@ -418,12 +416,10 @@ fn train(
     // Refuse a batch whose step would not fit before it is killed mid-step.
     super::memory::check(&net, cfg.batch, int(&data.source, "patch").max(1))
         .map_err(|e| fail(&name, e))?;
+    let ckpt = mio_stdlib::trainer::checkpoint_path(dir, stage);
+    let done = resumable_steps(r, &name, &ckpt);
     let log_path = dir.join("losses.jsonl");
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| RunError::Io(log_path.clone(), e.to_string()))?;
+    let mut log = open_log(&log_path, done).map_err(|e| RunError::Io(log_path.clone(), e))?;
     let started = Instant::now();
     let mut first: Option<u64> = None;
     let stop = r.options.stop.clone();
@@ -454,6 +450,9 @@ fn train(
     }
     // The stage's loss curve beside its log, for a look without the report.
     let losses = super::report::read_losses(&log_path);
+    if let Some(w) = suspicious(&losses, lr) {
+        r.progress().note(&format!("warning: {name}: {w}"));
+    }
     super::png::line_chart_png(
         &dir.join("loss.png"),
         &format!("{name}: training loss"),
@@ -469,7 +468,6 @@ fn train(
         "tasks": trained.iter().map(|t| json!({"name": t.name, "degradation": t.degradation.name})).collect::<Vec<_>>(),
     });
     write_json(&dir.join("network.json"), &meta).map_err(|e| fail(&name, e))?;
-    let ckpt = mio_stdlib::trainer::checkpoint_path(dir, stage);
     if cfg.ema > 0.0 {
         // The model evaluated is the EMA of the weights, as the reference evaluates.
         let t = candle_core::safetensors::load(&ckpt, &Device::Cpu).map_err(|e| fail(&name, e))?;
@@ -486,6 +484,93 @@ fn train(
     }
     let _ = std::fs::remove_file(&ckpt);
     Ok(())
+}
+
+/// The steps a node's checkpoint in its working folder has done (0 without one). A checkpoint
+/// that cannot be read (damaged by a full disk, say) is moved out of the folder, beside it,
+/// with a warning, and the work starts over rather than failing on every rerun.
+fn resumable_steps(r: &Runner, node: &str, ckpt: &Path) -> u64 {
+    if !ckpt.exists() {
+        return 0;
+    }
+    match mio_stdlib::trainer::checkpoint_steps(ckpt) {
+        Ok(n) => n,
+        Err(e) => {
+            let folder = ckpt.parent().unwrap_or(Path::new("."));
+            let mut aside = folder.as_os_str().to_os_string();
+            aside.push(format!(
+                ".{}.damaged",
+                ckpt.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            let aside = PathBuf::from(aside);
+            let moved = std::fs::rename(ckpt, &aside).is_ok();
+            r.progress().note(&format!(
+                "warning: {node}: the checkpoint {} cannot be read ({e}); {}starting this step over",
+                ckpt.display(),
+                if moved {
+                    format!("moved to {}; ", aside.display())
+                } else {
+                    String::new()
+                }
+            ));
+            if !moved {
+                let _ = std::fs::remove_file(ckpt);
+            }
+            0
+        }
+    }
+}
+
+/// Opens a node's loss log for appending, first cut to the steps its checkpoint has done, so a
+/// resumed node logs each step once (a kill loses the steps after the checkpoint, which run
+/// again) and a line torn by a full disk is dropped.
+fn open_log(path: &Path, done: u64) -> Result<std::fs::File, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut kept = String::new();
+    let mut next = 0u64;
+    for line in text.lines() {
+        let step = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|j| j["step"].as_u64());
+        if let Some(s) = step {
+            if s == next && s < done {
+                kept.push_str(line);
+                kept.push('\n');
+                next += 1;
+            }
+        }
+    }
+    if kept != text {
+        write_atomic(path, kept.as_bytes())?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| e.to_string())
+}
+
+/// A warning when a training loss ended far above where it started (a learning rate too high,
+/// say): the run goes on, but its numbers deserve a look.
+pub(crate) fn suspicious(losses: &[(u64, f64)], lr: f64) -> Option<String> {
+    if losses.len() < 4 {
+        return None;
+    }
+    let n = losses.len();
+    let head = (n / 20).clamp(1, 50);
+    let tail = (n / 10).clamp(1, 100);
+    let mean = |v: &[(u64, f64)]| v.iter().map(|p| p.1).sum::<f64>() / v.len() as f64;
+    let (start, end) = (mean(&losses[..head]), mean(&losses[n - tail..]));
+    if !(end.is_finite() && start.is_finite()) {
+        return None;
+    }
+    // Images are in [0, 1]: a loss above 1 means the outputs left the image range.
+    (end > 10.0 * start || end > 1.0).then(|| {
+        format!(
+            "the loss ended at {end:.3e}, far above where it started ({start:.3e}); the \
+             learning rate ({lr:e}) may be too high"
+        )
+    })
 }
 
 /// The weights an eval or sweep uses: the EMA when the stage kept one.
@@ -512,25 +597,32 @@ fn classifier_net(tasks: usize, dev: &Device) -> Result<(VarMap, TaskClassifier)
     Ok((vm, c))
 }
 
-fn classifier(r: &Runner, w: usize, model: &str, dir: &Path) -> Result<(), String> {
+/// Trains the task classifier of an explicit-prompt model. It checkpoints like a training
+/// stage (weights, Adam's moments, the step) every `checkpoint_every` steps and on Ctrl-C, and
+/// resumes from its checkpoint to the same weights.
+fn classifier(r: &Runner, i: NodeIndex, w: usize, model: &str, dir: &Path) -> Result<(), RunError> {
+    let name = r.name(i);
+    let f = |m: String| fail(&name, m);
     let wf = &r.wfs[w];
-    let t = wf.train_of(model).ok_or("no training")?;
+    let t = wf.train_of(model).ok_or_else(|| f("no training".into()))?;
     let spec = t
         .setting("classifier")
         .and_then(Value::as_call)
         .cloned()
-        .ok_or("no classifier settings")?;
+        .ok_or_else(|| f("no classifier settings".into()))?;
     let trained = trained_tasks(wf, model);
     let tasks: Vec<TaskSpec> = trained
         .iter()
         .enumerate()
         .map(|(k, x)| task_spec(x, k))
-        .collect::<Result<_, _>>()?;
-    let set = r.train_set(wf, &t.data)?;
-    let (vm, net) = classifier_net(tasks.len(), &r.device)?;
-    mio_stdlib::models::init_default(&vm, seed(wf)).map_err(|e| e.to_string())?;
+        .collect::<Result<_, _>>()
+        .map_err(f)?;
+    let set = r.train_set(wf, &t.data).map_err(f)?;
+    let (vm, net) = classifier_net(tasks.len(), &r.device).map_err(f)?;
+    mio_stdlib::models::init_default(&vm, seed(wf)).map_err(|e| fail(&name, e))?;
+    let vars = mio_stdlib::trainer::sorted_vars(&vm);
     let mut opt = Adam::new(
-        vm.all_vars(),
+        vars.iter().map(|(_, v)| v.clone()).collect(),
         AdamConfig {
             betas: (0.9, 0.999),
             eps: 1e-8,
@@ -538,40 +630,57 @@ fn classifier(r: &Runner, w: usize, model: &str, dir: &Path) -> Result<(), Strin
             decoupled: false,
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| fail(&name, e))?;
     let (iters, lr, batch) = (
         int(&spec, "iters") as u64,
         float(&spec, "lr"),
         int(&spec, "batch"),
     );
+    let every = setting_f64(&t.settings, "checkpoint_every").max(1.0) as u64;
+    let ckpt = dir.join("classifier.ckpt.safetensors");
+    let mut start = resumable_steps(r, &name, &ckpt);
+    if start > 0 {
+        start = mio_stdlib::trainer::load_checkpoint(&ckpt, &vars, &mut opt, None)
+            .map_err(|e| fail(&name, e))?;
+    }
+    let log_path = dir.join("losses.jsonl");
+    let mut log = open_log(&log_path, start).map_err(|e| RunError::Io(log_path.clone(), e))?;
+    let save = |opt: &Adam, done: u64| {
+        mio_stdlib::trainer::save_checkpoint(&ckpt, &vars, opt, None, done)
+            .map_err(|e| fail(&name, e))
+    };
     // The classifier's draws get a stage index of their own, apart from the training stages.
     const STAGE: usize = 1000;
     let started = Instant::now();
-    let mut log = String::new();
-    for step in 0..iters {
+    for step in start..iters {
         if r.stopped() {
-            return Err("interrupted (the classifier restarts on the next run)".into());
+            if step > start {
+                save(&opt, step)?;
+            }
+            return Err(RunError::Interrupted { node: name });
         }
         let b = set.batch(&tasks, seed(wf), STAGE, step, batch.max(1));
-        let (lq, _, ids) = b.to_tensors(&r.device).map_err(|e| e.to_string())?;
-        let logits = net.forward(&lq).map_err(|e| e.to_string())?;
-        let loss = TaskClassifier::loss(&logits, &ids).map_err(|e| e.to_string())?;
-        let value = loss.to_scalar::<f32>().map_err(|e| e.to_string())?;
-        let grads = loss.backward().map_err(|e| e.to_string())?;
-        opt.step(&grads, lr).map_err(|e| e.to_string())?;
-        let rate = (step + 1) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let (lq, _, ids) = b.to_tensors(&r.device).map_err(|e| fail(&name, e))?;
+        let logits = net.forward(&lq).map_err(|e| fail(&name, e))?;
+        let loss = TaskClassifier::loss(&logits, &ids).map_err(|e| fail(&name, e))?;
+        let value = loss.to_scalar::<f32>().map_err(|e| fail(&name, e))?;
+        let grads = loss.backward().map_err(|e| fail(&name, e))?;
+        opt.step(&grads, lr).map_err(|e| fail(&name, e))?;
+        let rate = (step + 1 - start) as f64 / started.elapsed().as_secs_f64().max(1e-9);
         r.progress().step(step, iters, value, lr, rate);
-        log.push_str(&format!(
-            "{{\"step\": {step}, \"loss\": {value}, \"lr\": {lr}}}\n"
-        ));
+        let _ = writeln!(log, "{{\"step\": {step}, \"loss\": {value}, \"lr\": {lr}}}");
+        let done = step + 1;
+        if done % every == 0 && done < iters {
+            save(&opt, done)?;
+        }
     }
     // Accuracy on fresh crops, for the report.
     let mut right = 0;
     let mut total = 0;
     for step in 0..8u64 {
         let b = set.batch(&tasks, seed(wf), STAGE + 1, step, 16);
-        let (lq, _, _) = b.to_tensors(&r.device).map_err(|e| e.to_string())?;
-        let pred = net.predict(&lq).map_err(|e| e.to_string())?;
+        let (lq, _, _) = b.to_tensors(&r.device).map_err(|e| fail(&name, e))?;
+        let pred = net.predict(&lq).map_err(|e| fail(&name, e))?;
         right += pred
             .iter()
             .zip(&b.task)
@@ -579,18 +688,22 @@ fn classifier(r: &Runner, w: usize, model: &str, dir: &Path) -> Result<(), Strin
             .count();
         total += pred.len();
     }
-    write_atomic(&dir.join("losses.jsonl"), log.as_bytes())?;
+    drop(log);
     write_json(
         &dir.join("classifier.json"),
         &json!({"tasks": trained.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
                 "crop_accuracy": right as f64 / total.max(1) as f64}),
-    )?;
+    )
+    .map_err(f)?;
     r.progress().note(&format!(
         "task classifier: {:.1}% of {total} held-out crops right",
         100.0 * right as f64 / total.max(1) as f64
     ));
-    vm.save(dir.join("classifier.safetensors"))
-        .map_err(|e| e.to_string())
+    let out = dir.join("classifier.safetensors");
+    mio_stdlib::fsio::atomic(&out, |tmp| vm.save(tmp))
+        .map_err(|e| fail(&name, format!("{}: {e}", out.display())))?;
+    let _ = std::fs::remove_file(&ckpt);
+    Ok(())
 }
 
 /// A metric's label and its value for one pair.
@@ -622,8 +735,8 @@ fn pairs_of(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>, String> {
             a.iter()
                 .filter_map(|p| {
                     Some((
-                        PathBuf::from(p["clean"].as_str()?),
-                        dir.join(p["degraded"].as_str()?),
+                        super::store::path_from_json(&p["clean"])?,
+                        dir.join(super::store::path_from_json(&p["degraded"])?),
                     ))
                 })
                 .collect()
@@ -649,8 +762,8 @@ fn eval(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<
         let cdir = r
             .dep_dir(i, |w| matches!(w, Work::Classifier { .. }))
             .ok_or_else(|| fail(&name, "the task classifier is missing"))?;
-        let (mut vm, c) = classifier_net(trained.len(), &r.device).map_err(f)?;
-        vm.load(cdir.join("classifier.safetensors"))
+        let (vm, c) = classifier_net(trained.len(), &r.device).map_err(f)?;
+        mio_stdlib::models::load_varmap(&vm, &cdir.join("classifier.safetensors"))
             .map_err(|e| fail(&name, e))?;
         Some(c)
     } else {
@@ -692,7 +805,11 @@ fn eval(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<
             _ => None,
         };
         let mut images = vec![];
-        for (clean_path, lq_path) in &pairs {
+        // Output names unique within the task (`a.png` and `a.jpg` are both in a folder).
+        let stems = mio_stdlib::image::unique_stems(
+            &pairs.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
+        );
+        for ((clean_path, lq_path), stem) in pairs.iter().zip(stems) {
             if r.stopped() {
                 return Err(RunError::Interrupted { node: name });
             }
@@ -704,7 +821,9 @@ fn eval(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<
                 .image;
             let (z, guess) = match &classifier {
                 Some(c) => {
-                    let x = to_tensor(&lq, &r.device).map_err(|e| fail(&name, e))?;
+                    let x = to_tensor(&lq, &r.device)
+                        .and_then(|x| crate::restore::at_least_min_side(&x))
+                        .map_err(|e| fail(&name, e))?;
                     let p = c.predict(&x).map_err(|e| fail(&name, e))?[0] as usize;
                     (
                         Some(net.task_latent(p).map_err(|e| fail(&name, e))?),
@@ -719,16 +838,30 @@ fn eval(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<
                     format!("`{}` has no prompt for `{}`", e.model, task.name),
                 ));
             }
-            let out = restore(&net, &lq, z.as_ref(), 0).map_err(|e| fail(&name, e))?;
-            let stem = clean_path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let out = restore(&net, &lq, z.as_ref(), 0)
+                .map_err(|e| fail(&name, format!("{}: {e}", lq_path.display())))?;
             let mut input = serde_json::Map::new();
             let mut output = serde_json::Map::new();
+            let about = |e: String| {
+                fail(
+                    &name,
+                    format!(
+                        "{} ({}x{}): {e}; remove the image from the folder, or lower the metric's `crop`",
+                        clean_path.display(),
+                        clean.width,
+                        clean.height
+                    ),
+                )
+            };
             for m in &metrics {
-                input.insert(metric_label(m), json!(measure(m, &lq, &clean).map_err(f)?));
-                output.insert(metric_label(m), json!(measure(m, &out, &clean).map_err(f)?));
+                input.insert(
+                    metric_label(m),
+                    json!(measure(m, &lq, &clean).map_err(about)?),
+                );
+                output.insert(
+                    metric_label(m),
+                    json!(measure(m, &out, &clean).map_err(about)?),
+                );
             }
             let file = if save {
                 let d = dir.join("images").join(&task.name);
@@ -741,8 +874,8 @@ fn eval(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<
             };
             images.push(json!({
                 "name": stem,
-                "clean": clean_path,
-                "degraded": lq_path,
+                "clean": super::store::path_to_json(clean_path),
+                "degraded": super::store::path_to_json(lq_path),
                 "restored": file,
                 "input": input,
                 "output": output,
@@ -773,9 +906,16 @@ fn eval(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result<
     .map_err(f)
 }
 
-/// An image and its name without the extension (what outputs are named after).
-fn load_named(path: &Path) -> Result<(String, Image), String> {
-    let img = mio_stdlib::image::load(path)
+/// An image, its name without the extension (what draws are seeded by) and its depth map if
+/// it has one (haze reads it).
+struct Named {
+    stem: String,
+    image: Image,
+    depth: Option<Vec<f32>>,
+}
+
+fn load_named(path: &Path) -> Result<Named, String> {
+    let image = mio_stdlib::image::load(path)
         .map_err(|e| e.to_string())?
         .image;
     let stem = path
@@ -783,7 +923,9 @@ fn load_named(path: &Path) -> Result<(String, Image), String> {
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
-    Ok((stem, img))
+    let depth = mio_stdlib::degrade::depth_file(path, image.width, image.height)
+        .map_err(|e| e.to_string())?;
+    Ok(Named { stem, image, depth })
 }
 
 /// A degradation sweep: the images degraded with `degrade`'s `param` at each of `values`, the
@@ -828,7 +970,7 @@ fn param_sweep(
         ir::SweepTarget::File(file) => vec![r.base.join(file)],
         ir::SweepTarget::Data(d) => clean_images(r, wf, d).map_err(f)?,
     };
-    let images: Vec<(String, Image)> = files
+    let images: Vec<Named> = files
         .iter()
         .map(|p| load_named(p))
         .collect::<Result<_, String>>()
@@ -843,12 +985,17 @@ fn param_sweep(
         let deg = crate::degradation(&at).map_err(f)?;
         let text = at.degradation.to_string();
         let (mut input, mut output) = (vec![], vec![]);
-        for (stem, clean) in &images {
+        for Named {
+            stem,
+            image: clean,
+            depth,
+        } in &images
+        {
             if r.stopped() {
                 return Err(RunError::Interrupted { node: name });
             }
             let mut rng = mio_stdlib::degrade::rng_for(seed(wf), &text, stem);
-            let (lq, _) = deg.apply(clean, &mut rng, None);
+            let (lq, _) = deg.apply(clean, &mut rng, depth.as_deref());
             let out = restore(&net, &lq, z.as_ref(), 0).map_err(|e| fail(&name, e))?;
             input.push(mio_stdlib::metrics::psnr(&lq, clean, 4, false).map_err(f)?);
             output.push(mio_stdlib::metrics::psnr(&out, clean, 4, false).map_err(f)?);
@@ -907,47 +1054,58 @@ fn sweep(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result
         let zt = net.task_latent(id(to_task)?).map_err(|e| fail(&name, e))?;
         Some((zf, zt))
     };
-    let read_prompt = |t: &ir::Task, base: &Image, stem: &str| -> Result<Tensor, String> {
-        let deg = crate::degradation(t)?;
-        let mut rng = mio_stdlib::degrade::rng_for(seed(wf), &t.degradation.to_string(), stem);
-        let x =
-            to_tensor(&deg.apply(base, &mut rng, None).0, &r.device).map_err(|e| e.to_string())?;
-        net.adaptive_latent(&x)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "no adaptive prompt".to_string())
-    };
+    let read_prompt =
+        |t: &ir::Task, base: &Image, depth: Option<&[f32]>, stem: &str| -> Result<Tensor, String> {
+            let deg = crate::degradation(t)?;
+            let mut rng = mio_stdlib::degrade::rng_for(seed(wf), &t.degradation.to_string(), stem);
+            let x = to_tensor(&deg.apply(base, &mut rng, depth).0, &r.device)
+                .and_then(|x| crate::restore::at_least_min_side(&x))
+                .map_err(|e| e.to_string())?;
+            net.adaptive_latent(&x)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "no adaptive prompt".to_string())
+        };
     let steps = setting_f64(&s.settings, "steps").max(2.0) as usize;
-    // (input, clean reference if any, label)
-    let mut inputs: Vec<(Image, Option<Image>, String)> = vec![];
+    // Each input (its name and depth map those of the clean image) and the clean reference if
+    // there is one.
+    let mut inputs: Vec<(Named, Option<Image>)> = vec![];
     match &s.target {
         ir::SweepTarget::File(file) => {
-            let (stem, img) = load_named(&r.base.join(file)).map_err(f)?;
-            inputs.push((img, None, stem));
+            inputs.push((load_named(&r.base.join(file)).map_err(f)?, None));
         }
         ir::SweepTarget::Data(d) => {
             if let Some(tdir) = r.dep_dir(i, |w| matches!(w, Work::TestSet { .. })) {
                 for (c, l) in pairs_of(&tdir).map_err(f)? {
-                    let (stem, clean) = load_named(&c).map_err(f)?;
-                    let (_, lq) = load_named(&l).map_err(f)?;
-                    inputs.push((lq, Some(clean), stem));
+                    let clean = load_named(&c).map_err(f)?;
+                    let lq = load_named(&l).map_err(f)?;
+                    let input = Named {
+                        image: lq.image,
+                        ..clean
+                    };
+                    inputs.push((input, Some(clean.image)));
                 }
             } else {
                 for c in clean_images(r, wf, d).map_err(f)? {
-                    let (stem, img) = load_named(&c).map_err(f)?;
-                    inputs.push((img, None, stem));
+                    inputs.push((load_named(&c).map_err(f)?, None));
                 }
             }
         }
     }
+    // The strips' names, unique even where two images share a stem.
+    let labels = {
+        let as_paths: Vec<PathBuf> = inputs.iter().map(|x| PathBuf::from(&x.0.stem)).collect();
+        mio_stdlib::image::unique_stems(&as_paths)
+    };
     let mut rows = vec![];
-    for (img, clean, stem) in &inputs {
+    for ((input, clean), label) in inputs.iter().zip(labels) {
+        let (img, depth, stem) = (&input.image, &input.depth, &input.stem);
         let (zf, zt) = match &fixed {
             Some((a, b)) => (a.clone(), b.clone()),
             None => {
                 let base = clean.as_ref().unwrap_or(img);
                 (
-                    read_prompt(from_task, base, stem).map_err(f)?,
-                    read_prompt(to_task, base, stem).map_err(f)?,
+                    read_prompt(from_task, base, depth.as_deref(), stem).map_err(f)?,
+                    read_prompt(to_task, base, depth.as_deref(), stem).map_err(f)?,
                 )
             }
         };
@@ -967,11 +1125,11 @@ fn sweep(r: &Runner, i: NodeIndex, w: usize, index: usize, dir: &Path) -> Result
             per_step.push(json!({"a": a, "mean_intensity": mean, "psnr": psnr}));
             strip.push(out);
         }
-        let file = format!("strip_{stem}.png");
+        let file = format!("strip_{label}.png");
         hstack(&strip)
             .save_png(&dir.join(&file))
             .map_err(|e| fail(&name, e))?;
-        rows.push(json!({"image": stem, "strip": file, "steps": per_step}));
+        rows.push(json!({"image": label, "strip": file, "steps": per_step}));
     }
     write_json(
         &dir.join("sweep.json"),

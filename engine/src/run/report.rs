@@ -12,6 +12,7 @@ use petgraph::graph::NodeIndex;
 use serde_json::{json, Value as Json};
 
 use super::nodes::{hstack, write_atomic, write_json};
+use super::store::path_from_json;
 use super::svg::line_chart;
 use super::Runner;
 use crate::ir::Value;
@@ -290,6 +291,33 @@ fn stage_chain(r: &Runner, last: NodeIndex) -> Vec<NodeIndex> {
     chain
 }
 
+/// Warnings about the training behind a report: each stage whose loss ended far above where
+/// it started (see `nodes::suspicious`).
+fn training_warnings(r: &Runner, i: NodeIndex) -> Vec<String> {
+    let mut out = vec![];
+    for d in r.plan.deps(i) {
+        if r.plan.graph[d].kind != NodeKind::Train {
+            continue;
+        }
+        for s in stage_chain(r, d) {
+            let log = r.dir(s).join("losses.jsonl");
+            let lr = std::fs::read_to_string(&log)
+                .ok()
+                .and_then(|t| {
+                    let first = t.lines().next()?.to_string();
+                    serde_json::from_str::<Json>(&first).ok()?["lr"].as_f64()
+                })
+                .unwrap_or(f64::NAN);
+            if let Some(w) = super::nodes::suspicious(&read_losses(&log), lr) {
+                out.push(format!("{}: {w}", r.plan.graph[s].name));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// A stage's `losses.jsonl` as (step, loss) in step order; a step logged twice (a stage
 /// resumed after an interruption) counts once, with its last value.
 pub(super) fn read_losses(path: &std::path::Path) -> Vec<(u64, f64)> {
@@ -390,12 +418,14 @@ fn stage_curves(r: &Runner, i: NodeIndex) -> Vec<(String, Vec<String>, Vec<Vec<O
                     .as_array()?
                     .iter()
                     .filter_map(|p| {
-                        let clean = mio_stdlib::image::load(Path::new(p["clean"].as_str()?))
+                        let clean = mio_stdlib::image::load(&path_from_json(&p["clean"])?)
                             .ok()?
                             .image;
-                        let lq = mio_stdlib::image::load(&r.dir(n).join(p["degraded"].as_str()?))
-                            .ok()?
-                            .image;
+                        let lq = mio_stdlib::image::load(
+                            &r.dir(n).join(path_from_json(&p["degraded"])?),
+                        )
+                        .ok()?
+                        .image;
                         Some((lq, clean))
                     })
                     .min_by_key(|(l, _)| l.width * l.height)
@@ -487,6 +517,17 @@ pub(crate) fn write(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), String> 
         html_escape(&title)
     );
     let mut csv = String::from("table,row,model,task,metric,value\n");
+    let warnings = training_warnings(r, i);
+    if !warnings.is_empty() {
+        md.push_str("**Warnings**\n\n");
+        html.push_str("<p><b>Warnings</b></p><ul>");
+        for w in &warnings {
+            let _ = writeln!(md, "- {w}");
+            let _ = write!(html, "<li>{}</li>", html_escape(w));
+        }
+        md.push('\n');
+        html.push_str("</ul>\n");
+    }
     let _ = writeln!(
         md,
         "Mean over the test images of each task; `input (degraded)` is the degraded image itself \
@@ -756,7 +797,10 @@ pub(crate) fn write(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), String> 
         let mut section = String::new();
         for (ti, task) in tasks.iter().enumerate() {
             let im = &first["tasks"][ti]["images"][0];
-            let (Some(clean), Some(lq)) = (im["clean"].as_str(), im["degraded"].as_str()) else {
+            let (Some(clean), Some(lq)) = (
+                path_from_json(&im["clean"]),
+                path_from_json(&im["degraded"]),
+            ) else {
                 continue;
             };
             let load = |p: &Path| {
@@ -766,7 +810,7 @@ pub(crate) fn write(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), String> 
             };
             let mut row = vec![];
             let mut labels = vec!["input".to_string()];
-            if let Some(x) = load(Path::new(lq)) {
+            if let Some(x) = load(&lq) {
                 row.push(x);
             }
             for (node, j) in &members {
@@ -778,7 +822,7 @@ pub(crate) fn write(r: &Runner, i: NodeIndex, dir: &Path) -> Result<(), String> 
                     labels.push(j["model"].as_str().unwrap_or("?").to_string());
                 }
             }
-            if let Some(x) = load(Path::new(clean)) {
+            if let Some(x) = load(&clean) {
                 row.push(x);
                 labels.push("ground truth".into());
             }
@@ -852,6 +896,9 @@ pub(crate) fn publish(from: &Path, to: &Path) -> Result<(), String> {
     std::fs::create_dir_all(to).map_err(|e| e.to_string())?;
     for e in std::fs::read_dir(from).map_err(|e| e.to_string())? {
         let e = e.map_err(|e| e.to_string())?;
+        if e.file_name() == super::store::DONE_FILE {
+            continue;
+        }
         if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
             let bytes = std::fs::read(e.path()).map_err(|e| e.to_string())?;
             write_atomic(&to.join(e.file_name()), &bytes)?;
@@ -860,9 +907,82 @@ pub(crate) fn publish(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
+const OUTDATED_START: &str = "<!-- mio: outdated -->";
+const OUTDATED_END: &str = "<!-- /mio: outdated -->";
+
+/// After a run that failed or was stopped, says at the top of the workflow's `report.md` and
+/// `report.html` (when an earlier run wrote them) that they do not show the file as it is now,
+/// and why. The earlier numbers stay; the next successful run replaces both files.
+pub(crate) fn mark_outdated(folder: &Path, why: &str) {
+    let when = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let strip = |text: &str| -> String {
+        match (text.find(OUTDATED_START), text.find(OUTDATED_END)) {
+            (Some(a), Some(b)) if b > a => {
+                let rest = &text[b + OUTDATED_END.len()..];
+                format!("{}{}", &text[..a], rest.strip_prefix('\n').unwrap_or(rest))
+            }
+            _ => text.to_string(),
+        }
+    };
+    let md_path = folder.join("report.md");
+    if let Ok(md) = std::fs::read_to_string(&md_path) {
+        let banner = format!(
+            "{OUTDATED_START}\n> **Outdated.** The latest `mio run` (unix time {when}) did not \
+             finish: {}. This report is from an earlier run and may not match the file as it \
+             is now; run again to update it.\n{OUTDATED_END}\n",
+            why.replace('\n', " ")
+        );
+        let _ = write_atomic(&md_path, format!("{banner}{}", strip(&md)).as_bytes());
+    }
+    let html_path = folder.join("report.html");
+    if let Ok(html) = std::fs::read_to_string(&html_path) {
+        let html = strip(&html);
+        let banner = format!(
+            "{OUTDATED_START}<p style=\"background:#fff3cd;padding:8px\"><b>Outdated.</b> The \
+             latest <code>mio run</code> did not finish: {}. This report is from an earlier run \
+             and may not match the file as it is now.</p>{OUTDATED_END}\n",
+            html_escape(why)
+        );
+        let at = html.find("<body>").map(|i| i + "<body>".len()).unwrap_or(0);
+        let _ = write_atomic(
+            &html_path,
+            format!("{}{banner}{}", &html[..at], &html[at..]).as_bytes(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outdated_report_says_so_once_and_keeps_its_numbers() {
+        let dir = std::env::temp_dir().join(format!("mio-outdated-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("report.md"), "# tiny\n| a | 21.5 |\n").unwrap();
+        std::fs::write(
+            dir.join("report.html"),
+            "<html><body><h1>tiny</h1></body></html>",
+        )
+        .unwrap();
+        mark_outdated(&dir, "tiny/plain: the loss became NaN");
+        mark_outdated(&dir, "tiny/ep: <stopped>");
+        let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        assert_eq!(md.matches("**Outdated.**").count(), 1, "{md}");
+        assert!(
+            md.contains("tiny/ep: <stopped>") && !md.contains("NaN"),
+            "{md}"
+        );
+        assert!(md.ends_with("# tiny\n| a | 21.5 |\n"), "{md}");
+        let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+        assert_eq!(html.matches("Outdated.").count(), 1, "{html}");
+        assert!(html.contains("tiny/ep: &lt;stopped&gt;") && html.contains("<h1>tiny</h1>"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn base64_matches_the_standard_alphabet_and_padding() {

@@ -73,6 +73,58 @@ pub enum InitRule {
 /// with zero biases; the prompt extractor and modulation layers (and, in the prompted
 /// SRResNets, conv_first, conv_hr and conv_last, as the reference's classes leave them) as
 /// PyTorch's default.
+/// Reads a safetensors file of weights, with errors that name the file and say what to do.
+pub fn read_weights(
+    path: &std::path::Path,
+    dev: &candle_core::Device,
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    let p = path.display();
+    if let Err(e) = std::fs::File::open(path) {
+        candle_core::bail!(
+            "{p}: cannot read it: {e}{}",
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (check the file's permissions)"
+            } else {
+                ""
+            }
+        );
+    }
+    candle_core::safetensors::load(path, dev).map_err(|e| {
+        candle_core::Error::Msg(format!(
+            "{p}: not a complete safetensors file ({e}); it is damaged (an interrupted copy or \
+             a full disk?) or not a weights file: copy it again, or give another file"
+        ))
+    })
+}
+
+/// Loads every variable of `varmap` from a weights file by name (each must be there, with its
+/// shape).
+pub fn load_varmap(varmap: &VarMap, path: &std::path::Path) -> Result<()> {
+    let data = varmap.data().lock().expect("the var map is not poisoned");
+    let dev = data
+        .values()
+        .next()
+        .map(|v| v.device().clone())
+        .unwrap_or(candle_core::Device::Cpu);
+    let t = read_weights(path, &dev)?;
+    for (name, var) in data.iter() {
+        match t.get(name) {
+            Some(w) if w.dims() == var.dims() => var.set(&w.to_dtype(var.dtype())?)?,
+            Some(w) => candle_core::bail!(
+                "{}: `{name}` has shape {:?}, expected {:?}",
+                path.display(),
+                w.dims(),
+                var.dims()
+            ),
+            None => candle_core::bail!(
+                "{}: no `{name}` (is it the right kind of weights file?)",
+                path.display()
+            ),
+        }
+    }
+    Ok(())
+}
+
 pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
     // The reference's prompted SRResNets scale only their residual blocks; their conv_first,
     // conv_hr and conv_last keep PyTorch's default (the plain one scales those too).

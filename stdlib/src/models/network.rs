@@ -239,9 +239,7 @@ impl Network {
         if let Some(m) = &self.maps {
             t.insert("prompt_maps".into(), m.clone());
         }
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        candle_core::safetensors::save(&t, &tmp)?;
-        std::fs::rename(&tmp, path)
+        crate::fsio::atomic(path, |tmp| candle_core::safetensors::save(&t, tmp))
             .map_err(|e| candle_core::Error::Msg(format!("cannot write {}: {e}", path.display())))
     }
 
@@ -289,7 +287,7 @@ impl Network {
 
     /// Loads weights saved by [`Network::save`] (or any safetensors file with the names).
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let t = candle_core::safetensors::load(path, &self.device())?;
+        let t = super::read_weights(path, &self.device())?;
         self.set_weights(&t, &path.display().to_string())
     }
 }
