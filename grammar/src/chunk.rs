@@ -58,7 +58,9 @@ pub fn is_trivia(text: &str) -> bool {
     skip_trivia(text, 0) == text.len()
 }
 
-fn skip_trivia(text: &str, from: usize) -> usize {
+/// The offset of the first token at or after `from` (the text's length when only whitespace and
+/// comments follow).
+pub(crate) fn skip_trivia(text: &str, from: usize) -> usize {
     pieces(text, from)
         .find(|(_, p)| !matches!(p, Piece::Space | Piece::Newline | Piece::Comment(_)))
         .map_or(text.len(), |(i, _)| i)

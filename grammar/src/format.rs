@@ -18,6 +18,50 @@ pub const WIDTH: usize = 100;
 
 /// Formats `src`; refuses a file with syntax errors (they are returned).
 pub fn format(src: &str) -> Result<String, Vec<ParseError>> {
+    // A file's byte-order mark and CRLF line ends are kept: the layout is computed on the text
+    // with LF ends and put back.
+    let bom = src.starts_with('\u{feff}');
+    let crlf = src.contains("\r\n");
+    let body = src.strip_prefix('\u{feff}').unwrap_or(src);
+    let lf;
+    let body = if crlf {
+        lf = body.replace("\r\n", "\n");
+        lf.as_str()
+    } else {
+        body
+    };
+    let out = format_lf(body)?;
+    // Every token and comment kept, in order (commas aside, which the layout decides).
+    if let Some(at) = first_difference(body, &out) {
+        return Err(vec![ParseError {
+            span: Span::new(at, at + 1),
+            message: "mio fmt cannot keep this in its place, so it leaves the file as it is".into(),
+            label: "here".into(),
+            help: Some("put a comment on a line of its own, before the setting it is about".into()),
+        }]);
+    }
+    let out = if crlf { out.replace('\n', "\r\n") } else { out };
+    Ok(if bom { format!("\u{feff}{out}") } else { out })
+}
+
+/// Where the tokens of `before` and `after` first differ (an offset into `before`).
+fn first_difference(before: &str, after: &str) -> Option<usize> {
+    let a = crate::lex::tokens(before);
+    let b = crate::lex::significant(after);
+    let a_sig: Vec<(crate::lex::Token, (crate::lex::TokenKind, &str))> = a
+        .iter()
+        .map(|t| (*t, (t.kind, before[t.span.start..t.span.end].trim_end())))
+        .filter(|(_, (k, s))| !(*k == crate::lex::TokenKind::Punct && *s == ","))
+        .collect();
+    for (k, (tok, text)) in a_sig.iter().enumerate() {
+        if b.get(k) != Some(text) {
+            return Some(tok.span.start);
+        }
+    }
+    (a_sig.len() != b.len()).then_some(before.len().saturating_sub(1))
+}
+
+fn format_lf(src: &str) -> Result<String, Vec<ParseError>> {
     let parsed = parse_at(src, 0);
     if !parsed.errors.is_empty() {
         return Err(parsed.errors);
@@ -91,7 +135,14 @@ impl Printer<'_> {
     /// Appends a comment that follows `end` on the same source line.
     fn trailing(&mut self, end: usize) {
         if let Some(c) = self.comments.get(self.next) {
-            if c.span.start >= end && !self.src[end..c.span.start].contains('\n') {
+            // Only blanks and a comma between: a comment after a closing bracket belongs to
+            // whatever that bracket closes.
+            let between = &self.src[end.min(c.span.start)..c.span.start];
+            if c.span.start >= end
+                && between
+                    .chars()
+                    .all(|ch| matches!(ch, ' ' | '\t' | ',' | '\r'))
+            {
                 self.out.push_str(" #");
                 self.out.push_str(&c.text);
                 self.last_end = c.span.end;
@@ -283,10 +334,12 @@ impl Printer<'_> {
         });
     }
 
-    /// Writes `e` starting at column `col`, breaking it over lines if it does not fit.
+    /// Writes `e` starting at column `col`, breaking it over lines if it does not fit or holds
+    /// comments (each then stays beside the argument or element it was written at).
     fn expr(&mut self, e: &Expr, level: usize, col: usize) {
         let one_line = flat(e);
-        if col + one_line.len() <= WIDTH {
+        let commented = self.has_comment_within(e.span);
+        if !commented && col + one_line.len() <= WIDTH {
             self.out.push_str(&one_line);
             return;
         }
@@ -308,18 +361,53 @@ impl Printer<'_> {
             return;
         }
         self.out.push_str(&open);
+        self.trailing(e.span.start + open.len().min(e.span.end - e.span.start));
         self.out.push('\n');
+        let fresh = std::mem::replace(&mut self.fresh, true);
         for (name, x) in items {
+            let start = name.map_or(x.span.start, |n| n.span.start);
+            self.leading(start, level + 1);
             self.indent(level + 1);
+            self.fresh = false;
             let mut c = (level + 1) * 2;
             if let Some(n) = name {
                 self.out.push_str(&n.name);
-                self.out.push_str(" = ");
-                c += n.name.len() + 3;
+                self.out.push_str(" =");
+                let mut first = true;
+                // Comments between the name and its value: the value goes on the next line.
+                while let Some(cm) = self
+                    .comments
+                    .get(self.next)
+                    .filter(|cm| cm.span.start < x.span.start)
+                    .cloned()
+                {
+                    if first {
+                        self.out.push(' ');
+                    } else {
+                        self.indent(level + 2);
+                    }
+                    self.out.push('#');
+                    self.out.push_str(&cm.text);
+                    self.out.push('\n');
+                    self.next += 1;
+                    first = false;
+                }
+                if first {
+                    self.out.push(' ');
+                    c += n.name.len() + 3;
+                } else {
+                    self.indent(level + 2);
+                    c = (level + 2) * 2;
+                }
             }
             self.expr(x, level + 1, c);
-            self.out.push_str(",\n");
+            self.out.push(',');
+            self.last_end = x.span.end;
+            self.trailing(x.span.end);
+            self.out.push('\n');
         }
+        self.leading(e.span.end.saturating_sub(1), level + 1);
+        self.fresh = fresh;
         self.indent(level);
         self.out.push_str(close);
     }

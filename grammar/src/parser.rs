@@ -291,7 +291,10 @@ fn recover_workflow(
         }
     }
     let close = match body.close {
-        Some(c) => c,
+        Some(c) => {
+            trailing_text(src, piece.start, text, c, &name.name, base, errors);
+            c
+        }
         None => {
             let at = piece.start + body_start - 1;
             errors.push(ParseError {
@@ -314,6 +317,48 @@ fn recover_workflow(
         close: base + piece.start + close,
         broken,
     })
+}
+
+/// Text after the `}` that closes a workflow, up to the next item, belongs to nothing: it is an
+/// error at its place, never dropped in silence (a stray `}` would otherwise cut the workflow
+/// short and lose the lines after it).
+fn trailing_text(
+    src: &str,
+    piece_start: usize,
+    text: &str,
+    close: usize,
+    workflow: &str,
+    base: usize,
+    errors: &mut Vec<ParseError>,
+) {
+    let from = chunk::skip_trivia(text, close + 1);
+    if from >= text.len() {
+        return;
+    }
+    let rest = &text[from..];
+    let first_line = rest.lines().next().unwrap_or(rest).trim_end();
+    let line_of = |at: usize| src[..at].matches('\n').count() + 1;
+    let close_line = line_of(piece_start + close);
+    let lines = rest.trim_end().lines().count();
+    let shown: String = first_line.chars().take(40).collect();
+    errors.push(ParseError {
+        span: Span::new(
+            base + piece_start + from,
+            base + piece_start + from + first_line.len().max(1),
+        ),
+        message: format!(
+            "`{shown}` comes after the end of workflow `{workflow}` (its `}}` on line {close_line}) and belongs to no item"
+        ),
+        label: if lines > 1 {
+            format!("this and the {} line(s) after it are outside any item", lines - 1)
+        } else {
+            "outside any item".into()
+        },
+        help: Some(format!(
+            "if it belongs to `{workflow}`, remove the `}}` on line {close_line} that ends the workflow early; \
+             otherwise start an item here (`workflow`, `task`, `let`, `use` or `matrix`) or delete it"
+        )),
+    });
 }
 
 /// `workflow NAME [extends BASE] {` at the start of `text`: the name, the base, and where the

@@ -289,3 +289,140 @@ proptest! {
         }
     }
 }
+
+/// Every token of a text that parses without errors lies inside one of its items (or is a
+/// comment): nothing is read past and dropped.
+fn every_token_is_in_an_item(text: &str) -> Result<(), String> {
+    let parsed = parse(text);
+    if !parsed.errors.is_empty() {
+        return Ok(());
+    }
+    let spans: Vec<mio_grammar::Span> = parsed.file.items.iter().map(|i| i.span()).collect();
+    for t in mio_grammar::lex::tokens(text) {
+        if t.kind == mio_grammar::lex::TokenKind::Comment {
+            continue;
+        }
+        if !spans
+            .iter()
+            .any(|s| s.start <= t.span.start && t.span.end <= s.end)
+        {
+            return Err(format!(
+                "`{}` at {} belongs to no item and no error was reported",
+                &text[t.span.start..t.span.end],
+                t.span.start
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A formatted text keeps the tokens and comments of the original, in order (commas aside).
+fn same_tokens(before: &str, after: &str) -> Result<(), String> {
+    let (a, b) = (
+        mio_grammar::lex::significant(before),
+        mio_grammar::lex::significant(after),
+    );
+    if a == b {
+        Ok(())
+    } else {
+        let k = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        Err(format!(
+            "the tokens differ from #{k}: {:?} became {:?}\n{after}",
+            a.get(k),
+            b.get(k)
+        ))
+    }
+}
+
+const STRAY: &[&str] = &[
+    "}", "{", ")", "(", "]", "[", "=", ",", "zzz", "\"s\"", "1", "..", ".", "workflow", "train",
+    "}\n", "\nzzz\n", "# c\n", "\n# c\n",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn a_stray_token_anywhere_is_reported_or_kept(
+        file in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        stray in prop::sample::select(STRAY),
+        second in prop::option::of((any::<prop::sample::Index>(), prop::sample::select(STRAY))),
+    ) {
+        let files = real_files();
+        let mut text = file.get(&files).clone();
+        // At a token boundary: before a token, or after the last one.
+        let mut insert = |text: &mut String, at: &prop::sample::Index, s: &str| {
+            let toks = mio_grammar::lex::tokens(text);
+            let k = at.index(toks.len() + 1);
+            let pos = toks.get(k).map_or(text.len(), |t| t.span.start);
+            text.insert_str(pos, &format!(" {s} "));
+        };
+        insert(&mut text, &at, stray);
+        if let Some((at2, s2)) = second {
+            insert(&mut text, &at2, s2);
+        }
+        prop_assert!(every_token_is_in_an_item(&text).is_ok(), "{}\n{text}", every_token_is_in_an_item(&text).unwrap_err());
+        if let Ok(f) = format(&text) {
+            prop_assert!(same_tokens(&text, &f).is_ok(), "{}", same_tokens(&text, &f).unwrap_err());
+            prop_assert!(every_token_is_in_an_item(&f).is_ok());
+        }
+    }
+
+    #[test]
+    fn comments_anywhere_in_generated_programs_stay_in_place_or_the_file_is_left_alone(
+        src in program(),
+        at in prop::collection::vec(any::<prop::sample::Index>(), 1..4),
+    ) {
+        let mut text = src.clone();
+        for (n, a) in at.iter().enumerate() {
+            let toks = mio_grammar::lex::tokens(&text);
+            let k = a.index(toks.len() + 1);
+            let pos = toks.get(k).map_or(text.len(), |t| t.span.start);
+            text.insert_str(pos, &format!("# note {n}\n"));
+        }
+        if let Ok(f) = format(&text) {
+            prop_assert!(same_tokens(&text, &f).is_ok(), "{}", same_tokens(&text, &f).unwrap_err());
+            prop_assert_eq!(format(&f).unwrap(), f.clone(), "not idempotent");
+        }
+    }
+}
+
+#[test]
+fn comments_on_call_arguments_stay_beside_their_argument() {
+    let src = "workflow w {\n  model m = srresnet(\n    channels = 32, # width\n    # depth next\n    blocks = 4,\n  )\n}\n";
+    let f = format(src).unwrap();
+    assert!(f.contains("channels = 32, # width\n"), "{f}");
+    assert!(f.contains("    # depth next\n    blocks = 4,\n"), "{f}");
+    assert_eq!(format(&f).unwrap(), f);
+}
+
+#[test]
+fn crlf_and_a_byte_order_mark_are_kept() {
+    let src = "\u{feff}use paper\r\n\r\nworkflow w {\r\n  seed   = 1 # s\r\n}\r\n";
+    assert!(parse(src).errors.is_empty(), "{:?}", parse(src).errors);
+    let f = format(src).unwrap();
+    assert_eq!(
+        f,
+        "\u{feff}use paper\r\n\r\nworkflow w {\r\n  seed = 1 # s\r\n}\r\n"
+    );
+    assert_eq!(format(&f).unwrap(), f);
+}
+
+#[test]
+fn text_after_a_closed_workflow_is_an_error_not_dropped() {
+    for src in [
+        "workflow a { seed = 1 } workflow b { seed = \"x\" } junk\n",
+        "workflow a {}\nzzz\n",
+        "workflow a {\n  seed = 1\n}\n  }\n  seed = 2\n}\n",
+    ] {
+        let p = parse(src);
+        assert!(!p.errors.is_empty(), "{src}");
+        assert!(
+            p.errors[0].message.contains("after the end of workflow"),
+            "{:?}",
+            p.errors
+        );
+        assert!(format(src).is_err());
+    }
+}
