@@ -23,6 +23,28 @@ pub struct Override {
     pub span: Span,
 }
 
+/// What a name written in the file was resolved to by the checker (the language server's
+/// definition, references, hover and highlighting follow it, so a name is what the checker
+/// took it for: `strategy = mixed` is the built-in strategy even beside a model `mixed`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resolved {
+    /// A task or let, by the span of its name where it is defined.
+    Global(Span),
+    /// A model of the workflow around the name.
+    Model(String),
+    /// A data set of the workflow around the name.
+    Data(String),
+    /// A built-in (a backbone, a strategy, a metric, a choice word): no user symbol.
+    Builtin,
+}
+
+/// A name's span and what it resolved to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolution {
+    pub span: Span,
+    pub to: Resolved,
+}
+
 /// What a name in value position refers to.
 #[derive(Clone, Copy)]
 enum Sym<'p> {
@@ -46,9 +68,17 @@ pub struct Checker<'p> {
     /// Statements of the workflow being checked that did not parse, as (keyword, name): their
     /// absence is not reported again.
     broken: Vec<(String, String)>,
+    /// Every name resolved, in the order met (duplicates where a statement is checked again).
+    pub resolutions: Vec<Resolution>,
 }
 
 impl<'p> Checker<'p> {
+    fn resolved(&mut self, span: Span, to: Resolved) {
+        if self.quiet == 0 {
+            self.resolutions.push(Resolution { span, to });
+        }
+    }
+
     pub fn new(prog: &'p Program) -> Self {
         Checker {
             prog,
@@ -60,6 +90,7 @@ impl<'p> Checker<'p> {
             default_values: HashMap::new(),
             models: vec![],
             broken: vec![],
+            resolutions: vec![],
         }
     }
 
@@ -118,6 +149,14 @@ impl<'p> Checker<'p> {
     }
 
     fn lookup(&mut self, m: ModId, path: &ast::Path) -> Option<Sym<'p>> {
+        let found = self.lookup_unrecorded(m, path);
+        if let Some(Sym::Task(_, b) | Sym::Let(_, b)) = found {
+            self.resolved(path.span, Resolved::Global(b.name.span));
+        }
+        found
+    }
+
+    fn lookup_unrecorded(&mut self, m: ModId, path: &ast::Path) -> Option<Sym<'p>> {
         match path.segments.as_slice() {
             [one] => {
                 if let Some(s) = self.local(m, &one.name) {
@@ -348,6 +387,23 @@ impl<'p> Checker<'p> {
 
     /// Checks `e` against `ty` and resolves it.
     pub fn value(&mut self, m: ModId, e: &Expr, ty: &Ty, param: Option<&Param>) -> Option<Value> {
+        // One built-in where a list of them goes is a list of one: `metrics = psnr`.
+        if let (Ty::List(inner), ExprKind::Path(p)) = (ty, &e.kind) {
+            if let (Ty::Builtin(k), Some(i)) = (*inner, p.as_ident()) {
+                if builtins::lookup(*k, &i.name).is_some()
+                    && self.local_or_imported(m, &i.name).is_none()
+                {
+                    return self.value(m, e, inner, param).map(|v| Value::List(vec![v]));
+                }
+            }
+        }
+        if let (Ty::List(inner), ExprKind::Call(c)) = (ty, &e.kind) {
+            if let Ty::Builtin(k) = *inner {
+                if builtins::lookup(*k, &c.callee.to_string()).is_some() {
+                    return self.value(m, e, inner, param).map(|v| Value::List(vec![v]));
+                }
+            }
+        }
         // A name may stand for a `let` wherever a value goes, except where it names a word,
         // a built-in, a model or a task directly.
         if let ExprKind::Path(p) = &e.kind {
@@ -464,6 +520,7 @@ impl<'p> Checker<'p> {
                 ExprKind::Path(p)
                     if p.as_ident().is_some_and(|i| self.models.contains(&i.name)) =>
                 {
+                    self.resolved(p.span, Resolved::Model(p.to_string()));
                     Some(Value::Model(p.to_string()))
                 }
                 ExprKind::Path(p) if self.is_broken("model", &p.to_string()) => None,
@@ -563,6 +620,7 @@ impl<'p> Checker<'p> {
         match ty {
             Ty::Word(ws) => {
                 if ws.contains(&name.as_str()) {
+                    self.resolved(e.span, Resolved::Builtin);
                     return Some(Value::Word(name));
                 }
                 let help = did_you_mean(&name, ws.iter().copied())
@@ -580,6 +638,7 @@ impl<'p> Checker<'p> {
             }
             Ty::Device => {
                 if ["auto", "cpu", "cuda"].contains(&name.as_str()) {
+                    self.resolved(e.span, Resolved::Builtin);
                     return Some(Value::Word(name));
                 }
                 let help = did_you_mean(&name, ["auto", "cpu", "cuda"]).unwrap_or_else(|| {
@@ -822,6 +881,7 @@ impl<'p> Checker<'p> {
     fn builtin(&mut self, callee: &ast::Path, kind: Kind) -> Option<&'static Builtin> {
         let name = callee.to_string();
         if let Some(b) = builtins::lookup(kind, &name) {
+            self.resolved(callee.span, Resolved::Builtin);
             return Some(b);
         }
         if let Some(other) = builtins::all().find(|b| b.name == name) {
@@ -1526,7 +1586,8 @@ impl<'p> Checker<'p> {
                         &["from", "to"]
                     };
                     for key in needs {
-                        if get(&settings, key).is_none() {
+                        // Written but wrong (`to = rainn`) is reported at the value, not here.
+                        if get(&settings, key).is_none() && sw.block.get(key).is_none() {
                             let what = if over_param {
                                 "a sweep over a degradation parameter"
                             } else {
@@ -1631,6 +1692,7 @@ impl<'p> Checker<'p> {
 
     fn ref_model(&mut self, id: &Ident, models: &[String]) -> bool {
         if models.contains(&id.name) {
+            self.resolved(id.span, Resolved::Model(id.name.clone()));
             return true;
         }
         if self.is_broken("model", &id.name) {
@@ -1652,6 +1714,7 @@ impl<'p> Checker<'p> {
 
     fn ref_data(&mut self, id: &Ident, data: &[String]) -> bool {
         if data.contains(&id.name) {
+            self.resolved(id.span, Resolved::Data(id.name.clone()));
             return true;
         }
         if self.is_broken("data", &id.name) {
@@ -1673,6 +1736,7 @@ impl<'p> Checker<'p> {
 
     fn ref_trained(&mut self, id: &Ident, trained: &[String]) -> bool {
         if trained.contains(&id.name) {
+            self.resolved(id.span, Resolved::Model(id.name.clone()));
             return true;
         }
         if self.is_broken("train", &id.name) {
@@ -1792,6 +1856,13 @@ impl<'p> Checker<'p> {
                         )
                         .help("list the tasks to train, e.g. `tasks = paper.tasks`"),
                     );
+                    return None;
+                }
+                // A misspelt `strategy` (reported as an unknown setting) is not mixed training.
+                None if t.block.settings.iter().any(|b| {
+                    b.name.name != "strategy" && closest(&b.name.name, ["strategy"]).is_some()
+                }) =>
+                {
                     return None;
                 }
                 None => {

@@ -31,6 +31,8 @@ pub struct Checked {
     pub workflows: Vec<ir::Workflow>,
     /// Every error found, in source order.
     pub diagnostics: Vec<Diagnostic>,
+    /// What each name the checker resolved stands for, by span (sorted, no repeats).
+    pub resolutions: Vec<check::Resolution>,
 }
 
 impl Checked {
@@ -57,6 +59,9 @@ pub fn check_source(
     let mut checker = check::Checker::new(&program);
     let workflows = checker.program(&parsed);
     diags.extend(checker.diags);
+    let mut resolutions = checker.resolutions;
+    resolutions.sort_by_key(|r| (r.span.start, r.span.end));
+    resolutions.dedup();
     diags.sort_by_key(|d| d.primary.span.start);
     diags.dedup_by(|a, b| {
         a.code == b.code && a.primary.span == b.primary.span && a.message == b.message
@@ -65,6 +70,7 @@ pub fn check_source(
         program,
         workflows,
         diagnostics: diags,
+        resolutions,
     }
 }
 

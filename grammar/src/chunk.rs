@@ -20,7 +20,8 @@ pub fn first_word(text: &str) -> Option<&str> {
 }
 
 /// The keyword and the name after it (`train net on d {` -> ("train", "net")), for telling the
-/// checker what a piece that failed to parse was meant to define.
+/// checker what a piece that failed to parse was meant to define; a misspelt keyword
+/// (`modle net = ...`) counts as the keyword it is closest to.
 pub fn head(text: &str) -> Option<(String, String)> {
     let start = skip_trivia(text, 0);
     let mut words = text[start..]
@@ -28,7 +29,45 @@ pub fn head(text: &str) -> Option<(String, String)> {
         .filter(|w| !w.is_empty());
     let keyword = words.next()?;
     let name = words.next()?;
+    let keyword = near_keyword(keyword).unwrap_or(keyword);
     Some((keyword.to_string(), name.to_string()))
+}
+
+/// The item or statement keyword a word is a likely misspelling of (`modle`, `worklfow`,
+/// `tran`): one edit or one swap of neighbours away, for words of three letters or more.
+pub fn near_keyword(word: &str) -> Option<&'static str> {
+    if word.len() < 3 || ITEM_KEYWORDS.contains(&word) || STMT_KEYWORDS.contains(&word) {
+        return None;
+    }
+    ITEM_KEYWORDS
+        .iter()
+        .chain(STMT_KEYWORDS)
+        .copied()
+        .find(|k| edits(word, k) <= 1)
+}
+
+/// Levenshtein distance with adjacent swaps counted as one edit.
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Brackets nested deeper than this are a syntax error: the parser, checker and formatter
@@ -51,6 +90,27 @@ pub fn too_deep(text: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// The outermost bracket of `text` left open at its end, if any (its offset and character);
+/// `None` too when a closing bracket does not match its opener (then the missing one is
+/// elsewhere).
+pub fn unclosed(text: &str) -> Option<(usize, u8)> {
+    let mut stack: Vec<(usize, u8)> = vec![];
+    for (i, p) in pieces(text, 0) {
+        match p {
+            Piece::Open => stack.push((i, text.as_bytes()[i])),
+            Piece::Close(c) => {
+                let (_, open) = stack.pop()?;
+                let pair = matches!((open, c), (b'(', b')') | (b'[', b']') | (b'{', b'}'));
+                if !pair {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    stack.first().copied()
 }
 
 /// Only whitespace and comments.

@@ -240,14 +240,10 @@ fn recover(src: &str, base: usize) -> Parsed {
                     Some(w) => out.file.items.push(Item::Workflow(w)),
                     None => {
                         out.file.broken.extend(chunk::head(text));
-                        out.errors.push(from_pest(
-                            &e,
-                            text,
-                            piece.start,
-                            base,
-                            src,
-                            "the end of the item",
-                        ));
+                        let mut err =
+                            from_pest(&e, text, piece.start, base, src, "the end of the item");
+                        misspelt_keyword(&mut err, text, base + piece.start);
+                        out.errors.push(err);
                     }
                 }
             }
@@ -279,14 +275,17 @@ fn recover_workflow(
             }
             Err(e) => {
                 broken.extend(chunk::head(stext));
-                errors.push(from_pest(
+                let mut err = from_pest(
                     &e,
                     stext,
                     piece.start + s.start,
                     base,
                     src,
                     "the end of the statement",
-                ));
+                );
+                misspelt_keyword(&mut err, stext, base + piece.start + s.start);
+                unclosed_block(&mut err, src, stext, base, piece.start + s.start);
+                errors.push(err);
             }
         }
     }
@@ -317,6 +316,51 @@ fn recover_workflow(
         close: base + piece.start + close,
         broken,
     })
+}
+
+/// A statement whose block is never closed (the next statement starts before its `}`): the
+/// error names the block and points at its `{`.
+fn unclosed_block(err: &mut ParseError, src: &str, text: &str, base: usize, start: usize) {
+    let Some((open, b'{')) = chunk::unclosed(text) else {
+        return;
+    };
+    let what = chunk::head(text)
+        .map(|(k, n)| format!("`{k} {n}`"))
+        .unwrap_or_else(|| "this statement".into());
+    let line = src[..start + open].matches('\n').count() + 1;
+    let last = text.trim_end();
+    let last_line = src[..start + last.len()].matches('\n').count() + 1;
+    *err = ParseError {
+        span: Span::new(base + start + open, base + start + open + 1),
+        message: format!("the `{{` of {what} on line {line} is never closed"),
+        label: "unclosed `{`".into(),
+        help: Some(format!(
+            "add the `}}` that ends it after its last setting (line {last_line})"
+        )),
+    };
+}
+
+/// A piece that failed to parse and starts with a misspelt keyword (`modle net = ...`): the
+/// error says so at that word, with the keyword meant, instead of pest's `expected =`.
+fn misspelt_keyword(err: &mut ParseError, text: &str, at: usize) {
+    let start = chunk::skip_trivia(text, 0);
+    let Some(word) = chunk::first_word(&text[start..]) else {
+        return;
+    };
+    let Some(meant) = chunk::near_keyword(word) else {
+        return;
+    };
+    // Only where the word stands as a keyword would: a name follows it.
+    let rest = text[start + word.len()..].trim_start();
+    if !rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        return;
+    }
+    *err = ParseError {
+        span: Span::new(at + start, at + start + word.len()),
+        message: format!("`{word}` is not a keyword"),
+        label: format!("did you mean `{meant}`?"),
+        help: Some(format!("write `{meant}`")),
+    };
 }
 
 /// Text after the `}` that closes a workflow, up to the next item, belongs to nothing: it is an

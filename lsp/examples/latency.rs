@@ -1,5 +1,7 @@
-//! Time from `didChange` to `publishDiagnostics` on a generated 2,000-line file (a benchmark,
-//! not a test): `cargo run --release -p mio-lsp --example latency [LINES] [EDITS]`.
+//! Time from `didChange` to `publishDiagnostics` on a generated 2,000-line file; then a burst
+//! of 54 keystrokes sent back to back and the hover that follows them; then semantic tokens of
+//! a generated 1 MB file (a benchmark, not a test):
+//! `cargo run --release -p mio-lsp --example latency [LINES] [EDITS]`.
 use std::time::{Duration, Instant};
 
 use lsp_server::{Connection, Message, Notification, Request, RequestId};
@@ -93,6 +95,91 @@ fn main() {
         q(0.5),
         q(0.95),
         times[times.len() - 1]
+    );
+    // A burst of keystrokes sent back to back, then a hover: only the latest text needs
+    // analysing.
+    let start = Instant::now();
+    let mut typed = text.clone();
+    let at = typed.find("iters = [100, 200]").unwrap() + "iters = [100, 200".len();
+    for k in 0..54 {
+        typed.insert(at + k, '0');
+        send(Message::Notification(Notification::new(
+            "textDocument/didChange".into(),
+            json!({"textDocument": {"uri": uri, "version": 1000 + k}, "contentChanges": [{"text": typed}]}),
+        )));
+    }
+    send(Message::Request(Request::new(
+        RequestId::from(3),
+        "textDocument/hover".into(),
+        json!({"textDocument": {"uri": uri}, "position": {"line": 2, "character": 6}}),
+    )));
+    let mut published = 0;
+    loop {
+        match client
+            .receiver
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap()
+        {
+            Message::Response(r) if r.id == RequestId::from(3) => break,
+            Message::Notification(n) if n.method == "textDocument/publishDiagnostics" => {
+                published += 1
+            }
+            _ => {}
+        }
+    }
+    println!(
+        "54 keystrokes back to back, then a hover: answered {:.1} ms after the first ({published} analyses published before it)",
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    // Semantic tokens of a 1 MB file.
+    let big = generate(lines * 1_000_000 / text.len().max(1));
+    let big_uri = "file:///tmp/latency-big.mio";
+    send(Message::Notification(Notification::new(
+        "textDocument/didOpen".into(),
+        json!({"textDocument": {"uri": big_uri, "languageId": "mio", "version": 0, "text": big}}),
+    )));
+    let start = Instant::now();
+    send(Message::Request(Request::new(
+        RequestId::from(4),
+        "textDocument/semanticTokens/full".into(),
+        json!({"textDocument": {"uri": big_uri}}),
+    )));
+    let n = loop {
+        if let Message::Response(r) = client
+            .receiver
+            .recv_timeout(Duration::from_secs(600))
+            .unwrap()
+        {
+            if r.id == RequestId::from(4) {
+                break r.result.unwrap()["data"].as_array().unwrap().len() / 5;
+            }
+        }
+    };
+    println!(
+        "semantic tokens of a {:.2} MB file ({n} tokens), its analysis included: {:.0} ms",
+        big.len() as f64 / 1e6,
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    let start = Instant::now();
+    send(Message::Request(Request::new(
+        RequestId::from(5),
+        "textDocument/semanticTokens/full".into(),
+        json!({"textDocument": {"uri": big_uri}}),
+    )));
+    loop {
+        if let Message::Response(r) = client
+            .receiver
+            .recv_timeout(Duration::from_secs(600))
+            .unwrap()
+        {
+            if r.id == RequestId::from(5) {
+                break;
+            }
+        }
+    }
+    println!(
+        "semantic tokens of the same file again (analysed): {:.0} ms",
+        start.elapsed().as_secs_f64() * 1e3
     );
     send(Message::Request(Request::new(
         RequestId::from(2),

@@ -381,7 +381,18 @@ fn values(doc: &Document, ty: &Ty, off: usize) -> Vec<CompletionItem> {
             .collect(),
         Ty::Model => names_in_workflow(doc, off, "model"),
         Ty::Task => {
-            let mut v = visible_names(doc);
+            // Lets that hold numbers, strings or ranges (or lists of them) are no tasks.
+            fn could_be_tasks(e: &ast::Expr) -> bool {
+                match &e.kind {
+                    ast::ExprKind::Number(_)
+                    | ast::ExprKind::Str(_)
+                    | ast::ExprKind::Bool(_)
+                    | ast::ExprKind::Range(..) => false,
+                    ast::ExprKind::List(xs) => xs.iter().all(could_be_tasks),
+                    _ => true,
+                }
+            }
+            let mut v = visible_names(doc, could_be_tasks);
             v.extend(builtins::of_kind(Kind::Degradation).map(builtin_item));
             v
         }
@@ -390,15 +401,16 @@ fn values(doc: &Document, ty: &Ty, off: usize) -> Vec<CompletionItem> {
     }
 }
 
-/// Tasks and lets in scope: this file's, then each import's unqualified and as `ns.name`.
-fn visible_names(doc: &Document) -> Vec<CompletionItem> {
+/// Tasks and lets in scope: this file's, then each import's unqualified and as `ns.name`;
+/// only the lets whose value passes `fits`.
+fn visible_names(doc: &Document, fits: impl Fn(&ast::Expr) -> bool) -> Vec<CompletionItem> {
     let prog = &doc.checked.program;
     let mut out = vec![];
     let mut add = |mid: usize, prefix: &str| {
         for i in &prog.modules[mid].ast.items {
             let (b, kind) = match i {
                 ast::Item::Task(b) => (b, CompletionItemKind::CONSTANT),
-                ast::Item::Let(b) => (b, CompletionItemKind::VARIABLE),
+                ast::Item::Let(b) if fits(&b.value) => (b, CompletionItemKind::VARIABLE),
                 _ => continue,
             };
             out.push(CompletionItem {

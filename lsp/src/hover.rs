@@ -9,6 +9,7 @@ use mio_stdlib::{builtins, Ty};
 
 use crate::completion::builtin_named;
 use crate::document::Document;
+use mio_engine::check::Resolved;
 
 fn md(value: String) -> Hover {
     Hover {
@@ -126,32 +127,43 @@ pub fn hover(doc: &Document, pos: Position) -> Option<Hover> {
         }
     }
     let global = doc.base() + start;
-    named(doc, word, global).or_else(|| {
-        builtin_named(word).map(|b| md(format!("{}\n\n{}", code(&b.signature()), b.doc)))
-    })
+    let builtin =
+        || builtin_named(word).map(|b| md(format!("{}\n\n{}", code(&b.signature()), b.doc)));
+    // What the checker took the name for decides: `strategy = mixed` is the built-in strategy
+    // even where a model is called `mixed`.
+    match crate::navigation::resolution_at(doc, global) {
+        Some(Resolved::Builtin) => builtin(),
+        Some(r) => named(doc, word, global, Some(r)),
+        None => named(doc, word, global, None).or_else(builtin),
+    }
 }
 
-/// A task, let, model or data name.
-fn named(doc: &Document, word: &str, global: usize) -> Option<Hover> {
+/// A task, let, model or data name (`role`: what the checker resolved it to, when it did).
+fn named(doc: &Document, word: &str, global: usize, role: Option<&Resolved>) -> Option<Hover> {
+    let locals = !matches!(role, Some(Resolved::Global(_)));
     let prog = &doc.checked.program;
     // Models and data of the workflow around the cursor, with their checked values.
     for item in &prog.modules[mio_engine::load::Program::ROOT].ast.items {
         let ast::Item::Workflow(w) = item else {
             continue;
         };
-        if !w.span.contains(global) {
+        if !w.span.contains(global) || !locals {
             continue;
         }
         let checked = doc.checked.workflows.iter().find(|c| c.name == w.name.name);
         for s in &w.stmts {
             match s {
-                ast::Stmt::Model(b) if b.name.name == word => {
+                ast::Stmt::Model(b)
+                    if b.name.name == word && !matches!(role, Some(Resolved::Data(_))) =>
+                {
                     let effective = checked
                         .and_then(|c| c.model(word))
                         .map(|m| m.backbone.to_string());
                     return Some(md(describe("model", b, effective)));
                 }
-                ast::Stmt::Data(b) if b.name.name == word => {
+                ast::Stmt::Data(b)
+                    if b.name.name == word && !matches!(role, Some(Resolved::Model(_))) =>
+                {
                     let effective = checked
                         .and_then(|c| c.data(word))
                         .map(|d| d.source.to_string());

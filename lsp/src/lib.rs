@@ -9,6 +9,7 @@ pub mod document;
 mod hover;
 mod navigation;
 mod semantic;
+pub mod transport;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,19 +38,93 @@ pub fn run(conn: Connection) -> Result<(), Box<dyn std::error::Error + Send + Sy
     let mut server = Server {
         conn: &conn,
         docs: HashMap::new(),
+        pending: HashMap::new(),
         encoding,
     };
-    for msg in &conn.receiver {
-        match msg {
-            Message::Request(r) => {
-                if conn.handle_shutdown(&r)? {
-                    return Ok(());
-                }
-                server.request(r);
-            }
-            Message::Notification(n) => server.notification(n),
-            Message::Response(_) => {}
+    // Messages are taken in batches of whatever has arrived: edits only record the text, and
+    // a document is analysed when a request needs it or the batch is done, so a burst of
+    // keystrokes is analysed once, at its last version. A request made stale by a later edit
+    // in the same batch, or cancelled, is answered without work.
+    let mut shutting_down = false;
+    while let Ok(first) = conn.receiver.recv() {
+        let mut batch = vec![first];
+        while let Ok(m) = conn.receiver.try_recv() {
+            batch.push(m);
         }
+        let cancelled: Vec<RequestId> = batch
+            .iter()
+            .filter_map(|m| match m {
+                Message::Notification(n) if n.method == "$/cancelRequest" => {
+                    serde_json::from_value::<CancelParams>(n.params.clone())
+                        .ok()
+                        .map(|p| match p.id {
+                            NumberOrString::Number(n) => RequestId::from(n),
+                            NumberOrString::String(s) => RequestId::from(s),
+                        })
+                }
+                _ => None,
+            })
+            .collect();
+        let mut last_change: HashMap<String, usize> = HashMap::new();
+        for (k, m) in batch.iter().enumerate() {
+            if let Message::Notification(n) = m {
+                if n.method == notif::DidChangeTextDocument::METHOD {
+                    if let Some(u) = n.params["textDocument"]["uri"].as_str() {
+                        last_change.insert(u.to_string(), k);
+                    }
+                }
+            }
+        }
+        for (k, msg) in batch.into_iter().enumerate() {
+            match msg {
+                Message::Request(r) => {
+                    if r.method == req::Shutdown::METHOD {
+                        shutting_down = true;
+                        server.send(Message::Response(Response::new_ok(r.id, ())));
+                        continue;
+                    }
+                    if shutting_down {
+                        server.send(Message::Response(Response::new_err(
+                            r.id,
+                            ErrorCode::InvalidRequest as i32,
+                            "shutdown was requested".into(),
+                        )));
+                        continue;
+                    }
+                    if cancelled.contains(&r.id) {
+                        server.send(Message::Response(Response::new_err(
+                            r.id,
+                            ErrorCode::RequestCanceled as i32,
+                            "cancelled".into(),
+                        )));
+                        continue;
+                    }
+                    let uri = r.params["textDocument"]["uri"].as_str().map(String::from);
+                    if uri
+                        .as_ref()
+                        .and_then(|u| last_change.get(u))
+                        .is_some_and(|&j| j > k)
+                    {
+                        server.send(Message::Response(Response::new_err(
+                            r.id,
+                            ErrorCode::ContentModified as i32,
+                            "the document changed since this request".into(),
+                        )));
+                        continue;
+                    }
+                    server.analyse_pending(uri.as_deref());
+                    server.request(r);
+                }
+                Message::Notification(n) => {
+                    if n.method == notif::Exit::METHOD {
+                        return Ok(());
+                    }
+                    server.notification(n);
+                }
+                Message::Response(_) => {}
+            }
+        }
+        server.analyse_pending(None);
     }
     Ok(())
 }
@@ -98,6 +173,8 @@ fn capabilities(encoding: Encoding) -> ServerCapabilities {
 struct Server<'a> {
     conn: &'a Connection,
     docs: HashMap<Uri, Document>,
+    /// Texts received and not analysed yet (the latest version of each document).
+    pending: HashMap<Uri, (String, i32)>,
     encoding: Encoding,
 }
 
@@ -248,11 +325,14 @@ impl Server<'_> {
                     let uri = p.text_document.uri;
                     // Full sync: the last change holds the whole text. A ranged change (from a
                     // client that ignored our capability) is applied to the text we have.
-                    let mut text = self
-                        .docs
-                        .get(&uri)
-                        .map(|d| d.text.clone())
-                        .unwrap_or_default();
+                    let mut text = match self.pending.remove(&uri) {
+                        Some((t, _)) => t,
+                        None => self
+                            .docs
+                            .get(&uri)
+                            .map(|d| d.text.clone())
+                            .unwrap_or_default(),
+                    };
                     for c in p.content_changes {
                         match c.range {
                             None => text = c.text,
@@ -272,6 +352,7 @@ impl Server<'_> {
             notif::DidCloseTextDocument::METHOD => {
                 if let Ok(p) = serde_json::from_value::<DidCloseTextDocumentParams>(n.params) {
                     self.docs.remove(&p.text_document.uri);
+                    self.pending.remove(&p.text_document.uri);
                     self.publish(p.text_document.uri, vec![], None);
                 }
             }
@@ -290,12 +371,45 @@ impl Server<'_> {
         }
     }
 
+    /// Records a document's new text; it is analysed when needed (see [`run`]).
     fn update(&mut self, uri: Uri, text: String, version: i32) {
-        let doc = Document::new(&uri, text, version, self.encoding);
-        let diags = diagnostics::collect(&doc, &uri);
-        // Publish first: dropping the previous analysis takes a while on a large file.
-        self.publish(uri.clone(), diags, Some(version));
-        self.docs.insert(uri, doc);
+        self.pending.insert(uri, (text, version));
+    }
+
+    /// Analyses the pending text of `uri` (of every document with `None`) and publishes its
+    /// diagnostics.
+    fn analyse_pending(&mut self, uri: Option<&str>) {
+        let todo: Vec<Uri> = self
+            .pending
+            .keys()
+            .filter(|u| uri.is_none_or(|want| u.as_str() == want))
+            .cloned()
+            .collect();
+        for u in todo {
+            let Some((text, version)) = self.pending.remove(&u) else {
+                continue;
+            };
+            let analysed = catch_unwind(AssertUnwindSafe(|| {
+                let doc = Document::new(&u, text, version, self.encoding);
+                let diags = diagnostics::collect(&doc, &u);
+                (doc, diags)
+            }));
+            match analysed {
+                Ok((doc, diags)) => {
+                    // Publish first: dropping the previous analysis takes a while on a large file.
+                    self.publish(u.clone(), diags, Some(version));
+                    self.docs.insert(u, doc);
+                }
+                Err(panic) => self.log(
+                    MessageType::ERROR,
+                    format!(
+                        "mio: internal error analysing {}: {}",
+                        u.as_str(),
+                        panic_text(&panic)
+                    ),
+                ),
+            }
+        }
     }
 
     fn publish(&self, uri: Uri, diagnostics: Vec<Diagnostic>, version: Option<i32>) {
@@ -332,10 +446,12 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// `mio lsp`: the server over stdin and stdout.
+/// `mio lsp`: the server over stdin and stdout, framed by [`transport`] so that no input
+/// ends it but the end of input or `exit`.
 pub fn run_stdio() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let (conn, io) = Connection::stdio();
-    run(conn)?;
-    io.join()?;
+    let stdin = std::io::BufReader::new(std::io::stdin());
+    transport::serve(stdin, std::io::stdout(), |conn| {
+        run(conn).map_err(|e| e.to_string())
+    })?;
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! imports (unqualified, or `ns.name`); workflows by name for `extends` and `matrix ... over`.
 
 use lsp_types::{DocumentSymbol, Location, Position, SymbolKind, Uri};
+use mio_engine::check::Resolved;
 use mio_grammar::ast::{self, Item, Stmt};
-use mio_grammar::cursor::{surroundings, word_at, words};
+use mio_grammar::cursor::{surroundings, word_at};
 use mio_grammar::Span;
 
 use crate::diagnostics::location;
@@ -13,18 +14,16 @@ use crate::document::Document;
 /// What a name at the cursor refers to.
 #[derive(Clone, Debug, PartialEq)]
 enum Target {
-    /// A model or data of a workflow: its name span, and the workflow's span.
+    /// A model (`model`) or data set of a workflow: its name span, and the workflow's span.
     Local {
         def: Span,
         scope: Span,
         name: String,
+        model: bool,
     },
-    /// A task or let in module `module`, known there as `name`, reachable as `ns.name`.
+    /// A task or let, by the span of its name where it is defined (here or in an import).
     Global {
         def: Span,
-        module: usize,
-        name: String,
-        ns: Option<String>,
     },
     Workflow {
         def: Span,
@@ -38,6 +37,93 @@ fn root(doc: &Document) -> &[Item] {
         .items
 }
 
+/// What the checker resolved the name covering global offset `global` to (the innermost).
+pub(crate) fn resolution_at(doc: &Document, global: usize) -> Option<&Resolved> {
+    doc.checked
+        .resolutions
+        .iter()
+        .filter(|r| r.span.start <= global && global < r.span.end.max(r.span.start + 1))
+        .min_by_key(|r| r.span.end - r.span.start)
+        .map(|r| &r.to)
+}
+
+/// The model or data set `name` of the workflow around `global`.
+fn local(doc: &Document, name: &str, global: usize, model: bool) -> Option<Target> {
+    root(doc).iter().find_map(|item| match item {
+        Item::Workflow(w) if w.span.contains(global) => w.stmts.iter().find_map(|s| match s {
+            Stmt::Model(b) if model && b.name.name == name => Some(Target::Local {
+                def: b.name.span,
+                scope: w.span,
+                name: name.into(),
+                model,
+            }),
+            Stmt::Data(b) if !model && b.name.name == name => Some(Target::Local {
+                def: b.name.span,
+                scope: w.span,
+                name: name.into(),
+                model,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+fn from_resolution(doc: &Document, r: &Resolved, global: usize) -> Option<Target> {
+    match r {
+        Resolved::Builtin => None,
+        Resolved::Global(def) => Some(Target::Global { def: *def }),
+        Resolved::Model(n) => local(doc, n, global, true),
+        Resolved::Data(n) => local(doc, n, global, false),
+    }
+}
+
+/// A name where it is declared, or a workflow named after `extends` or `over`.
+fn declared_at(doc: &Document, global: usize) -> Option<Target> {
+    let workflow = |name: &str| {
+        root(doc).iter().find_map(|i| match i {
+            Item::Workflow(w) if w.name.name == name => Some(Target::Workflow {
+                def: w.name.span,
+                name: name.into(),
+            }),
+            _ => None,
+        })
+    };
+    for item in root(doc) {
+        match item {
+            Item::Task(b) | Item::Let(b) if b.name.span.contains(global) => {
+                return Some(Target::Global { def: b.name.span })
+            }
+            Item::Workflow(w) => {
+                if w.name.span.contains(global) {
+                    return workflow(&w.name.name);
+                }
+                if let Some(e) = w.extends.as_ref().filter(|e| e.span.contains(global)) {
+                    return workflow(&e.name);
+                }
+                for s in &w.stmts {
+                    match s {
+                        Stmt::Model(b) if b.name.span.contains(global) => {
+                            return local(doc, &b.name.name, global, true)
+                        }
+                        Stmt::Data(b) if b.name.span.contains(global) => {
+                            return local(doc, &b.name.name, global, false)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Item::Matrix(m) => {
+                if let Some(b) = m.bases.iter().find(|b| b.span.contains(global)) {
+                    return workflow(&b.name);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 fn target_at(doc: &Document, pos: Position) -> Option<Target> {
     let off = doc.offset(pos);
     if surroundings(&doc.text, off).in_comment_or_string {
@@ -47,75 +133,98 @@ fn target_at(doc: &Document, pos: Position) -> Option<Target> {
     if word.is_empty() {
         return None;
     }
-    resolve(doc, word, doc.base() + start)
+    let global = doc.base() + off.max(start).min(start + word.len().saturating_sub(1));
+    match resolution_at(doc, global) {
+        Some(r) => from_resolution(doc, r, global),
+        None => declared_at(doc, global).or_else(|| unchecked_global(doc, word, global)),
+    }
 }
 
-fn resolve(doc: &Document, word: &str, global: usize) -> Option<Target> {
-    for item in root(doc) {
-        if let Item::Workflow(w) = item {
-            if w.span.contains(global) {
-                for s in &w.stmts {
-                    if let Stmt::Model(b) | Stmt::Data(b) = s {
-                        if b.name.name == word {
-                            return Some(Target::Local {
-                                def: b.name.span,
-                                scope: w.span,
-                                name: word.into(),
-                            });
-                        }
-                    }
-                }
-            }
-        }
+/// A task or let name in a value the checker did not reach (the body of a `let` nothing
+/// uses, text after an error): resolved as the checker would, here first, then the imports.
+fn unchecked_global(doc: &Document, word: &str, global: usize) -> Option<Target> {
+    // Only in value position: after `=` or inside brackets, never a keyword or a declaration.
+    let local = global - doc.base();
+    let before = doc.text[..local].trim_end_matches([' ', '\t']);
+    let open = !surroundings(&doc.text, local).open.is_empty();
+    if !(before.ends_with('=')
+        || before.ends_with(',')
+        || before.ends_with('[')
+        || before.ends_with('(')
+        || open)
+    {
+        return None;
     }
     let prog = &doc.checked.program;
     let (ns, name) = match word.rsplit_once('.') {
         Some((ns, n)) => (Some(ns), n),
         None => (None, word),
     };
-    let mut modules: Vec<(Option<String>, usize)> = vec![];
+    let root_id = mio_engine::load::Program::ROOT;
+    let mut modules: Vec<usize> = vec![];
     if ns.is_none() {
-        modules.push((None, mio_engine::load::Program::ROOT));
+        modules.push(root_id);
     }
-    for (n, m) in &prog.modules[mio_engine::load::Program::ROOT].imports {
+    for (n, m) in &prog.modules[root_id].imports {
         if ns.is_none() || ns == Some(n.as_str()) {
-            modules.push((Some(n.clone()), *m));
+            modules.push(*m);
         }
     }
-    for (mns, mid) in modules {
-        for item in &prog.modules[mid].ast.items {
-            if let Item::Task(b) | Item::Let(b) = item {
-                if b.name.name == name {
-                    return Some(Target::Global {
-                        def: b.name.span,
-                        module: mid,
-                        name: name.into(),
-                        ns: mns,
-                    });
+    modules.into_iter().find_map(|mid| {
+        prog.modules[mid]
+            .ast
+            .items
+            .iter()
+            .find_map(|item| match item {
+                Item::Task(b) | Item::Let(b) if b.name.name == name => {
+                    Some(Target::Global { def: b.name.span })
                 }
-            }
+                _ => None,
+            })
+    })
+}
+
+/// Where an embedded prelude (`use paper`) can be shown: its text written once, read-only,
+/// to a cache folder, so an editor opens it like any file.
+fn prelude_location(doc: &Document, span: Span) -> Option<Location> {
+    let sources = &doc.checked.program.sources;
+    let file = sources.get(sources.file_of(span.start)?);
+    if file.path.is_some() {
+        return None;
+    }
+    // `<paper prelude>` is shown as `paper.mio`.
+    let safe = file
+        .name
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .find(|s| !s.is_empty())
+        .unwrap_or("prelude");
+    let dir = std::env::temp_dir().join(format!("mio-{}-prelude", env!("CARGO_PKG_VERSION")));
+    let path = dir.join(format!("{safe}.mio"));
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(file.text.as_str()) {
+        std::fs::create_dir_all(&dir).ok()?;
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, &file.text).ok()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444));
         }
     }
-    for item in root(doc) {
-        if let Item::Workflow(w) = item {
-            if w.name.name == word {
-                return Some(Target::Workflow {
-                    def: w.name.span,
-                    name: word.into(),
-                });
-            }
-        }
-    }
-    None
+    let idx = crate::document::LineIndex::new(&file.text, doc.index.encoding());
+    let local = Span::new(span.start - file.base, span.end - file.base);
+    let uri: Uri = format!("file://{}", path.display()).parse().ok()?;
+    Some(Location::new(uri, idx.range(&file.text, local)))
+}
+
+fn location_of(doc: &Document, uri: &Uri, span: Span) -> Option<Location> {
+    location(doc, uri, span).or_else(|| prelude_location(doc, span))
 }
 
 pub fn definition(doc: &Document, uri: &Uri, pos: Position) -> Option<Location> {
     let def = match target_at(doc, pos)? {
-        Target::Local { def, .. } | Target::Global { def, .. } | Target::Workflow { def, .. } => {
-            def
-        }
+        Target::Local { def, .. } | Target::Global { def } | Target::Workflow { def, .. } => def,
     };
-    location(doc, uri, def)
+    location_of(doc, uri, def)
 }
 
 pub fn references(
@@ -127,35 +236,48 @@ pub fn references(
     let Some(target) = target_at(doc, pos) else {
         return vec![];
     };
-    let base = doc.base();
-    let mut out = vec![];
-    for (off, w) in words(&doc.text) {
-        let global = base + off;
-        let candidate = match &target {
-            Target::Local { name, scope, .. } => w == name && scope.contains(global),
-            Target::Global { name, ns, .. } => {
-                w == name || ns.as_ref().is_some_and(|ns| w == format!("{ns}.{name}"))
+    let mut spans: Vec<Span> = vec![];
+    match &target {
+        Target::Workflow { name, .. } => {
+            for item in root(doc) {
+                match item {
+                    Item::Workflow(w) => spans.extend(
+                        w.extends
+                            .as_ref()
+                            .filter(|e| &e.name == name)
+                            .map(|e| e.span),
+                    ),
+                    Item::Matrix(m) => {
+                        spans.extend(m.bases.iter().filter(|b| &b.name == name).map(|b| b.span))
+                    }
+                    _ => {}
+                }
             }
-            Target::Workflow { name, .. } => w == name,
-        };
-        // Same spelling is not enough: it must resolve to the same definition here.
-        if candidate && resolve(doc, w, global).as_ref() == Some(&target) {
-            let span = Span::new(global, global + w.len());
-            let is_def = matches!(&target, Target::Local { def, .. } | Target::Global { def, .. } | Target::Workflow { def, .. } if *def == span);
-            if include_declaration || !is_def {
-                out.push(location(doc, uri, span));
+        }
+        _ => {
+            // Every name the checker resolved to the same thing, and nothing else.
+            for r in &doc.checked.resolutions {
+                if doc.owns(r.span)
+                    && from_resolution(doc, &r.to, r.span.start).as_ref() == Some(&target)
+                {
+                    spans.push(r.span);
+                }
             }
         }
     }
-    // A definition in an imported file is not among this document's words.
+    let def = match &target {
+        Target::Local { def, .. } | Target::Global { def } | Target::Workflow { def, .. } => *def,
+    };
+    spans.retain(|s| *s != def);
+    spans.sort_by_key(|s| s.start);
+    spans.dedup();
     if include_declaration {
-        if let Target::Global { def, .. } = &target {
-            if !doc.owns(*def) {
-                out.push(location(doc, uri, *def));
-            }
-        }
+        spans.insert(0, def);
     }
-    out.into_iter().flatten().collect()
+    spans
+        .into_iter()
+        .filter_map(|s| location_of(doc, uri, s))
+        .collect()
 }
 
 #[allow(deprecated)] // `DocumentSymbol::deprecated` must still be given

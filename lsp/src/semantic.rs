@@ -1,9 +1,11 @@
-//! Semantic tokens, classified lexically so highlighting holds while a line is half typed:
-//! keywords where they start an item or statement (and `on`, `as`, `over`, `extends`), numbers,
-//! strings, comments, built-ins and calls, parameters and settings, declared names.
+//! Semantic tokens in one linear pass over the lexer's tokens, so highlighting holds while a
+//! line is half typed and stays fast on large files: keywords where they start an item or
+//! statement (and `on`, `as`, `over`, `extends`), numbers (`2e-4` whole), strings, comments;
+//! names by the role the checker resolved them to (built-ins, models, data, tasks), else by
+//! their place (calls, parameters, settings, declared names).
 
 use lsp_types::{SemanticToken, SemanticTokenType, SemanticTokens, SemanticTokensLegend};
-use mio_grammar::cursor::{surroundings, words};
+use mio_engine::check::Resolved;
 
 use crate::document::{Document, Encoding};
 
@@ -38,73 +40,124 @@ const LEADING: &[&str] = &[
 ];
 const INNER: &[&str] = &["on", "as", "over", "extends", "true", "false"];
 
+/// The resolution the checker recorded for a name overlapping global `[start, end)`.
+fn role(doc: &Document, start: usize, end: usize) -> Option<&Resolved> {
+    let rs = &doc.checked.resolutions;
+    let k = rs.partition_point(|r| r.span.start < end);
+    rs[..k]
+        .iter()
+        .rev()
+        .take(16)
+        .find(|r| r.span.start <= start && end <= r.span.end)
+        .map(|r| &r.to)
+}
+
+/// One linear pass over the tokens ([`mio_grammar::lex`]), with a stack of open brackets;
+/// names take the role the checker gave them (a model named like a built-in is a variable
+/// where it names the model, `strategy = mixed` a built-in).
 pub fn tokens(doc: &Document) -> SemanticTokens {
+    use mio_grammar::lex::TokenKind as T;
     let text = &doc.text;
-    let mut found: Vec<(usize, usize, u32)> = vec![];
-    // Comments and strings.
-    let mut i = 0;
-    let b = text.as_bytes();
-    while i < b.len() {
-        match b[i] {
-            b'#' => {
-                let end = text[i..].find('\n').map(|e| i + e).unwrap_or(b.len());
-                found.push((i, end, COMMENT));
-                i = end;
+    let base = doc.base();
+    let toks = mio_grammar::lex::tokens(text);
+    let mut found: Vec<(usize, usize, u32)> = Vec::with_capacity(toks.len());
+    let mut brackets: Vec<u8> = vec![];
+    let mut line_start_tok = true;
+    let mut last_line_end = 0usize;
+    for (k, t) in toks.iter().enumerate() {
+        let (a, b) = (t.span.start, t.span.end);
+        let w = &text[a..b];
+        // The first token of a line (comments aside).
+        if text[last_line_end..a].contains('\n') || k == 0 {
+            line_start_tok = true;
+        }
+        last_line_end = b;
+        let next = toks.get(k + 1).map(|n| &text[n.span.start..n.span.end]);
+        let prev = k
+            .checked_sub(1)
+            .and_then(|p| toks.get(p))
+            .map(|p| &text[p.span.start..p.span.end]);
+        let first = std::mem::replace(&mut line_start_tok, false) && t.kind != T::Comment;
+        let kind = match t.kind {
+            T::Comment => {
+                line_start_tok = first;
+                Some(COMMENT)
             }
-            b'"' => {
-                let mut j = i + 1;
-                while j < b.len() && b[j] != b'"' && b[j] != b'\n' {
-                    j += if b[j] == b'\\' { 2 } else { 1 };
+            T::Str => Some(STRING),
+            T::Number => Some(NUMBER),
+            T::DotDot => None,
+            T::Punct => {
+                match w.as_bytes()[0] {
+                    c @ (b'(' | b'[' | b'{') => brackets.push(c),
+                    b')' | b']' | b'}' => {
+                        brackets.pop();
+                    }
+                    _ => {}
                 }
-                let end = (j + 1).min(b.len());
-                found.push((i, end.min(text.len()), STRING));
-                i = end;
+                None
             }
-            _ => i += 1,
+            T::Word => {
+                let is_key = next == Some("=");
+                let resolved = role(doc, base + a, base + b);
+                Some(
+                    if (first && LEADING.contains(&w) && !is_key) || (INNER.contains(&w) && !is_key)
+                    {
+                        KEYWORD
+                    } else if let Some(r) = resolved {
+                        match r {
+                            Resolved::Builtin => FUNCTION,
+                            _ => VARIABLE,
+                        }
+                    } else if next == Some("(") {
+                        FUNCTION
+                    } else if is_key {
+                        if matches!(prev, Some("data" | "model" | "task" | "let")) {
+                            VARIABLE
+                        } else if brackets.last() == Some(&b'(') {
+                            PARAMETER
+                        } else {
+                            PROPERTY
+                        }
+                    } else if matches!(
+                        prev,
+                        Some(
+                            "train"
+                                | "eval"
+                                | "sweep"
+                                | "on"
+                                | "as"
+                                | "over"
+                                | "extends"
+                                | "workflow"
+                                | "matrix"
+                                | "."
+                        )
+                    ) || next == Some(".")
+                    {
+                        VARIABLE
+                    } else if crate::completion::builtin_named(w).is_some() {
+                        FUNCTION
+                    } else {
+                        VARIABLE
+                    },
+                )
+            }
+        };
+        if let Some(kind) = kind {
+            found.push((a, b, kind));
         }
     }
-    for (off, w) in words(text) {
-        let line_before = text[..off].rsplit('\n').next().unwrap_or("");
-        let first_on_line = line_before.trim().is_empty();
-        let after = text[off + w.len()..].trim_start_matches([' ', '\t']);
-        let prev = line_before.split_whitespace().last().unwrap_or("");
-        let kind = if w.as_bytes()[0].is_ascii_digit() {
-            NUMBER
-        } else if (first_on_line && LEADING.contains(&w) && !after.starts_with('='))
-            || INNER.contains(&w)
-        {
-            KEYWORD
-        } else if after.starts_with('(') {
-            FUNCTION
-        } else if after.starts_with('=') && !after.starts_with("==") {
-            if matches!(prev, "data" | "model" | "task" | "let") {
-                VARIABLE
-            } else if surroundings(text, off)
-                .open
-                .last()
-                .is_some_and(|o| o.bracket == b'(')
-            {
-                PARAMETER
-            } else {
-                PROPERTY
-            }
-        } else if crate::completion::builtin_named(w).is_some() {
-            FUNCTION
-        } else {
-            VARIABLE
-        };
-        found.push((off, off + w.len(), kind));
-    }
-    found.sort();
-    let mut data = vec![];
+    let mut data = Vec::with_capacity(found.len());
     let (mut line, mut col) = (0u32, 0u32);
-    let units = |s: &str| match doc_encoding(doc) {
-        Encoding::Utf8 => s.len() as u32,
-        Encoding::Utf16 => s.encode_utf16().count() as u32,
-    };
+    let utf16 = doc_encoding(doc) == Encoding::Utf16;
     for (start, end, kind) in found {
         let pos = doc.index.position(text, start);
-        let len = units(&text[start..end]);
+        let piece = &text[start..end];
+        let len = if utf16 {
+            piece.encode_utf16().count() as u32
+        } else {
+            piece.len() as u32
+        };
         if len == 0 {
             continue;
         }
