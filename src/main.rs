@@ -791,28 +791,10 @@ fn fmt(file: &Path, check_only: bool) -> Result<(), Failure> {
         );
         return Err(Failure::User);
     }
-    write_atomic(file, &formatted)
+    mio_stdlib::fsio::write_atomic(file, formatted.as_bytes())
         .map_err(|e| Failure::Internal(format!("cannot write {}: {e}", file.display())))?;
     eprintln!("formatted {}", file.display());
     Ok(())
-}
-
-/// Writes through a temporary file and a rename, so a crash never leaves half a file.
-fn write_atomic(file: &Path, text: &str) -> std::io::Result<()> {
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.mio-fmt.tmp",
-        file.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, file)
 }
 
 fn plan_cmd(file: &Path, set: &[String], graph: Option<GraphFormat>) -> Result<(), Failure> {

@@ -115,7 +115,22 @@ pub fn complete(doc: &Document, pos: Position) -> Vec<CompletionItem> {
     let (word_start, _) = word_at(text, off);
     let typed = &text[word_start..off];
     if let Some((ns, _)) = typed.rsplit_once('.') {
-        return namespace_members(doc, ns);
+        let members = namespace_members(doc, ns);
+        // Where the place takes values of one kind, only the members that fit it (what would
+        // be offered here as `ns.name` before typing).
+        let here = complete(doc, doc.index.position(text, word_start));
+        let prefix = format!("{ns}.");
+        let fitting: Vec<&str> = here
+            .iter()
+            .filter_map(|i| i.label.strip_prefix(&prefix))
+            .collect();
+        if fitting.is_empty() {
+            return members;
+        }
+        return members
+            .into_iter()
+            .filter(|m| fitting.contains(&m.label.as_str()))
+            .collect();
     }
     match s.open.last() {
         None => top_level(doc, text, off),

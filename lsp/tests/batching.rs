@@ -122,6 +122,31 @@ fn completion_in_a_task_list_offers_tasks_not_numbers() {
         !labels.iter().any(|l| l.contains("iters_")),
         "a number offered as a task: {labels:?}"
     );
+    // After `paper.` too.
+    let typed = text.replace("tasks = [ }", "tasks = [paper. }");
+    send(Message::Notification(Notification::new(
+        "textDocument/didChange".into(),
+        json!({"textDocument": {"uri": uri, "version": 1}, "contentChanges": [{"text": typed}]}),
+    )));
+    send(Message::Request(Request::new(
+        RequestId::from(4),
+        "textDocument/completion".into(),
+        json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": col + 6}}),
+    )));
+    let items = loop {
+        match client.receiver.recv().unwrap() {
+            Message::Response(r) if r.id == RequestId::from(4) => break r.result.unwrap(),
+            _ => {}
+        }
+    };
+    let labels: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["label"].as_str().unwrap())
+        .collect();
+    assert!(labels.contains(&"noise"), "{labels:?}");
+    assert!(!labels.iter().any(|l| l.contains("iters_")), "{labels:?}");
     send(Message::Request(Request::new(
         RequestId::from(3),
         "shutdown".into(),

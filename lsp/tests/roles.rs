@@ -7,22 +7,8 @@ mod common;
 use common::{repo, uri_of, TestServer};
 use serde_json::Value;
 
-/// Line and UTF-16 column of the `k`-th occurrence of `needle`, `after` bytes into it.
 fn at(text: &str, needle: &str, k: usize, after: usize) -> (u32, u32) {
-    let off = text
-        .match_indices(needle)
-        .nth(k)
-        .unwrap_or_else(|| panic!("{needle} #{k} not in text"))
-        .0
-        + after;
-    let line = text[..off].matches('\n').count();
-    let col = text[..off]
-        .rsplit('\n')
-        .next()
-        .unwrap()
-        .encode_utf16()
-        .count();
-    (line as u32, col as u32)
+    common::position_of(text, needle, k, after)
 }
 
 fn lines(v: &Value) -> Vec<u64> {

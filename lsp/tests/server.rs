@@ -9,18 +9,7 @@ use serde_json::{json, Value};
 
 /// Line and UTF-16 column of the first occurrence of `needle` (plus `after` characters).
 fn pos(text: &str, needle: &str, after: usize) -> (u32, u32) {
-    let off = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle} not in text"))
-        + after;
-    let line = text[..off].matches('\n').count();
-    let col = text[..off]
-        .rsplit('\n')
-        .next()
-        .unwrap()
-        .encode_utf16()
-        .count();
-    (line as u32, col as u32)
+    common::position_of(text, needle, 0, after)
 }
 
 fn labels(v: &Value) -> Vec<String> {

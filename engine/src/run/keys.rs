@@ -29,6 +29,75 @@ fn str_arg<'a>(c: &'a ir::Call, name: &str) -> Option<&'a str> {
     }
 }
 
+/// The data sets (by workflow and name) and single files a node reads directly, not through
+/// other nodes. `all`: every stage and evaluation that names a data set (for checking that its
+/// folders exist); otherwise only those whose files are not already in an upstream key (a
+/// later stage reads stage 1's images, an eval of synthesised pairs reads its test-set node).
+fn reads<'a>(
+    wfs: &'a [ir::Workflow],
+    work: &'a Work,
+    base: &Path,
+    all: bool,
+) -> (Vec<(&'a ir::Workflow, &'a str)>, Vec<PathBuf>) {
+    match work {
+        Work::TestSet { workflow, data, .. } => {
+            let wf = &wfs[*workflow];
+            let d = wf
+                .data(data)
+                .map(|d| d.name.as_str())
+                .unwrap_or(data.as_str());
+            (vec![(wf, d)], vec![])
+        }
+        Work::Train {
+            workflow,
+            model,
+            stage,
+        } if all || *stage == 0 => {
+            let wf = &wfs[*workflow];
+            let t = wf.train_of(model).map(|t| (wf, t.data.as_str()));
+            (t.into_iter().collect(), vec![])
+        }
+        Work::Classifier { workflow, model } => {
+            let wf = &wfs[*workflow];
+            let t = wf.train_of(model).map(|t| (wf, t.data.as_str()));
+            (t.into_iter().collect(), vec![])
+        }
+        Work::Eval { workflow, index } => {
+            let wf = &wfs[*workflow];
+            let e = &wf.evals[*index];
+            let direct = all || wf.data(&e.data).is_some_and(|d| d.source.name == "pairs");
+            (
+                if direct {
+                    vec![(wf, e.data.as_str())]
+                } else {
+                    vec![]
+                },
+                vec![],
+            )
+        }
+        Work::Sweep { workflow, index } => {
+            let wf = &wfs[*workflow];
+            match &wf.sweeps[*index].target {
+                ir::SweepTarget::File(f) => (vec![], vec![base.join(f)]),
+                ir::SweepTarget::Data(d) => (vec![(wf, d.as_str())], vec![]),
+            }
+        }
+        _ => (vec![], vec![]),
+    }
+}
+
+/// The folders of a data set (`path`, or `lq` and `gt`).
+fn folders_of(wf: &ir::Workflow, data: &str, base: &Path) -> Vec<PathBuf> {
+    let Some(d) = wf.data(data) else {
+        return vec![];
+    };
+    ["path", "lq", "gt"]
+        .iter()
+        .filter_map(|k| str_arg(&d.source, k))
+        .map(|p| base.join(p))
+        .collect()
+}
+
 /// An image and, when it has one, its depth map (`NAME.depth.png`, read by haze).
 fn with_depth(image: PathBuf) -> Vec<PathBuf> {
     let depth = mio_stdlib::degrade::depth_path(&image);
@@ -39,92 +108,26 @@ fn with_depth(image: PathBuf) -> Vec<PathBuf> {
     }
 }
 
-/// The files a node reads directly (not through other nodes).
+/// The files a node reads directly (not through other nodes): its images and their depth maps.
 fn input_files(wfs: &[ir::Workflow], work: &Work, base: &Path) -> Vec<PathBuf> {
-    let folder = |wf: &ir::Workflow, data: &str| -> Vec<PathBuf> {
-        let Some(d) = wf.data(data) else {
-            return vec![];
-        };
-        let mut dirs = vec![];
-        for key in ["path", "lq", "gt"] {
-            if let Some(p) = str_arg(&d.source, key) {
-                dirs.push(base.join(p));
-            }
-        }
-        dirs.iter()
-            .flat_map(|d| mio_stdlib::image::list_folder(d).unwrap_or_default())
-            .flat_map(with_depth)
-            .collect()
-    };
-    match work {
-        Work::TestSet { workflow, data, .. } => folder(&wfs[*workflow], data),
-        Work::Train {
-            workflow,
-            model,
-            stage: 0,
-        }
-        | Work::Classifier { workflow, model } => {
-            let wf = &wfs[*workflow];
-            wf.train_of(model)
-                .map(|t| folder(wf, &t.data))
-                .unwrap_or_default()
-        }
-        Work::Eval { workflow, index } => {
-            // Ready-made pairs are read directly; synthesised sets come through test-set nodes.
-            let wf = &wfs[*workflow];
-            let e = &wf.evals[*index];
-            match wf.data(&e.data) {
-                Some(d) if d.source.name == "pairs" => folder(wf, &e.data),
-                _ => vec![],
-            }
-        }
-        // A sweep over data reads its clean images itself (the degraded ones of a test set
-        // come through that node).
-        Work::Sweep { workflow, index } => match &wfs[*workflow].sweeps[*index].target {
-            ir::SweepTarget::File(f) => with_depth(base.join(f)),
-            ir::SweepTarget::Data(d) => folder(&wfs[*workflow], d),
-        },
-        _ => vec![],
-    }
+    let (data, files) = reads(wfs, work, base, false);
+    data.iter()
+        .flat_map(|(wf, d)| folders_of(wf, d, base))
+        .flat_map(|dir| mio_stdlib::image::list_folder(&dir).unwrap_or_default())
+        .chain(files)
+        .flat_map(with_depth)
+        .collect()
 }
 
 /// The folders and files a node reads directly that do not exist (a data folder misspelt, a
 /// sweep's image moved): checked before a run starts, so it fails before any work.
 pub(crate) fn missing_inputs(wfs: &[ir::Workflow], work: &Work, base: &Path) -> Vec<PathBuf> {
-    let folders = |wf: &ir::Workflow, data: &str| -> Vec<PathBuf> {
-        let Some(d) = wf.data(data) else {
-            return vec![];
-        };
-        ["path", "lq", "gt"]
-            .iter()
-            .filter_map(|k| str_arg(&d.source, k))
-            .map(|p| base.join(p))
-            .filter(|p| !p.is_dir())
-            .collect()
-    };
-    match work {
-        Work::TestSet { workflow, data, .. } => folders(&wfs[*workflow], data),
-        Work::Train {
-            workflow, model, ..
-        }
-        | Work::Classifier { workflow, model } => {
-            let wf = &wfs[*workflow];
-            wf.train_of(model)
-                .map(|t| folders(wf, &t.data))
-                .unwrap_or_default()
-        }
-        Work::Eval { workflow, index } => {
-            folders(&wfs[*workflow], &wfs[*workflow].evals[*index].data)
-        }
-        Work::Sweep { workflow, index } => match &wfs[*workflow].sweeps[*index].target {
-            ir::SweepTarget::File(f) => Some(base.join(f))
-                .filter(|p| !p.is_file())
-                .into_iter()
-                .collect(),
-            ir::SweepTarget::Data(d) => folders(&wfs[*workflow], d),
-        },
-        Work::Report { .. } => vec![],
-    }
+    let (data, files) = reads(wfs, work, base, true);
+    data.iter()
+        .flat_map(|(wf, d)| folders_of(wf, d, base))
+        .filter(|p| !p.is_dir())
+        .chain(files.into_iter().filter(|f| !f.is_file()))
+        .collect()
 }
 
 /// Hashes the names and bytes of files; a missing file hashes as its name alone, so the node

@@ -141,3 +141,21 @@ pub fn uri_of(path: &Path) -> String {
         .as_str()
         .to_string()
 }
+
+/// Line and UTF-16 column of the `k`-th occurrence of `needle` in `text`, `after` bytes into it.
+pub fn position_of(text: &str, needle: &str, k: usize, after: usize) -> (u32, u32) {
+    let off = text
+        .match_indices(needle)
+        .nth(k)
+        .unwrap_or_else(|| panic!("{needle} #{k} not in text"))
+        .0
+        + after;
+    let line = text[..off].matches('\n').count();
+    let col = text[..off]
+        .rsplit('\n')
+        .next()
+        .unwrap()
+        .encode_utf16()
+        .count();
+    (line as u32, col as u32)
+}
