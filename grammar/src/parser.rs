@@ -236,6 +236,39 @@ fn recover(src: &str, base: usize) -> Parsed {
                 } else {
                     None
                 };
+                // A complete item followed by text that belongs to nothing (`use paper` then a
+                // stray `}`): the item is kept, the rest is the error.
+                let prefix = if recovered.is_none() && !is_workflow {
+                    complete_prefix(text).map(|(pair, end)| {
+                        let item = b.shifted(piece.start).item(pair);
+                        (item, end)
+                    })
+                } else {
+                    None
+                };
+                if let Some((item, end)) = prefix {
+                    let from = chunk::skip_trivia(text, end);
+                    let first_line = text[from..].lines().next().unwrap_or("").trim_end();
+                    let shown: String = first_line.chars().take(40).collect();
+                    let item_end = text[..end].trim_end().len();
+                    let line = src[..piece.start + item_end].matches('\n').count() + 1;
+                    out.errors.push(ParseError {
+                        span: Span::new(
+                            base + piece.start + from,
+                            base + piece.start + from + first_line.len().max(1),
+                        ),
+                        message: format!(
+                            "`{shown}` comes after the end of the item on line {line} and belongs to no item"
+                        ),
+                        label: "outside any item".into(),
+                        help: Some(
+                            "delete it, or start an item here (`workflow`, `task`, `let`, `use` or `matrix`)"
+                                .into(),
+                        ),
+                    });
+                    out.file.items.push(item);
+                    continue;
+                }
                 match recovered {
                     Some(w) => out.file.items.push(Item::Workflow(w)),
                     None => {
@@ -338,6 +371,22 @@ fn unclosed_block(err: &mut ParseError, src: &str, text: &str, base: usize, star
             "add the `}}` that ends it after its last setting (line {last_line})"
         )),
     };
+}
+
+/// The item at the start of `text` when `text` is that item and more, and where it ends.
+fn complete_prefix(text: &str) -> Option<(Pair<'_, Rule>, usize)> {
+    let start = chunk::skip_trivia(text, 0);
+    let mut pairs = MioParser::parse(R::item, &text[start..]).ok()?;
+    let pair = pairs.next()?;
+    let end = start + pair.as_span().end();
+    // Re-parse from the text's own start so the pair's offsets are the piece's.
+    let mut again = MioParser::parse(R::item, text).ok()?;
+    let pair = again.next()?;
+    let rest = chunk::skip_trivia(text, end);
+    // Text that could continue the item (`noise(sigma = )`: a call whose arguments are wrong)
+    // is the item's own error, reported by the parser as it is.
+    let continues = text[rest..].starts_with(['(', '[', '.', ',', '=']);
+    (rest < text.len() && !continues).then_some((pair, end))
 }
 
 /// A piece that failed to parse and starts with a misspelt keyword (`modle net = ...`): the

@@ -426,3 +426,26 @@ fn text_after_a_closed_workflow_is_an_error_not_dropped() {
         assert!(format(src).is_err());
     }
 }
+
+#[test]
+fn text_after_any_complete_item_is_an_error_and_the_item_is_kept() {
+    for (src, kept) in [
+        ("use paper\n}\nworkflow w {}\n", 2),
+        ("task t = noise() junk\n", 1),
+        ("let x = [1, 2] ]\n", 1),
+        (
+            "workflow w { seed = 1 }\nmatrix m over w { w.seed = [1] } zzz\n",
+            2,
+        ),
+    ] {
+        let p = parse(src);
+        assert_eq!(p.errors.len(), 1, "{src}: {:?}", p.errors);
+        assert!(
+            p.errors[0].message.contains("belongs to no item"),
+            "{:?}",
+            p.errors
+        );
+        assert_eq!(p.file.items.len(), kept, "{src}");
+        assert!(format(src).is_err());
+    }
+}
