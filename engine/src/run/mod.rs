@@ -247,11 +247,9 @@ pub fn run(
     let out = output_dir(base, wfs);
     let store = out.join("nodes");
     let stop = options.stop.clone();
-    let quiet = options.quiet;
+    // Said even in quiet mode: a wait with no word looks like a hang.
     let _lock = store::lock(&out, options.wait_for_lock.then_some(&*stop), |holder| {
-        if !quiet {
-            eprintln!("waiting for {holder} to finish in {}", out.display());
-        }
+        eprintln!("mio: waiting for {holder} to finish in {}", out.display())
     })
     .map_err(RunError::Busy)?;
     std::fs::create_dir_all(&store).map_err(|e| RunError::Io(store.clone(), e.to_string()))?;
