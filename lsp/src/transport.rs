@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex};
 use lsp_server::{Connection, Message};
 use serde_json::{json, Value};
 
+/// The largest body read (a 1 MB `.mio` file's didChange is about 1 MB).
+const MAX_BODY: usize = 256 << 20;
+
 /// Why reading stopped.
 enum Frame {
     Body(Vec<u8>),
@@ -49,7 +52,9 @@ fn read_frame(r: &mut impl BufRead) -> std::io::Result<Frame> {
             length = value.parse().ok();
         }
     }
-    let Some(n) = length else {
+    // A length past any real message (a corrupt header) is not allocated: the frame is lost
+    // and reading resynchronises on the next header.
+    let Some(n) = length.filter(|&n| n <= MAX_BODY) else {
         return Ok(Frame::Unframed(headers));
     };
     let mut body = vec![0u8; n];
@@ -175,11 +180,16 @@ mod tests {
     fn frames_are_read_and_lost_framing_resynchronises() {
         let text = "Content-Length: 2\r\n\r\n{}\
                     X-Other: 1\r\n\r\n{\"lost\": true}\
-                    Content-Length: 3\r\n\r\n[1]";
+                    Content-Length: 3\r\n\r\n[1]\
+                    Content-Length: 99999999999999\r\n\r\n{}\
+                    Content-Length: 2\r\n\r\n{}";
         let mut r = std::io::BufReader::new(text.as_bytes());
         assert!(matches!(read_frame(&mut r).unwrap(), Frame::Body(b) if b == b"{}"));
         assert!(matches!(read_frame(&mut r).unwrap(), Frame::Unframed(_)));
         assert!(matches!(read_frame(&mut r).unwrap(), Frame::Body(b) if b == b"[1]"));
+        // An absurd length is not allocated; the next frame is read.
+        assert!(matches!(read_frame(&mut r).unwrap(), Frame::Unframed(_)));
+        assert!(matches!(read_frame(&mut r).unwrap(), Frame::Body(b) if b == b"{}"));
         assert!(matches!(read_frame(&mut r).unwrap(), Frame::End));
         assert!(decode(b"{nope").unwrap_err()["error"]["code"] == -32700);
         assert!(decode(b"[]").unwrap_err()["error"]["code"] == -32600);
