@@ -221,9 +221,15 @@ pub fn status(
         }
     }
     let mut explained = explain(plan, &keys, &out.join("nodes"), &previous);
+    let running = store::running_in(&out);
     for (e, i) in explained.iter_mut().zip(plan.order()) {
         if e.cached {
             continue;
+        }
+        if let Some(who) = &running {
+            if e.why.starts_with("interrupted earlier") {
+                e.why = format!("in progress now, in {who}");
+            }
         }
         if let Some(p) = keys::missing_inputs(wfs, &plan.graph[i].work, base).first() {
             e.why = format!(

@@ -88,6 +88,34 @@ fn describe_holder(path: &Path) -> String {
     }
 }
 
+/// Who is running in `out` now, if anyone, without touching the lock (read from the kernel's
+/// table of locks, `/proc/locks`, so a run starting at this moment is never disturbed).
+/// `None` where that table cannot be read.
+pub fn running_in(out: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let path = out.join(LOCK_FILE);
+        let meta = std::fs::metadata(&path).ok()?;
+        let dev = meta.dev();
+        let (major, minor) = (
+            ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+            (dev & 0xff) | ((dev >> 12) & !0xff),
+        );
+        let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+        let table = std::fs::read_to_string("/proc/locks").ok()?;
+        let held = table
+            .lines()
+            .any(|l| l.contains("FLOCK") && l.split_whitespace().any(|w| w == id));
+        held.then(|| describe_holder(&path))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = out;
+        None
+    }
+}
+
 /// Takes the lock of the run folder `out`. When another process holds it: with `wait` unset,
 /// an error naming the holder; with `wait`, `waiting(holder)` is called once and the lock is
 /// retried every 200 ms until it is free or `wait` is set to stop (then an error).
@@ -444,7 +472,15 @@ mod tests {
     #[test]
     fn the_lock_is_exclusive_names_its_holder_and_is_released_on_drop() {
         let root = temp("lock");
+        assert_eq!(running_in(&root), None);
         let first = lock(&root, None, |_| {}).unwrap();
+        if std::path::Path::new("/proc/locks").exists() {
+            let who = running_in(&root).expect("the held lock is seen");
+            assert!(
+                who.contains(&format!("pid {}", std::process::id())),
+                "{who}"
+            );
+        }
         let e = lock(&root, None, |_| {}).unwrap_err();
         assert!(
             e.contains("is in use by `") && e.contains(&format!("pid {}", std::process::id())),
@@ -455,6 +491,7 @@ mod tests {
         let mut said = vec![];
         assert!(lock(&root, Some(&stop), |h| said.push(h.to_string())).is_err());
         drop(first);
+        assert_eq!(running_in(&root), None);
         let _again = lock(&root, None, |_| {}).unwrap();
     }
 
