@@ -123,3 +123,52 @@ fn built_ins_and_keywords_are_not_the_users_names() {
         assert_eq!(mode & 0o222, 0, "the prelude copy is read-only");
     }
 }
+
+#[test]
+fn on_every_shipped_file_keywords_lead_nowhere_and_every_name_answers() {
+    let mut files = vec![];
+    for dir in ["workflows", "workflows/paper", "examples"] {
+        for e in std::fs::read_dir(repo(dir)).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "mio") {
+                files.push(e.path());
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 10);
+    let mut s = TestServer::start(true);
+    let keywords = [
+        "workflow", "data", "model", "train", "eval", "sweep", "report", "use", "on", "as",
+    ];
+    let mut checked = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let uri = uri_of(&path);
+        s.open(&uri, &text);
+        let line_starts: Vec<usize> = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        for t in mio_grammar::lex::tokens(&text) {
+            if t.kind != mio_grammar::lex::TokenKind::Word {
+                continue;
+            }
+            let word = &text[t.span.start..t.span.end];
+            let line = line_starts.partition_point(|&l| l <= t.span.start) - 1;
+            let col = (t.span.start - line_starts[line]) as u32;
+            let def = s.at("textDocument/definition", &uri, line as u32, col);
+            let _ = s.at("textDocument/hover", &uri, line as u32, col);
+            let at_line_start = text[line_starts[line]..t.span.start].trim().is_empty();
+            if keywords.contains(&word) && (at_line_start || matches!(word, "on" | "as")) {
+                assert_eq!(
+                    def,
+                    Value::Null,
+                    "{}: the keyword `{word}` at {}:{col}",
+                    path.display(),
+                    line + 1
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+}

@@ -251,12 +251,11 @@ pub fn load_for_patch(path: &Path, patch: usize) -> Result<Loaded, ImageError> {
     Ok(loaded)
 }
 
-/// The image files (PNG, JPEG) of a folder, sorted by name; other files are skipped.
 /// Names for outputs made from `paths`, one each and no two alike: the file's stem (lossy
 /// UTF-8); where stems collide, the whole file name (`a.png` and `a.jpg` give `a.png` and
-/// `a.jpg`, so the outputs are `a.png.png` and `a.jpg.png`); where those collide too (two names that differ only in bytes
-/// that are not UTF-8), a counter (`name~2`). Compared without case, since some filesystems
-/// ignore it.
+/// `a.jpg`, so the outputs are `a.png.png` and `a.jpg.png`); where those collide too (two
+/// names that differ only in bytes that are not UTF-8), a counter (`name~2`). Compared
+/// without case, since some filesystems ignore it.
 pub fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
     use std::collections::HashMap;
     let lossy = |s: Option<&std::ffi::OsStr>| s.unwrap_or_default().to_string_lossy().into_owned();
@@ -295,6 +294,7 @@ pub fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// The image files (PNG, JPEG) of a folder, sorted by name; other files are skipped.
 pub fn list_folder(dir: &Path) -> Result<Vec<PathBuf>, ImageError> {
     let rd = std::fs::read_dir(dir).map_err(|e| read_error(dir, e))?;
     let mut files: Vec<PathBuf> = rd

@@ -68,11 +68,6 @@ pub enum InitRule {
     Const(f64),
 }
 
-/// Initialises every variable of an SRResNet (or any network of plain convolutions) from the
-/// seed as the reference does: the restoration branch's weights Kaiming-normal scaled by 0.1
-/// with zero biases; the prompt extractor and modulation layers (and, in the prompted
-/// SRResNets, conv_first, conv_hr and conv_last, as the reference's classes leave them) as
-/// PyTorch's default.
 /// Reads a safetensors file of weights, with errors that name the file and say what to do.
 pub fn read_weights(
     path: &std::path::Path,
@@ -125,6 +120,11 @@ pub fn load_varmap(varmap: &VarMap, path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Initialises every variable of an SRResNet (or any network of plain convolutions) from the
+/// seed as the reference does: the restoration branch's weights Kaiming-normal scaled by 0.1
+/// with zero biases; the prompt extractor and modulation layers (and, in the prompted
+/// SRResNets, conv_first, conv_hr and conv_last, as the reference's classes leave them) as
+/// PyTorch's default.
 pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
     // The reference's prompted SRResNets scale only their residual blocks; their conv_first,
     // conv_hr and conv_last keep PyTorch's default (the plain one scales those too).
