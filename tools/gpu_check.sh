@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The checks that need an NVIDIA GPU, in one short script for a lent GPU machine (docs/cuda.md):
+# The checks that need an NVIDIA GPU, in one short script for a GPU machine (docs/cuda.md):
 #   1. the CUDA test binary (stdlib/tests/cuda.rs): every backbone's output and gradients on the
 #      GPU against the CPU, Adam steps, candle's CUDA convolutions against mio's CPU kernels;
 #   2. `mio bench --device cuda` and PyTorch on the same GPU (tools/bench_train.py);
 #   3. the quickstart end to end on the GPU (`device = auto` picks it).
 # Each step has its own time limit and writes under $OUT as it goes, so a slow step costs only
 # itself. Built here (no GPU needed):
-#   source ../shared/tools/cuda-env.sh && cargo build --release --features cuda \
+#   source tools/cuda-env.sh && cargo build --release --features cuda \
 #     && cargo test --release --features cuda -p mio-stdlib --test cuda --no-run
 #   tools/gpu_check.sh --pack      # strips and compresses both binaries into target/gpu/
 # and run there from the repository root, with target/gpu carried: tools/gpu_check.sh
