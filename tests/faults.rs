@@ -218,7 +218,8 @@ fn reference(name: &str, text: &str) -> (serde_json::Value, Vec<(String, Vec<u8>
 
 #[test]
 fn a_second_run_in_the_same_folder_is_refused_naming_the_first() {
-    let text = workflow(40);
+    // Long enough that the first run still holds the folder when the second starts.
+    let text = workflow(40).replace("    iters = 10\n", "    iters = 200\n");
     let (results, outputs) = reference("lock-ref", &text);
     let ws = Ws::new("lock", &text);
     let first = ws.spawn(&[]);
@@ -295,8 +296,10 @@ fn a_run_killed_at_any_write_resumes_to_the_same_results() {
 
 #[test]
 fn sigterm_saves_training_and_the_classifier_and_a_rerun_ends_as_if_never_stopped() {
-    // A classifier long enough to be caught in the act.
-    let text = workflow(400);
+    // A first stage and a classifier long enough to be caught in the act (the signal must land
+    // while the checkpoint seen is still there, however slow the machine).
+    let text = workflow(400).replace("    iters = 10\n", "    iters = 200\n");
+    assert!(text.contains("iters = 200"));
     let (results, outputs) = reference("term-ref", &text);
     let ws = Ws::new("term", &text);
     for (what, file) in [
