@@ -682,7 +682,8 @@ fn restore(a: RestoreArgs) -> Result<(), Failure> {
 /// folder, under its own stem, when that is a folder); a folder's images into the output
 /// folder, each under a name of its own (`a.png` and `a.jpg` both there: `a.png.png` and
 /// `a.jpg.png`, said on stderr). Never over an input: an output folder that is the input
-/// folder, or an output file that is an input, is refused.
+/// folder (by any path), or an output file that is the input, is refused; in any other
+/// folder an output only replaces a directory entry, never an input's bytes (writes rename).
 fn restore_targets(input: &Path, output: &Path) -> Result<Vec<(PathBuf, PathBuf)>, String> {
     if !input.is_dir() {
         if !input.exists() {
@@ -732,23 +733,9 @@ fn restore_targets(input: &Path, output: &Path) -> Result<Vec<(PathBuf, PathBuf)
                 dst.display()
             );
         }
-        if list_contains_same(input, &dst) {
-            return Err(format!(
-                "{} would be written over an input; give another output folder",
-                dst.display()
-            ));
-        }
         out.push((p, dst));
     }
     Ok(out)
-}
-
-/// Whether `file` is one of the files directly in `folder` (by identity, not by name).
-fn list_contains_same(folder: &Path, file: &Path) -> bool {
-    file.exists()
-        && file
-            .parent()
-            .is_some_and(|parent| mio_stdlib::fsio::same_file(parent, folder))
 }
 
 fn check(file: &Path, set: &[String]) -> Result<(), Failure> {

@@ -95,6 +95,17 @@ impl Ws {
             .unwrap()
     }
 
+    /// The first node folder under `runs/nodes` whose name starts with `kind` (`eval-`,
+    /// `train-`), finished or not.
+    fn node(&self, kind: &str) -> PathBuf {
+        std::fs::read_dir(self.nodes())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} node"))
+    }
+
     fn nodes(&self) -> PathBuf {
         self.dir.join("runs/nodes")
     }
@@ -562,17 +573,7 @@ workflow odd {{
     };
     std::fs::write(&ws.file, text).unwrap();
     ws.run_ok();
-    let eval = std::fs::read_dir(ws.nodes())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("eval-")
-        })
-        .unwrap();
+    let eval = ws.node("eval-");
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(eval.join("results.json")).unwrap()).unwrap();
     let expected = if cfg!(unix) { 7 } else { 5 };
@@ -608,17 +609,7 @@ workflow odd {{
     );
 
     // `mio restore`: never over an input; every image restored under a name of its own.
-    let train = std::fs::read_dir(ws.nodes())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("train-")
-        })
-        .unwrap();
+    let train = ws.node("train-");
     let restore = |input: &Path, output: &Path| {
         Command::new(MIO)
             .arg("restore")

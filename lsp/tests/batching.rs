@@ -3,6 +3,8 @@
 //! is queued before the server starts, so the server sees them as one batch whatever the
 //! machine's speed.
 
+mod common;
+
 use lsp_server::{Connection, Message, Notification, Request, RequestId};
 use serde_json::json;
 
@@ -80,81 +82,28 @@ fn a_burst_of_edits_is_analysed_once_and_stale_requests_are_not_served() {
 
 #[test]
 fn completion_in_a_task_list_offers_tasks_not_numbers() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/x.mio");
-    let uri = mio_lsp::document::path_to_uri(&path).unwrap().to_string();
-    let (server, client) = Connection::memory();
-    let thread = std::thread::spawn(move || mio_lsp::run(server).unwrap());
-    let send = |m: Message| client.sender.send(m).unwrap();
-    send(Message::Request(Request::new(
-        RequestId::from(1),
-        "initialize".into(),
-        json!({"capabilities": {}}),
-    )));
-    send(Message::Notification(Notification::new(
-        "initialized".into(),
-        json!({}),
-    )));
+    let uri = common::uri_of(&common::repo("workflows/x.mio"));
+    let mut s = common::TestServer::start(false);
     let text = "use paper\nworkflow w {\n  data d = images(\"x\")\n  model m = srresnet()\n  train m on d { tasks = [ }\n}\n";
-    send(Message::Notification(Notification::new(
-        "textDocument/didOpen".into(),
-        json!({"textDocument": {"uri": uri, "languageId": "mio", "version": 0, "text": text}}),
-    )));
-    let col = text.lines().nth(4).unwrap().find('[').unwrap() + 1;
-    send(Message::Request(Request::new(
-        RequestId::from(2),
-        "textDocument/completion".into(),
-        json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": col}}),
-    )));
-    let items = loop {
-        match client.receiver.recv().unwrap() {
-            Message::Response(r) if r.id == RequestId::from(2) => break r.result.unwrap(),
-            _ => {}
-        }
+    s.open(&uri, text);
+    let col = text.lines().nth(4).unwrap().find('[').unwrap() as u32 + 1;
+    let mut labels_at = |s: &mut common::TestServer, col: u32| -> Vec<String> {
+        s.at("textDocument/completion", &uri, 4, col)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["label"].as_str().unwrap().to_string())
+            .collect()
     };
-    let labels: Vec<&str> = items
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["label"].as_str().unwrap())
-        .collect();
-    assert!(labels.contains(&"paper.noise"), "{labels:?}");
+    let labels = labels_at(&mut s, col);
+    assert!(labels.iter().any(|l| l == "paper.noise"), "{labels:?}");
     assert!(
         !labels.iter().any(|l| l.contains("iters_")),
         "a number offered as a task: {labels:?}"
     );
     // After `paper.` too.
-    let typed = text.replace("tasks = [ }", "tasks = [paper. }");
-    send(Message::Notification(Notification::new(
-        "textDocument/didChange".into(),
-        json!({"textDocument": {"uri": uri, "version": 1}, "contentChanges": [{"text": typed}]}),
-    )));
-    send(Message::Request(Request::new(
-        RequestId::from(4),
-        "textDocument/completion".into(),
-        json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": col + 6}}),
-    )));
-    let items = loop {
-        match client.receiver.recv().unwrap() {
-            Message::Response(r) if r.id == RequestId::from(4) => break r.result.unwrap(),
-            _ => {}
-        }
-    };
-    let labels: Vec<&str> = items
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["label"].as_str().unwrap())
-        .collect();
-    assert!(labels.contains(&"noise"), "{labels:?}");
+    s.change(&uri, 1, &text.replace("tasks = [ }", "tasks = [paper. }"));
+    let labels = labels_at(&mut s, col + 6);
+    assert!(labels.iter().any(|l| l == "noise"), "{labels:?}");
     assert!(!labels.iter().any(|l| l.contains("iters_")), "{labels:?}");
-    send(Message::Request(Request::new(
-        RequestId::from(3),
-        "shutdown".into(),
-        json!(null),
-    )));
-    send(Message::Notification(Notification::new(
-        "exit".into(),
-        json!(null),
-    )));
-    thread.join().unwrap();
 }

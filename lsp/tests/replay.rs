@@ -4,19 +4,11 @@
 
 mod common;
 
-use common::{repo, uri_of, TestServer};
+use common::{uri_of, TestServer};
 
 #[test]
 fn typing_every_workflow_character_by_character() {
-    let mut files = vec![];
-    for dir in ["workflows", "workflows/paper", "examples"] {
-        for e in std::fs::read_dir(repo(dir)).unwrap().flatten() {
-            if e.path().extension().is_some_and(|x| x == "mio") {
-                files.push(e.path());
-            }
-        }
-    }
-    files.sort();
+    let files = common::shipped_files();
     assert!(files.len() >= 8);
     let mut s = TestServer::start(false);
     let mut requests = 0;

@@ -126,15 +126,7 @@ fn built_ins_and_keywords_are_not_the_users_names() {
 
 #[test]
 fn on_every_shipped_file_keywords_lead_nowhere_and_every_name_answers() {
-    let mut files = vec![];
-    for dir in ["workflows", "workflows/paper", "examples"] {
-        for e in std::fs::read_dir(repo(dir)).unwrap().flatten() {
-            if e.path().extension().is_some_and(|x| x == "mio") {
-                files.push(e.path());
-            }
-        }
-    }
-    files.sort();
+    let files = common::shipped_files();
     assert!(files.len() >= 10);
     let mut s = TestServer::start(true);
     let keywords = [

@@ -202,13 +202,17 @@ pub fn save_checkpoint(
         .map_err(|e| StageError::Io(path.to_path_buf(), e))
 }
 
-/// How many steps a checkpoint file records, reading the whole file (so a truncated or damaged
-/// one is an error here, before training relies on it).
+/// How many steps a checkpoint file records. The file is mapped and its header checked
+/// against its length (as the load that follows would), without copying the tensors, so a
+/// truncated or foreign file is an error here, before training relies on it.
 pub fn checkpoint_steps(path: &Path) -> std::result::Result<u64, String> {
-    let t = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| e.to_string())?;
-    let meta = t
-        .get("meta.steps_done")
-        .ok_or("no `meta.steps_done`: not a mio checkpoint")?;
+    // SAFETY: the file is only read, and no other process writes a node's working folder
+    // while this one holds the run folder's lock.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
+        .map_err(|e| e.to_string())?;
+    let meta = st
+        .load("meta.steps_done", &Device::Cpu)
+        .map_err(|_| "no `meta.steps_done`: not a mio checkpoint".to_string())?;
     let v: Vec<f64> = meta.to_vec1().map_err(|e| e.to_string())?;
     v.first()
         .map(|&s| s as u64)

@@ -188,17 +188,27 @@ impl Runner<'_> {
     }
 }
 
+/// Each report node of the plan and its workflow's (or matrix's) folder under `out`.
+fn report_folders(wfs: &[ir::Workflow], plan: &Plan, out: &Path) -> Vec<(NodeIndex, PathBuf)> {
+    plan.graph
+        .node_indices()
+        .filter_map(|i| match &plan.graph[i].work {
+            Work::Report { workflows, matrix } => {
+                let name = matrix
+                    .clone()
+                    .unwrap_or_else(|| wfs[workflows[0]].name.clone());
+                Some((i, out.join(name)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// The reports in the workflows' folders are older than the file after a run that did not
 /// finish: each says so at its top.
 fn mark_reports_outdated(wfs: &[ir::Workflow], plan: &Plan, out: &Path, e: &RunError) {
-    for i in plan.graph.node_indices() {
-        if let Work::Report { workflows, matrix } = &plan.graph[i].work {
-            let name = match matrix {
-                Some(m) => m.clone(),
-                None => wfs[workflows[0]].name.clone(),
-            };
-            report::mark_outdated(&out.join(name), &e.to_string());
-        }
+    for (_, folder) in report_folders(wfs, plan, out) {
+        report::mark_outdated(&folder, &e.to_string());
     }
 }
 
@@ -212,13 +222,8 @@ pub fn status(
     let keys = keys::compute(wfs, plan, base)
         .map_err(|(p, e)| RunError::Io(p, format!("cannot read an input: {e}")))?;
     let mut previous = HashMap::new();
-    for i in plan.graph.node_indices() {
-        if let Work::Report { workflows, matrix } = &plan.graph[i].work {
-            let name = matrix
-                .clone()
-                .unwrap_or_else(|| wfs[workflows[0]].name.clone());
-            previous.extend(crate::manifest::previous(&out.join(name)));
-        }
+    for (_, folder) in report_folders(wfs, plan, &out) {
+        previous.extend(crate::manifest::previous(&folder));
     }
     let mut explained = explain(plan, &keys, &out.join("nodes"), &previous);
     let running = store::running_in(&out);
@@ -404,19 +409,11 @@ pub fn run(
         mark_reports_outdated(wfs, plan, &out, &e);
         return Err(e);
     }
-    for i in plan.graph.node_indices() {
-        if let Work::Report { workflows, matrix } = &plan.graph[i].work {
-            let name = match matrix {
-                Some(m) => m.clone(),
-                None => wfs[workflows[0]].name.clone(),
-            };
-            let folder = out.join(&name);
-            report::publish(&runner.dir(i), &folder)
-                .map_err(|e| RunError::Io(folder.clone(), e))?;
-            crate::manifest::write(&runner, i, &folder, &timings)
-                .map_err(|e| RunError::Io(folder.clone(), e))?;
-            summary.reports.push(folder);
-        }
+    for (i, folder) in report_folders(wfs, plan, &out) {
+        report::publish(&runner.dir(i), &folder).map_err(|e| RunError::Io(folder.clone(), e))?;
+        crate::manifest::write(&runner, i, &folder, &timings)
+            .map_err(|e| RunError::Io(folder.clone(), e))?;
+        summary.reports.push(folder);
     }
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)

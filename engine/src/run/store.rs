@@ -372,7 +372,9 @@ pub fn check(dir: &Path) -> Check {
         .files
         .par_iter()
         .filter_map(|e| {
-            let rel = path_from_json(&e.path)?;
+            let Some(rel) = path_from_json(&e.path) else {
+                return Some(format!("its record lists an unreadable name ({})", e.path));
+            };
             let shown = rel.display().to_string();
             match mio_stdlib::fsio::hash_file(&dir.join(&rel)) {
                 Err(err) => Some(format!("{shown}: {err}")),
@@ -486,10 +488,20 @@ mod tests {
             e.contains("is in use by `") && e.contains(&format!("pid {}", std::process::id())),
             "{e}"
         );
-        // Waiting gives up when told to stop, having said once who holds it.
-        let stop = AtomicBool::new(true);
+        // Waiting says once who holds it, and gives up when told to stop.
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(700));
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
         let mut said = vec![];
         assert!(lock(&root, Some(&stop), |h| said.push(h.to_string())).is_err());
+        stopper.join().unwrap();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains(&format!("pid {}", std::process::id())));
         drop(first);
         assert_eq!(running_in(&root), None);
         let _again = lock(&root, None, |_| {}).unwrap();

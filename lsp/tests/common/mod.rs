@@ -159,3 +159,17 @@ pub fn position_of(text: &str, needle: &str, k: usize, after: usize) -> (u32, u3
         .count();
     (line as u32, col as u32)
 }
+
+/// Every `.mio` file the repository ships (workflows, the paper's, examples), sorted.
+pub fn shipped_files() -> Vec<PathBuf> {
+    let mut files = vec![];
+    for dir in ["workflows", "workflows/paper", "examples"] {
+        for e in std::fs::read_dir(repo(dir)).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "mio") {
+                files.push(e.path());
+            }
+        }
+    }
+    files.sort();
+    files
+}
