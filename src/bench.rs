@@ -10,7 +10,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var};
 use mio_stdlib::kernels::conv::{conv2d_op, set_fast};
 use mio_stdlib::kernels::depthwise::depthwise_op;
-use mio_stdlib::models::network::{Arch, Network, Spec};
+use mio_stdlib::models::network::{Arch, Network, Spec, SrResNetConfig};
 use mio_stdlib::models::restormer::RestormerConfig;
 use mio_stdlib::models::swinir::SwinConfig;
 use mio_stdlib::models::PromptMode;
@@ -53,7 +53,13 @@ fn restormer_small() -> RestormerConfig {
 /// SRResNet with explicit prompts and a small Restormer and SwinIR at batch 8, patch 48; on a
 /// GPU, the reference configurations at the paper's batch and patch (128).
 pub fn standard_cases(gpu: bool) -> Vec<NetCase> {
-    let srresnet = |channels, blocks| Arch::SrResNet { channels, blocks };
+    let srresnet = |channels, blocks| {
+        Arch::SrResNet(SrResNetConfig {
+            channels,
+            blocks,
+            ..SrResNetConfig::reference()
+        })
+    };
     if gpu {
         vec![
             case("srresnet32x4", srresnet(32, 4), PromptMode::None, 16, 128),

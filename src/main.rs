@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod restore;
 mod watch;
 use mio_engine::{plan, Style};
 
@@ -91,6 +92,19 @@ enum Command {
         /// than they gain: the quickstart took 538 s with 2, 504 s with 1)
         #[arg(long, short, default_value_t = 1)]
         jobs: usize,
+        /// Run each step in a `mio worker` process of its own, from a job file under
+        /// `runs/jobs/` (as a cluster executor does); the results are the same
+        #[arg(long)]
+        isolate: bool,
+    },
+    /// Run one step of a planned workflow from its job file (written by `mio run --isolate`,
+    /// or by a cluster executor), in this process; its inputs must be finished
+    Worker {
+        /// The job file (JSON): the step's lowered work and the folders it reads and writes
+        job: PathBuf,
+        /// No progress bars
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Re-check on every save, print the diagnostics, and rerun what the edit made stale
     Watch {
@@ -99,7 +113,7 @@ enum Command {
         set: Vec<String>,
     },
     /// Restore an image, or every image of a folder, with a trained model
-    Restore(RestoreArgs),
+    Restore(restore::RestoreArgs),
     /// Measure training and restoration speed on this machine: kernels and the standard
     /// networks, or a model of yours
     Bench(BenchArgs),
@@ -162,8 +176,10 @@ fn main() -> ExitCode {
             explain,
             quiet,
             jobs,
-        } => run(&file, &set, explain, quiet, jobs),
-        Command::Restore(args) => restore(args),
+            isolate,
+        } => run(&file, &set, explain, quiet, jobs, isolate),
+        Command::Worker { job, quiet } => worker(&job, quiet),
+        Command::Restore(args) => restore::restore(args),
         Command::Bench(args) => bench_cmd(args),
         Command::Watch { file, set } => {
             watch::watch(&file, &set, style()).map_err(Failure::Internal)
@@ -229,6 +245,7 @@ fn run(
     explain: bool,
     quiet: bool,
     jobs: usize,
+    isolate: bool,
 ) -> Result<(), Failure> {
     let checked = load(file, set)?;
     let plan = mio_engine::plan(&checked).map_err(|d| {
@@ -275,20 +292,20 @@ fn run(
             .num_threads(threads as usize)
             .build_global();
     }
+    let isolate = if isolate {
+        Some(std::env::current_exe().map_err(|e| {
+            Failure::Internal(format!("cannot find this program to start workers: {e}"))
+        })?)
+    } else {
+        None
+    };
     let options = mio_engine::run::Options {
         quiet,
         jobs,
+        isolate,
         ..Default::default()
     };
-    let stop = options.stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            eprintln!("\nmio: stopped without saving the current step");
-            std::process::exit(130);
-        }
-        eprintln!("\nmio: stopping: saving a checkpoint (Ctrl-C again to quit at once)");
-        // (SIGTERM and SIGHUP arrive here too, as from Slurm, systemd or a closed terminal.)
-    });
+    on_signal(options.stop.clone());
     match mio_engine::run::run(wfs, &plan, base, options) {
         Ok(summary) => {
             let mut out = format!(
@@ -317,6 +334,43 @@ fn run(
             Err(Failure::User)
         }
         Err(e) => Err(Failure::Internal(e.to_string())),
+    }
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP (Slurm, systemd, a closed terminal) set `stop`: a training step
+/// saves a checkpoint and the run ends; a second one quits at once.
+fn on_signal(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let _ = ctrlc::set_handler(move || {
+        if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("\nmio: stopped without saving the current step");
+            std::process::exit(130);
+        }
+        eprintln!("\nmio: stopping: saving a checkpoint (Ctrl-C again to quit at once)");
+    });
+}
+
+/// `mio worker JOB_FILE`: one step, from its job file.
+fn worker(job: &Path, quiet: bool) -> Result<(), Failure> {
+    use mio_engine::run::worker::{self, Outcome};
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    on_signal(stop.clone());
+    match worker::run_file(job, quiet, stop) {
+        Ok(Outcome::Done { seconds }) => emit(&format!("done in {seconds:.0} s\n")),
+        Ok(Outcome::Cached) => emit("already finished\n"),
+        Ok(Outcome::Interrupted) | Err(mio_engine::run::RunError::Interrupted { .. }) => {
+            eprintln!(
+                "mio: interrupted; its progress is saved and the same job continues from there"
+            );
+            Err(Failure::Interrupted)
+        }
+        Ok(Outcome::Failed { error }) => {
+            eprintln!("error: {error}");
+            Err(Failure::User)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(Failure::User)
+        }
     }
 }
 
@@ -390,7 +444,8 @@ fn bench_cmd(a: BenchArgs) -> Result<(), Failure> {
                 eprint!("{e}");
                 Failure::User
             })?;
-            let spec = mio_engine::run::spec_from_call(&call, vec![]).map_err(user)?;
+            let spec =
+                mio_engine::lower::network(&call, vec![]).map_err(|e| user(e.to_string()))?;
             let multiple = spec.arch.side_multiple();
             if a.patch % multiple != 0 {
                 return Err(user(format!(
@@ -518,226 +573,6 @@ fn bench_cmd(a: BenchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-#[derive(clap::Args)]
-struct RestoreArgs {
-    /// A training step's folder (runs/nodes/train-...), or a .safetensors file of weights
-    /// named as in the reference implementation (then give --arch)
-    #[arg(long)]
-    model: PathBuf,
-    /// The architecture of a bare weights file, as in a .mio file:
-    /// 'srresnet(channels = 64, blocks = 16, prompt = explicit)'
-    #[arg(long)]
-    arch: Option<String>,
-    /// The task to restore (explicit prompts); without it the classifier guesses
-    #[arg(long)]
-    task: Option<String>,
-    /// The task classifier (runs/nodes/classifier-...) that guesses the task
-    #[arg(long)]
-    classifier: Option<PathBuf>,
-    /// Blend tasks' prompts for style control: noise:0.3,rain:0.7
-    #[arg(long, conflicts_with = "task")]
-    prompt_mix: Option<String>,
-    /// Tile side in pixels (0: the whole image, tiles of 512 above a megapixel)
-    #[arg(long, default_value_t = 0)]
-    tile: usize,
-    /// Where to run: auto (a GPU when mio is built with CUDA and one is present), cpu, cuda,
-    /// cuda:N
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// An image or a folder of images
-    input: PathBuf,
-    /// The restored image (PNG), or a folder for a folder
-    output: PathBuf,
-}
-
-fn restore(a: RestoreArgs) -> Result<(), Failure> {
-    use mio_stdlib::models::PromptMode;
-    let user = |m: String| {
-        eprintln!("error: {m}");
-        Failure::User
-    };
-    let dev = mio_engine::run::device_named(&a.device).map_err(user)?;
-    let loaded =
-        mio_engine::restore::load_model(&a.model, a.arch.as_deref(), &dev).map_err(user)?;
-    let explicit = matches!(loaded.net.spec.prompt, PromptMode::Explicit { .. });
-    let fixed = match (&a.task, &a.prompt_mix) {
-        (Some(t), _) if explicit => Some(
-            loaded
-                .net
-                .task_latent(loaded.task(t).map_err(user)?)
-                .map_err(|e| Failure::Internal(e.to_string()))?,
-        ),
-        (_, Some(m)) if explicit => {
-            let mix = mio_engine::restore::parse_mix(m).map_err(user)?;
-            Some(loaded.mix(&mix).map_err(user)?)
-        }
-        (Some(_), _) | (_, Some(_)) => {
-            return Err(user(
-                "--task and --prompt-mix need a model with explicit prompts; this one finds the task itself".into(),
-            ))
-        }
-        _ => None,
-    };
-    let classifier = match (&a.classifier, explicit && fixed.is_none()) {
-        (Some(c), true) => {
-            let file = if c.is_dir() {
-                c.join("classifier.safetensors")
-            } else {
-                c.clone()
-            };
-            let vm = candle_nn::VarMap::new();
-            let net = mio_stdlib::models::classifier::TaskClassifier::new(
-                loaded.tasks.len(),
-                candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev),
-            )
-            .map_err(|e| Failure::Internal(e.to_string()))?;
-            mio_stdlib::models::load_varmap(&vm, &file).map_err(|e| user(e.to_string()))?;
-            Some(net)
-        }
-        (None, true) => {
-            let names: Vec<&str> = loaded.tasks.iter().map(|t| t.0.as_str()).collect();
-            return Err(user(format!(
-                "this model needs its task: give --task (one of {}) or --classifier runs/nodes/classifier-...",
-                names.join(", ")
-            )));
-        }
-        _ => None,
-    };
-    let files = restore_targets(&a.input, &a.output).map_err(user)?;
-    let n = files.len();
-    let mut failed = 0;
-    for (k, (src, dst)) in files.iter().enumerate() {
-        let skip = |why: &dyn std::fmt::Display| {
-            eprintln!("[{}/{n}] skipped {}: {why}", k + 1, src.display());
-        };
-        let img = match mio_stdlib::image::load(src) {
-            Ok(l) => l.image,
-            Err(e) => {
-                skip(&e);
-                failed += 1;
-                continue;
-            }
-        };
-        let z = match &classifier {
-            Some(c) => {
-                let guess = mio_engine::restore::to_tensor(&img, &dev)
-                    .and_then(|x| mio_engine::restore::at_least_min_side(&x))
-                    .and_then(|x| c.predict(&x))
-                    .map(|p| p[0] as usize);
-                let id = match guess {
-                    Ok(id) => id,
-                    Err(e) => {
-                        skip(&format!("the classifier cannot read it ({e})"));
-                        failed += 1;
-                        continue;
-                    }
-                };
-                eprintln!(
-                    "[{}/{n}] {}: the classifier says `{}`",
-                    k + 1,
-                    src.display(),
-                    loaded.tasks[id].0
-                );
-                Some(
-                    loaded
-                        .net
-                        .task_latent(id)
-                        .map_err(|e| Failure::Internal(e.to_string()))?,
-                )
-            }
-            None => fixed.clone(),
-        };
-        let t = std::time::Instant::now();
-        let out = match mio_engine::restore::restore(&loaded.net, &img, z.as_ref(), a.tile) {
-            Ok(out) => out,
-            Err(e) => {
-                skip(&format!("{}x{}: {e}", img.width, img.height));
-                failed += 1;
-                continue;
-            }
-        };
-        if let Err(e) = out.save_png(dst) {
-            skip(&e);
-            failed += 1;
-            continue;
-        }
-        eprintln!(
-            "[{}/{n}] {} -> {} ({}x{}, {:.1} s)",
-            k + 1,
-            src.display(),
-            dst.display(),
-            img.width,
-            img.height,
-            t.elapsed().as_secs_f64()
-        );
-    }
-    if failed > 0 {
-        eprintln!("{failed} of {n} image(s) skipped; the others are restored");
-        return Err(Failure::User);
-    }
-    Ok(())
-}
-
-/// Where `mio restore` writes each input: one image to the output file (or into the output
-/// folder, under its own stem, when that is a folder); a folder's images into the output
-/// folder, each under a name of its own (`a.png` and `a.jpg` both there: `a.png.png` and
-/// `a.jpg.png`, said on stderr). Never over an input: an output folder that is the input
-/// folder (by any path), or an output file that is the input, is refused; in any other
-/// folder an output only replaces a directory entry, never an input's bytes (writes rename).
-fn restore_targets(input: &Path, output: &Path) -> Result<Vec<(PathBuf, PathBuf)>, String> {
-    if !input.is_dir() {
-        if !input.exists() {
-            return Err(format!("{}: no such file or folder", input.display()));
-        }
-        let dst = if output.is_dir() {
-            let stem = input.file_stem().unwrap_or_default().to_string_lossy();
-            output.join(format!("{stem}.png"))
-        } else {
-            output.to_path_buf()
-        };
-        if mio_stdlib::fsio::same_file(input, &dst) {
-            return Err(format!(
-                "{} is the input: restoring into it would replace the original; give another output",
-                dst.display()
-            ));
-        }
-        return Ok(vec![(input.to_path_buf(), dst)]);
-    }
-    if output.is_file() {
-        return Err(format!(
-            "{} is a file: a folder of images is restored into a folder",
-            output.display()
-        ));
-    }
-    if mio_stdlib::fsio::same_file(input, output) {
-        return Err(format!(
-            "{} is the input folder: restoring into it would replace or mix with the originals; give another folder",
-            output.display()
-        ));
-    }
-    let list = mio_stdlib::image::list_folder(input).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(output).map_err(|e| format!("{}: {e}", output.display()))?;
-    let names = mio_stdlib::image::unique_stems(&list);
-    let mut out = vec![];
-    for (p, name) in list.into_iter().zip(names) {
-        let dst = output.join(format!("{name}.png"));
-        let plain = p
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        if name != plain {
-            eprintln!(
-                "note: {} is written as {} (another input has the name {plain})",
-                p.display(),
-                dst.display()
-            );
-        }
-        out.push((p, dst));
-    }
-    Ok(out)
-}
-
 fn check(file: &Path, set: &[String]) -> Result<(), Failure> {
     let checked = load(file, set)?;
     let n = checked.workflows.len();
@@ -852,7 +687,7 @@ fn apply_task(
     task: &mio_engine::ir::Task,
     seed: u64,
 ) -> Result<(mio_stdlib::image::Image, String), Failure> {
-    let d = mio_engine::degradation(task).map_err(Failure::Internal)?;
+    let d = mio_engine::lower::degradation(task).map_err(|e| Failure::Internal(e.to_string()))?;
     let mut rng = mio_stdlib::degrade::rng_for(seed, &task.degradation.to_string(), &src.name);
     let (out, drawn) = d.apply(&src.image, &mut rng, src.depth.as_deref());
     let params: Vec<String> = drawn

@@ -81,6 +81,7 @@ fn round(file: &Path, set: &[String], running: &mut Option<Running>, style: mio_
         jobs: 1,
         // Another `mio run` in the same folder: wait for it (a change of the file stops the wait).
         wait_for_lock: true,
+        isolate: None,
     };
     let handle = std::thread::spawn(move || {
         match mio_engine::run::run(&checked.workflows, &plan, &base, options) {

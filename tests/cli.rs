@@ -140,7 +140,7 @@ fn every_workflow_in_the_repo_is_formatted() {
         "workflows",
         "workflows/paper",
         "examples",
-        "stdlib/src/prelude",
+        "catalog/src/prelude",
     ] {
         for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
             .unwrap()

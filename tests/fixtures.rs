@@ -93,8 +93,11 @@ fn every_error_code_has_an_invalid_fixture() {
             covered.insert(c);
         }
     }
+    // An internal code (a bug in mio) has no file that produces it: the lowering test
+    // (engine/tests/lowering.rs) stands for it.
     let missing: Vec<String> = Code::ALL
         .iter()
+        .filter(|c| !c.is_internal())
         .map(|c| c.to_string())
         .filter(|c| !covered.contains(c))
         .collect();

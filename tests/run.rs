@@ -201,18 +201,19 @@ fn a_run_writes_the_report_and_its_numbers_match_the_saved_images() {
         })
         .unwrap();
     let dev = candle_core::Device::Cpu;
-    let loaded = mio_engine::restore::load_model(&ep_dir, None, &dev).unwrap();
+    let loaded = mio_engine::run::restore::load_model(&ep_dir, None, &dev).unwrap();
     let img = mio_stdlib::image::load(Path::new(&format!("{DATA}/test/camera.png")))
         .unwrap()
         .image
         .crop(10, 20, 300, 200);
-    let x = mio_engine::restore::to_tensor(&img, &dev).unwrap();
+    let x = mio_engine::run::restore::to_tensor(&img, &dev).unwrap();
     let z = loaded
         .net
         .task_latent(loaded.task("jpeg").unwrap())
         .unwrap();
-    let whole = mio_engine::restore::restore_tensor(&loaded.net, &x, Some(&z), 0, 0).unwrap();
-    let tiled = mio_engine::restore::restore_tensor(&loaded.net, &x, Some(&z), 64, 16).unwrap();
+    let whole = mio_engine::run::restore::restore_tensor(&loaded.net, &x, Some(&z), 0, 0).unwrap();
+    let tiled =
+        mio_engine::run::restore::restore_tensor(&loaded.net, &x, Some(&z), 64, 16).unwrap();
     let d: f32 = (whole - tiled)
         .unwrap()
         .abs()

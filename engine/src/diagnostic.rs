@@ -51,7 +51,7 @@ codes! {
     UndefinedModel = 41: "no model with this name in the workflow",
     TrainedTwice = 42: "a model is trained by two train blocks",
     NeverTrained = 43: "a model is evaluated or swept but never trained",
-    NotTrainingData = 44: "training needs clean images, not ready-made pairs",
+    NotTrainingData = 44: "training or a sweep needs clean images, not ready-made pairs",
     OrderNotPermutation = 50: "a sequential order is not a permutation of the trained tasks",
     StageCount = 51: "the iteration list does not have one entry per stage",
     PatchMultiple = 52: "the training patch is not a multiple of the backbone's window",
@@ -64,6 +64,14 @@ codes! {
     BadAxis = 70: "a matrix axis names no setting of its workflow",
     BadAxisValues = 71: "a matrix axis is not a non-empty list",
     BadOverride = 80: "a `--set` override cannot be applied",
+    Lowering = 90: "a checked value the runner cannot turn into work (a bug in mio)",
+}
+
+impl Code {
+    /// Codes no `.mio` file should produce: a bug in mio, not a mistake in the file.
+    pub fn is_internal(self) -> bool {
+        matches!(self, Code::Lowering)
+    }
 }
 
 impl fmt::Display for Code {

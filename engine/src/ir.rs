@@ -1,13 +1,15 @@
 //! Checked workflows: every name resolved, every default filled in, every value typed. This is
-//! what the planner (and later the executors) read; its `Display` forms are canonical, so they
-//! double as the normalised definitions that cache keys hash.
+//! what lowering (`lower.rs`) and the planner read; its `Display` forms are canonical, so they
+//! double as the normalised definitions that cache keys hash. Serialisable (without spans) so
+//! a report's job can carry the workflows it reports on.
 
 use std::fmt;
 
 use mio_grammar::Span;
+use serde::{Deserialize, Serialize};
 
 /// A resolved value.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     Int(i64),
     Float(f64),
@@ -24,7 +26,7 @@ pub enum Value {
     Model(String),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Call {
     pub name: String,
     pub args: Vec<(String, Value)>,
@@ -37,7 +39,7 @@ impl Call {
 }
 
 /// A task: a name and the degradation (a call of a degradation built-in) it applies.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub name: String,
     pub degradation: Call,
@@ -147,36 +149,38 @@ impl fmt::Display for Task {
 }
 
 /// The prompt strategy of a model, from its backbone's `prompt` argument.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PromptKind {
     None,
     Explicit,
     Adaptive,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Model {
     pub name: String,
     pub backbone: Call,
     pub prompt: PromptKind,
+    #[serde(skip)]
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Data {
     pub name: String,
     pub source: Call,
+    #[serde(skip)]
     pub span: Span,
 }
 
 /// One stage of training: the tasks it trains on (earlier ones replayed) and its iterations.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
     pub tasks: Vec<Task>,
     pub iters: u64,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Train {
     pub model: String,
     pub data: String,
@@ -185,6 +189,7 @@ pub struct Train {
     pub stages: Vec<Stage>,
     /// Every setting of the block, defaults filled in.
     pub settings: Vec<(String, Value)>,
+    #[serde(skip)]
     pub span: Span,
 }
 
@@ -200,13 +205,14 @@ impl Train {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Eval {
     pub name: String,
     pub model: String,
     pub data: String,
     pub tasks: Vec<Task>,
     pub settings: Vec<(String, Value)>,
+    #[serde(skip)]
     pub span: Span,
 }
 
@@ -219,18 +225,19 @@ impl Eval {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SweepTarget {
     Data(String),
     File(String),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sweep {
     pub name: String,
     pub model: String,
     pub target: SweepTarget,
     pub settings: Vec<(String, Value)>,
+    #[serde(skip)]
     pub span: Span,
 }
 
@@ -244,7 +251,7 @@ impl Sweep {
 }
 
 /// A checked workflow, ready to plan.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Workflow {
     /// The workflow's name; for a matrix row `table[prompt=explicit, strategy=sequential]`.
     pub name: String,
@@ -257,6 +264,7 @@ pub struct Workflow {
     pub evals: Vec<Eval>,
     pub sweeps: Vec<Sweep>,
     pub report: Vec<(String, Value)>,
+    #[serde(skip)]
     pub span: Span,
 }
 

@@ -1,18 +1,25 @@
-//! mio's engine front half: loading a `.mio` file with its imports, checking it (every error,
-//! with codes, spans and help), and planning it as a petgraph DAG of work units.
+//! mio's engine: loading a `.mio` file with its imports, checking it (every error, with codes,
+//! spans and help), lowering the checked workflows into typed jobs, planning them as a
+//! petgraph DAG and running it.
 //!
 //! The flow: [`load::load`] (parse, imports) -> [`check::Checker`] (names, types, units,
 //! ranges, the method's rules; `extends`, `matrix` and `--set` applied) -> [`ir::Workflow`]s
-//! -> [`plan::plan`] (the DAG).
+//! -> [`plan::plan`] (the DAG, each node's job lowered by `lower`) -> [`run::run`].
+//!
+//! Without the `run` feature the crate is the checker alone (no candle), which is what the
+//! language server builds on.
 
 pub mod check;
 pub mod diagnostic;
 pub mod ir;
+#[cfg(feature = "run")]
+pub mod job;
 pub mod load;
-pub mod manifest;
+pub mod lower;
 pub mod merge;
+#[cfg(feature = "run")]
 pub mod plan;
-pub mod restore;
+#[cfg(feature = "run")]
 pub mod run;
 pub mod source;
 
@@ -126,6 +133,7 @@ fn parse_overrides(
 }
 
 /// The plan of a checked file, or the reason there is none.
+#[cfg(feature = "run")]
 pub fn plan(checked: &Checked) -> Result<plan::Plan, Diagnostic> {
     if checked.workflows.is_empty() {
         let root = checked
@@ -140,7 +148,7 @@ pub fn plan(checked: &Checked) -> Result<plan::Plan, Diagnostic> {
         )
         .help("add `workflow NAME { ... }`, or plan the file that imports this one"));
     }
-    Ok(plan::plan(&checked.workflows))
+    plan::plan(&checked.workflows)
 }
 
 /// A task named on the command line (`mio degrade --task noise_out --set sigma=60`): any task
@@ -187,7 +195,7 @@ pub fn resolve_task(task: &str, sets: &[String], style: Style) -> Result<ir::Tas
                 _ => mio_grammar::format::flat(&expr),
             };
             result = checker
-                .call(Program::ROOT, &call, mio_stdlib::Kind::Degradation)
+                .call(Program::ROOT, &call, mio_catalog::Kind::Degradation)
                 .map(|degradation| ir::Task { name, degradation });
         }
     }
@@ -211,7 +219,7 @@ pub fn resolve_backbone(text: &str, flag: &str) -> Result<ir::Call, String> {
     let mut result = None;
     match mio_grammar::parse_expr_at(text, base) {
         Ok(e) => {
-            result = checker.call(Program::ROOT, &e, mio_stdlib::Kind::Backbone);
+            result = checker.call(Program::ROOT, &e, mio_catalog::Kind::Backbone);
             if let Some(c) = &result {
                 checker.backbone_shape(c, &e);
             }
@@ -225,23 +233,4 @@ pub fn resolve_backbone(text: &str, flag: &str) -> Result<ir::Call, String> {
         Some(c) if diags.is_empty() => Ok(c),
         _ => Err(render(&diags, &program.sources, Style::Plain)),
     }
-}
-
-/// The stdlib degradation a checked task applies.
-pub fn degradation(task: &ir::Task) -> Result<mio_stdlib::degrade::Degradation, String> {
-    use mio_stdlib::degrade::{Arg, Sampled};
-    let args: Vec<(String, Arg)> = task
-        .degradation
-        .args
-        .iter()
-        .filter_map(|(n, v)| {
-            let arg = match v {
-                ir::Value::Range(lo, hi) => Arg::Num(Sampled::Range(lo.as_f64()?, hi.as_f64()?)),
-                ir::Value::Word(w) => Arg::Word(w.clone()),
-                other => Arg::Num(Sampled::Fixed(other.as_f64()?)),
-            };
-            Some((n.clone(), arg))
-        })
-        .collect();
-    mio_stdlib::degrade::Degradation::from_args(&task.degradation.name, &args)
 }

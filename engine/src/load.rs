@@ -124,8 +124,8 @@ impl Loader<'_> {
     fn import(&mut self, u: &ast::Use, dir: &Path) -> Option<(String, ModId)> {
         let (origin, ns, span) = match &u.target {
             ast::UseTarget::Prelude(i) => {
-                if mio_stdlib::prelude(&i.name).is_none() {
-                    let names = mio_stdlib::PRELUDES.iter().map(|p| p.name);
+                if mio_catalog::prelude(&i.name).is_none() {
+                    let names = mio_catalog::PRELUDES.iter().map(|p| p.name);
                     let help = did_you_mean(&i.name, names).unwrap_or_else(|| {
                         "built-in preludes: paper; to import a file, quote its path: use \"lib.mio\"".into()
                     });
@@ -182,7 +182,7 @@ impl Loader<'_> {
         }
         match origin.clone() {
             Origin::Prelude(name) => {
-                let p = mio_stdlib::prelude(&name).expect("checked above");
+                let p = mio_catalog::prelude(&name).expect("checked above");
                 let m = self.module(
                     name.clone(),
                     format!("<{name} prelude>"),

@@ -177,7 +177,7 @@ fn set_setting(
     let start = if path.len() == 1 {
         value.clone()
     } else {
-        let spec = mio_stdlib::builtins::block(block);
+        let spec = mio_catalog::builtins::block(block);
         match spec
             .param(&name.name)
             .and_then(|p| default_expr(p, value.span))
@@ -201,8 +201,8 @@ fn set_setting(
 }
 
 /// A parameter's default as an expression whose spans all point at `at`.
-fn default_expr(p: &mio_stdlib::Param, at: Span) -> Option<Expr> {
-    let mio_stdlib::Default::Value(text) = p.default else {
+fn default_expr(p: &mio_catalog::Param, at: Span) -> Option<Expr> {
+    let mio_catalog::Default::Value(text) = p.default else {
         return None;
     };
     let mut e = mio_grammar::parse_expr_at(text, 0).ok()?;
@@ -273,7 +273,7 @@ pub fn set_in_expr(expr: &mut Expr, path: &[Ident], value: &Expr) -> Result<(), 
     } else {
         // Not given: start from the built-in's default (`model.net.prompt.dim`).
         let callee = call.callee.to_string();
-        let param = mio_stdlib::builtins::all()
+        let param = mio_catalog::builtins::all()
             .find(|b| b.name == callee)
             .and_then(|b| b.param(&name.name));
         match param.and_then(|p| default_expr(p, value.span)) {

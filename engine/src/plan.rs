@@ -9,7 +9,10 @@ use std::fmt::Write as _;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
+use crate::diagnostic::Diagnostic;
 use crate::ir::{self, PromptKind, Value};
+use crate::job::{self, Job};
+use crate::lower;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NodeKind {
@@ -34,40 +37,6 @@ impl NodeKind {
     }
 }
 
-/// What a node does, pointing into the checked workflows (by index) it was planned from; the
-/// executor reads it. Nodes shared by several workflows point at the first.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Work {
-    TestSet {
-        workflow: usize,
-        data: String,
-        task: ir::Task,
-    },
-    /// Stage `stage` (0-based) of the training of `model`.
-    Train {
-        workflow: usize,
-        model: String,
-        stage: usize,
-    },
-    Classifier {
-        workflow: usize,
-        model: String,
-    },
-    Eval {
-        workflow: usize,
-        index: usize,
-    },
-    Sweep {
-        workflow: usize,
-        index: usize,
-    },
-    /// The report of one workflow, or of every row of a matrix.
-    Report {
-        workflows: Vec<usize>,
-        matrix: Option<String>,
-    },
-}
-
 #[derive(Clone, Debug)]
 pub struct Node {
     pub kind: NodeKind,
@@ -81,7 +50,8 @@ pub struct Node {
     pub id: u64,
     /// The workflows that need it.
     pub workflows: Vec<String>,
-    pub work: Work,
+    /// What it does, lowered from the checked workflow that first needed it.
+    pub job: Job,
 }
 
 #[derive(Debug, Default)]
@@ -119,8 +89,8 @@ impl Plan {
         definition: String,
         wf: &str,
         deps: &[NodeIndex],
-        work: Work,
-    ) -> NodeIndex {
+        job: impl FnOnce() -> Result<Job, Diagnostic>,
+    ) -> Result<NodeIndex, Diagnostic> {
         let mut full = definition;
         for d in deps {
             let _ = write!(full, " <- {:016x}", self.graph[*d].id);
@@ -129,8 +99,9 @@ impl Plan {
             if !self.graph[i].workflows.iter().any(|w| w == wf) {
                 self.graph[i].workflows.push(wf.to_string());
             }
-            return i;
+            return Ok(i);
         }
+        let job = job()?;
         let id = fnv1a(&full);
         let i = self.graph.add_node(Node {
             kind,
@@ -139,13 +110,27 @@ impl Plan {
             definition: full.clone(),
             id,
             workflows: vec![wf.to_string()],
-            work,
+            job,
         });
         for &d in deps {
             self.graph.add_edge(d, i, ());
         }
         self.by_definition.insert(full, i);
-        i
+        Ok(i)
+    }
+
+    /// Every node upstream of `i` (its inputs, theirs, ...), in index order.
+    pub fn ancestors(&self, i: NodeIndex) -> Vec<NodeIndex> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![i];
+        while let Some(n) = todo.pop() {
+            for d in self.graph.neighbors_directed(n, Direction::Incoming) {
+                if seen.insert(d) {
+                    todo.push(d);
+                }
+            }
+        }
+        seen.into_iter().collect()
     }
 
     /// Nodes in dependency order; among ready nodes, the one created first goes first.
@@ -203,15 +188,17 @@ impl Plan {
     }
 }
 
-/// Builds the plan of every workflow (matrix rows share one report per matrix).
-pub fn plan(workflows: &[ir::Workflow]) -> Plan {
+/// Builds the plan of every workflow (matrix rows share one report per matrix), each node with
+/// its lowered job. A job that cannot be lowered (a bug: the checker let through something
+/// the runner does not know) is the error.
+pub fn plan(workflows: &[ir::Workflow]) -> Result<Plan, Diagnostic> {
     let mut p = Plan {
         workflows: workflows.len(),
         ..Plan::default()
     };
     let mut matrix_inputs: Vec<(String, Vec<NodeIndex>, Vec<usize>)> = vec![];
     for (wi, wf) in workflows.iter().enumerate() {
-        let inputs = plan_workflow(&mut p, wf, wi);
+        let inputs = plan_workflow(&mut p, wf)?;
         match &wf.matrix {
             Some(mx) => match matrix_inputs.iter_mut().find(|(n, ..)| n == mx) {
                 Some((_, v, rows)) => {
@@ -229,11 +216,14 @@ pub fn plan(workflows: &[ir::Workflow]) -> Plan {
                     def,
                     &wf.name,
                     &inputs,
-                    Work::Report {
-                        workflows: vec![wi],
-                        matrix: None,
+                    || {
+                        Ok(Job::Report(job::Report {
+                            workflows: vec![wf.clone()],
+                            matrix: None,
+                            several: workflows.len() > 1,
+                        }))
                     },
-                );
+                )?;
             }
         }
     }
@@ -247,17 +237,20 @@ pub fn plan(workflows: &[ir::Workflow]) -> Plan {
             def,
             &mx,
             &inputs,
-            Work::Report {
-                workflows: members,
-                matrix: Some(mx.clone()),
+            || {
+                Ok(Job::Report(job::Report {
+                    workflows: members.iter().map(|&w| workflows[w].clone()).collect(),
+                    matrix: Some(mx.clone()),
+                    several: workflows.len() > 1,
+                }))
             },
-        );
+        )?;
     }
-    p
+    Ok(p)
 }
 
 /// Adds a workflow's nodes; returns the nodes its report reads.
-fn plan_workflow(p: &mut Plan, wf: &ir::Workflow, wi: usize) -> Vec<NodeIndex> {
+fn plan_workflow(p: &mut Plan, wf: &ir::Workflow) -> Result<Vec<NodeIndex>, Diagnostic> {
     let seed = wf
         .setting("seed")
         .map(|v| v.to_string())
@@ -279,10 +272,15 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow, wi: usize) -> Vec<NodeIndex> {
             def,
             w,
             &[],
-            Work::TestSet {
-                workflow: wi,
-                data: data.name.clone(),
-                task: task.clone(),
+            || {
+                let lowered = || -> Result<Job, lower::LowerError> {
+                    Ok(Job::TestSet(job::TestSet {
+                        seed: lower::seed(wf)?,
+                        data: lower::images(wf, &data.name)?,
+                        task: lower::task(task, 0)?,
+                    }))
+                };
+                lowered().map_err(|e| e.at(data.span))
             },
         )
     };
@@ -338,12 +336,12 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow, wi: usize) -> Vec<NodeIndex> {
                 format!("{w}/{} stage {}/{n}", t.model, k + 1)
             };
             let deps: Vec<NodeIndex> = prev.into_iter().collect();
-            let work = Work::Train {
-                workflow: wi,
-                model: t.model.clone(),
-                stage: k,
+            let job = || {
+                lower::train(wf, &t.model, k)
+                    .map(Job::Train)
+                    .map_err(|e| e.at(t.span))
             };
-            let i = p.add(NodeKind::Train, name, detail, def, w, &deps, work);
+            let i = p.add(NodeKind::Train, name, detail, def, w, &deps, job)?;
             prev = Some(i);
         }
         if let Some(last) = prev {
@@ -366,42 +364,48 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow, wi: usize) -> Vec<NodeIndex> {
             if data.source.name == "pairs" {
                 break; // ready-made pairs are used as they are
             }
-            deps.push(testset(p, data, task));
+            deps.push(testset(p, data, task)?);
         }
         let predicted = e.setting("labels").and_then(Value::as_word) == Some("predicted");
         if model.prompt == PromptKind::Explicit && predicted {
-            let c = *classifiers.entry(e.model.as_str()).or_insert_with(|| {
-                let t = wf.train_of(&e.model).expect("evaluated models are trained");
-                let tdata = wf
-                    .data(&t.data)
-                    .map(|d| d.source.to_string())
-                    .unwrap_or_default();
-                let kinds: Vec<String> = t
-                    .stages
-                    .last()
-                    .map(|s| s.tasks.iter().map(|x| x.to_string()).collect())
-                    .unwrap_or_default();
-                let spec = t
-                    .setting("classifier")
-                    .map(|v| v.to_string())
-                    .unwrap_or_default();
-                let def = format!(
-                    "classifier seed={seed} | {spec} | data {tdata} | tasks [{}]",
-                    kinds.join("; ")
-                );
-                p.add(
-                    NodeKind::Classifier,
-                    format!("{w}/{} classifier", e.model),
-                    format!("task classifier for `{}`: {spec}", e.model),
-                    def,
-                    w,
-                    &[],
-                    Work::Classifier {
-                        workflow: wi,
-                        model: e.model.clone(),
-                    },
-                )
-            });
+            let c = match classifiers.get(e.model.as_str()) {
+                Some(&c) => c,
+                None => {
+                    let t = wf.train_of(&e.model).expect("evaluated models are trained");
+                    let tdata = wf
+                        .data(&t.data)
+                        .map(|d| d.source.to_string())
+                        .unwrap_or_default();
+                    let kinds: Vec<String> = t
+                        .stages
+                        .last()
+                        .map(|s| s.tasks.iter().map(|x| x.to_string()).collect())
+                        .unwrap_or_default();
+                    let spec = t
+                        .setting("classifier")
+                        .map(|v| v.to_string())
+                        .unwrap_or_default();
+                    let def = format!(
+                        "classifier seed={seed} | {spec} | data {tdata} | tasks [{}]",
+                        kinds.join("; ")
+                    );
+                    let c = p.add(
+                        NodeKind::Classifier,
+                        format!("{w}/{} classifier", e.model),
+                        format!("task classifier for `{}`: {spec}", e.model),
+                        def,
+                        w,
+                        &[],
+                        || {
+                            lower::classifier(wf, &e.model)
+                                .map(Job::Classifier)
+                                .map_err(|d| d.at(t.span))
+                        },
+                    )?;
+                    classifiers.insert(e.model.as_str(), c);
+                    c
+                }
+            };
             deps.push(c);
         }
         let tasks: Vec<&str> = e.tasks.iter().map(|t| t.name.as_str()).collect();
@@ -428,11 +432,8 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow, wi: usize) -> Vec<NodeIndex> {
             def,
             w,
             &deps,
-            Work::Eval {
-                workflow: wi,
-                index: ei,
-            },
-        );
+            || lower::eval(wf, ei).map(Job::Eval).map_err(|d| d.at(e.span)),
+        )?;
         report_inputs.push(i);
     }
 
@@ -450,7 +451,7 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow, wi: usize) -> Vec<NodeIndex> {
             ir::SweepTarget::Data(d) => {
                 // A parameter sweep degrades the clean images itself, once per value.
                 if let (Some(data), Some(task), None) = (wf.data(d), degrade, &param) {
-                    deps.push(testset(p, data, task));
+                    deps.push(testset(p, data, task)?);
                 }
                 format!("`{d}`")
             }
@@ -487,14 +488,15 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow, wi: usize) -> Vec<NodeIndex> {
             def,
             w,
             &deps,
-            Work::Sweep {
-                workflow: wi,
-                index: si,
+            || {
+                lower::sweep(wf, si)
+                    .map(Job::Sweep)
+                    .map_err(|d| d.at(s.span))
             },
-        );
+        )?;
         report_inputs.push(i);
     }
-    report_inputs
+    Ok(report_inputs)
 }
 
 /// `mio plan`'s listing.

@@ -3,16 +3,17 @@
 //! freeing at the same time would disturb.
 
 use mio_engine::run::memory::estimate;
-use mio_stdlib::models::network::{Arch, Network, Spec};
+use mio_stdlib::models::network::{Arch, Network, Spec, SrResNetConfig};
 use mio_stdlib::models::PromptMode;
 
 #[test]
 fn a_step_is_measured_and_scales_with_the_batch() {
     let spec = Spec {
-        arch: Arch::SrResNet {
+        arch: Arch::SrResNet(SrResNetConfig {
             channels: 16,
             blocks: 2,
-        },
+            init_scale: 0.1,
+        }),
         prompt: PromptMode::None,
         map_size: 0,
         tasks: vec!["noise".into()],

@@ -6,8 +6,15 @@
 
 use std::ops::Range;
 
-const ITEM_KEYWORDS: &[&str] = &["use", "task", "let", "workflow", "matrix"];
-const STMT_KEYWORDS: &[&str] = &["data", "model", "train", "eval", "sweep", "report"];
+use crate::keywords::{self, Place};
+
+fn is_item_keyword(word: &str) -> bool {
+    keywords::is(word, Place::Item)
+}
+
+fn is_stmt_keyword(word: &str) -> bool {
+    keywords::is(word, Place::Statement)
+}
 
 /// The first identifier-like word of `text` after whitespace and comments.
 pub fn first_word(text: &str) -> Option<&str> {
@@ -36,13 +43,12 @@ pub fn head(text: &str) -> Option<(String, String)> {
 /// The item or statement keyword a word is a likely misspelling of (`modle`, `worklfow`,
 /// `tran`): one edit or one swap of neighbours away, for words of three letters or more.
 pub fn near_keyword(word: &str) -> Option<&'static str> {
-    if word.len() < 3 || ITEM_KEYWORDS.contains(&word) || STMT_KEYWORDS.contains(&word) {
+    if word.len() < 3 || is_item_keyword(word) || is_stmt_keyword(word) {
         return None;
     }
-    ITEM_KEYWORDS
-        .iter()
-        .chain(STMT_KEYWORDS)
-        .copied()
+    keywords::at(Place::Item)
+        .chain(keywords::at(Place::Statement))
+        .map(|k| k.word)
         .find(|k| edits(word, k) <= 1)
 }
 
@@ -227,7 +233,7 @@ pub fn items(src: &str) -> Vec<Range<usize>> {
     let mut starts = vec![0];
     scan(src, 0, |ls| {
         let word = first_word(&src[ls.offset..]).unwrap_or("");
-        let keyword = ITEM_KEYWORDS.contains(&word);
+        let keyword = is_item_keyword(word);
         if keyword && (ls.depth <= 0 || ls.column == 0) {
             if ls.offset != 0 {
                 starts.push(ls.offset);
@@ -259,7 +265,7 @@ pub fn statements(text: &str, body_start: usize) -> Body {
             return Step::Stop;
         }
         let word = first_word(rest).unwrap_or("");
-        if ls.depth <= 0 || STMT_KEYWORDS.contains(&word) {
+        if ls.depth <= 0 || is_stmt_keyword(word) {
             starts.push(ls.offset);
             Step::Reset
         } else {

@@ -8,6 +8,7 @@ pub mod comments;
 pub mod cursor;
 mod error;
 pub mod format;
+pub mod keywords;
 pub mod lex;
 mod parser;
 

@@ -247,7 +247,7 @@ fn every_real_file_parses_the_same_in_pieces() {
         "workflows/paper",
         "examples",
         "tests/fixtures/valid",
-        "stdlib/src/prelude",
+        "catalog/src/prelude",
     ] {
         for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
             if e.path().extension().is_some_and(|x| x == "mio") {
@@ -352,7 +352,7 @@ proptest! {
         let files = real_files();
         let mut text = file.get(&files).clone();
         // At a token boundary: before a token, or after the last one.
-        let mut insert = |text: &mut String, at: &prop::sample::Index, s: &str| {
+        let insert = |text: &mut String, at: &prop::sample::Index, s: &str| {
             let toks = mio_grammar::lex::tokens(text);
             let k = at.index(toks.len() + 1);
             let pos = toks.get(k).map_or(text.len(), |t| t.span.start);

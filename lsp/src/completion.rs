@@ -6,53 +6,13 @@
 use lsp_types::{
     CompletionItem, CompletionItemKind, Documentation, MarkupContent, MarkupKind, Position,
 };
+use mio_catalog::builtins;
+use mio_catalog::{Builtin, Kind, Param, Ty};
 use mio_grammar::ast;
 use mio_grammar::cursor::{key_before, surroundings, word_at, word_before};
-use mio_stdlib::builtins;
-use mio_stdlib::{Builtin, Kind, Param, Ty};
+use mio_grammar::keywords::{self, Place};
 
 use crate::document::Document;
-
-const ITEM_KEYWORDS: &[(&str, &str)] = &[
-    (
-        "use",
-        "import the `paper` prelude or a file: `use paper`, `use \"lib.mio\" as lib`",
-    ),
-    (
-        "task",
-        "a degradation with its parameter ranges: `task heavy = noise(sigma = 50..70)`",
-    ),
-    (
-        "let",
-        "a named value: `let order = [paper.sr, paper.noise]`",
-    ),
-    (
-        "workflow",
-        "an experiment: data, models, training, evaluation",
-    ),
-    (
-        "matrix",
-        "many workflows from one: `matrix table over base { path = [values] }`",
-    ),
-];
-
-const STMT_KEYWORDS: &[(&str, &str)] = &[
-    (
-        "data",
-        "`data NAME = images(\"folder\", patch = 128px, batch = 16)`",
-    ),
-    ("model", "`model NAME = srresnet(prompt = explicit)`"),
-    (
-        "train",
-        "`train MODEL on DATA { strategy = ..., iters = ... }`",
-    ),
-    ("eval", "`eval MODEL on DATA [as NAME] { tasks = ... }`"),
-    (
-        "sweep",
-        "`sweep MODEL on DATA_OR_IMAGE [as NAME] { from = ..., to = ... }`",
-    ),
-    ("report", "`report { title = ..., baseline = ... }`"),
-];
 
 fn markdown(text: String) -> Option<Documentation> {
     Some(Documentation::MarkupContent(MarkupContent {
@@ -261,10 +221,12 @@ fn top_level(doc: &Document, text: &str, off: usize) -> Vec<CompletionItem> {
         };
     }
     if words.len() <= 1 {
-        return ITEM_KEYWORDS.iter().map(|(k, d)| keyword(k, d)).collect();
+        return keywords::at(Place::Item)
+            .map(|k| keyword(k.word, k.usage))
+            .collect();
     }
     if words[0] == "use" && words.len() <= 2 {
-        return mio_stdlib::PRELUDES
+        return mio_catalog::PRELUDES
             .iter()
             .map(|p| simple(p.name, CompletionItemKind::MODULE, "built-in prelude"))
             .collect();
@@ -321,8 +283,9 @@ fn in_workflow(doc: &Document, text: &str, off: usize, brace: usize) -> Vec<Comp
         ("train" | "eval" | "sweep", 3) => names_in_workflow(doc, off, "data"),
         ("eval" | "sweep", 4) => vec![keyword("as", "a name for it: `as in_dis`")],
         (_, 0) => {
-            let mut v: Vec<CompletionItem> =
-                STMT_KEYWORDS.iter().map(|(k, d)| keyword(k, d)).collect();
+            let mut v: Vec<CompletionItem> = keywords::at(Place::Statement)
+                .map(|k| keyword(k.word, k.usage))
+                .collect();
             v.extend(builtins::block("workflow").params.iter().map(param_item));
             v
         }

@@ -3,9 +3,9 @@
 //! by the checker, overrides and imports applied).
 
 use lsp_types::{Hover, HoverContents, MarkupContent, MarkupKind, Position};
+use mio_catalog::{builtins, Ty};
 use mio_grammar::ast;
 use mio_grammar::cursor::{surroundings, word_at, word_before};
-use mio_stdlib::{builtins, Ty};
 
 use crate::completion::builtin_named;
 use crate::document::Document;
@@ -24,52 +24,6 @@ fn md(value: String) -> Hover {
 fn code(text: &str) -> String {
     format!("```mio\n{text}\n```")
 }
-
-const KEYWORDS: &[(&str, &str)] = &[
-    (
-        "use",
-        "Imports the `paper` prelude or a `.mio` file (its tasks and lets).",
-    ),
-    (
-        "task",
-        "Declares a task: a degradation with its parameter ranges.",
-    ),
-    ("let", "Names a value, expanded where it is used."),
-    (
-        "workflow",
-        "An experiment: data, models, training, evaluation, sweeps, report.",
-    ),
-    (
-        "extends",
-        "Starts from another workflow: statements replace, blocks merge setting by setting.",
-    ),
-    (
-        "matrix",
-        "Expands workflows over lists of values: every combination is a row.",
-    ),
-    ("over", "The base workflow(s) of a matrix."),
-    (
-        "data",
-        "Declares a data set: `images(...)` (clean images) or `pairs(...)`.",
-    ),
-    (
-        "model",
-        "Declares a model: a backbone with its prompt strategy.",
-    ),
-    (
-        "train",
-        "Trains a model on data: one node per stage in the plan.",
-    ),
-    (
-        "eval",
-        "Evaluates a trained model on a data set's degraded copies.",
-    ),
-    (
-        "sweep",
-        "Blends two tasks' prompts and restores the same images at each step.",
-    ),
-    ("report", "The run's report: tables, curves, image grids."),
-];
 
 pub fn hover(doc: &Document, pos: Position) -> Option<Hover> {
     let text = &doc.text;
@@ -119,7 +73,10 @@ pub fn hover(doc: &Document, pos: Position) -> Option<Hover> {
             return Some(md(format!("{}\n\n{}{bounds}", code(&p.signature()), p.doc)));
         }
     }
-    if let Some((_, d)) = KEYWORDS.iter().find(|(k, _)| *k == word) {
+    if let Some(d) = mio_grammar::keywords::lookup(word)
+        .filter(|k| k.place != mio_grammar::keywords::Place::Literal)
+        .map(|k| k.meaning)
+    {
         // Only where it is a keyword: at the start of an item or statement.
         let line = text[..start].rsplit('\n').next().unwrap_or("");
         if line.trim().is_empty() || matches!(word, "extends" | "over") {
@@ -219,10 +176,10 @@ fn named(doc: &Document, word: &str, global: usize, role: Option<&Resolved>) -> 
     None
 }
 
-fn task_degradation(b: &ast::Binding) -> Option<&'static mio_stdlib::Builtin> {
+fn task_degradation(b: &ast::Binding) -> Option<&'static mio_catalog::Builtin> {
     match &b.value.kind {
         ast::ExprKind::Call(c) => {
-            builtins::lookup(mio_stdlib::Kind::Degradation, &c.callee.to_string())
+            builtins::lookup(mio_catalog::Kind::Degradation, &c.callee.to_string())
         }
         _ => None,
     }

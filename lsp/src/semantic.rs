@@ -6,6 +6,7 @@
 
 use lsp_types::{SemanticToken, SemanticTokenType, SemanticTokens, SemanticTokensLegend};
 use mio_engine::check::Resolved;
+use mio_grammar::keywords::{self, Place};
 
 use crate::document::{Document, Encoding};
 
@@ -35,10 +36,15 @@ pub fn legend() -> SemanticTokensLegend {
     }
 }
 
-const LEADING: &[&str] = &[
-    "use", "task", "let", "workflow", "matrix", "data", "model", "train", "eval", "sweep", "report",
-];
-const INNER: &[&str] = &["on", "as", "over", "extends", "true", "false"];
+/// A keyword that starts an item or a statement.
+fn leading(w: &str) -> bool {
+    keywords::is(w, Place::Item) || keywords::is(w, Place::Statement)
+}
+
+/// A keyword inside an item or statement, or a boolean.
+fn inner(w: &str) -> bool {
+    keywords::is(w, Place::Inner) || keywords::is(w, Place::Literal)
+}
 
 /// The resolution the checker recorded for a name overlapping global `[start, end)`.
 fn role(doc: &Document, start: usize, end: usize) -> Option<&Resolved> {
@@ -100,8 +106,7 @@ pub fn tokens(doc: &Document) -> SemanticTokens {
                 let is_key = next == Some("=");
                 let resolved = role(doc, base + a, base + b);
                 Some(
-                    if (first && LEADING.contains(&w) && !is_key) || (INNER.contains(&w) && !is_key)
-                    {
+                    if (first && leading(w) && !is_key) || (inner(w) && !is_key) {
                         KEYWORD
                     } else if let Some(r) = resolved {
                         match r {

@@ -87,7 +87,7 @@ fn completion_in_a_task_list_offers_tasks_not_numbers() {
     let text = "use paper\nworkflow w {\n  data d = images(\"x\")\n  model m = srresnet()\n  train m on d { tasks = [ }\n}\n";
     s.open(&uri, text);
     let col = text.lines().nth(4).unwrap().find('[').unwrap() as u32 + 1;
-    let mut labels_at = |s: &mut common::TestServer, col: u32| -> Vec<String> {
+    let labels_at = |s: &mut common::TestServer, col: u32| -> Vec<String> {
         s.at("textDocument/completion", &uri, 4, col)
             .as_array()
             .unwrap()

@@ -18,7 +18,7 @@ use crate::rng::Rng;
 /// A task as the data side needs it: its index among the model's tasks (the prompt and
 /// classifier label), its name, the degradation and that degradation's canonical text (which
 /// seeds its draws, so changing a parameter changes the draws).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskSpec {
     pub id: usize,
     pub name: String,
@@ -26,7 +26,7 @@ pub struct TaskSpec {
     pub text: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Augment {
     pub flip: bool,
     pub rot90: bool,

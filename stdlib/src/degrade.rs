@@ -16,7 +16,7 @@ pub fn rng_for(seed: u64, degradation: &str, image_name: &str) -> Rng {
 }
 
 /// A parameter: a fixed value or a range `lo..hi` drawn uniformly per image.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Sampled {
     Fixed(f64),
     Range(f64, f64),
@@ -39,7 +39,7 @@ impl Sampled {
 }
 
 /// A degradation with its parameters, as a `.mio` task declares it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Degradation {
     /// Bicubic down by `scale`, then back up to the original size.
     Sr { scale: u32, kernel: Kernel },
@@ -60,6 +60,26 @@ pub enum Degradation {
     Haze { a: Sampled, beta: Sampled },
     /// Gamma darkening.
     Lowlight { gamma: Sampled },
+}
+
+/// A catalog default (`1.0..3.0`, `7..21`, `-45deg..45deg`, `4`, `bicubic`) as an argument.
+fn default_arg(text: &str) -> Option<Arg> {
+    let number = |t: &str| -> Option<f64> {
+        t.trim()
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse()
+            .ok()
+    };
+    if let Some((lo, hi)) = text.split_once("..") {
+        return Some(Arg::Num(Sampled::Range(number(lo)?, number(hi)?)));
+    }
+    match number(text) {
+        Some(v) => Some(Arg::Num(Sampled::Fixed(v))),
+        None if text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Some(Arg::Word(text.to_string()))
+        }
+        None => None,
+    }
 }
 
 /// An argument of a degradation call, as the checker resolved it.
@@ -119,37 +139,21 @@ impl Degradation {
         })
     }
 
-    /// The paper's in-distribution task of this key (`sr`, `blur`, ...), for tools and tests.
+    /// The paper's in-distribution task of this key (`sr`, `blur`, ...), for tools and tests:
+    /// the degradation with the catalog's defaults, which are the paper's ranges (the one
+    /// place they are written; a test holds the `paper` prelude's tasks equal to them).
     pub fn paper(key: &str) -> Option<Degradation> {
-        let r = Sampled::Range;
-        Some(match key {
-            "sr" => Degradation::Sr {
-                scale: 4,
-                kernel: Kernel::Torch,
-            },
-            "blur" => Degradation::Blur {
-                sigma: r(1.0, 3.0),
-                size: r(7.0, 21.0),
-            },
-            "noise" => Degradation::Noise {
-                sigma: r(15.0, 50.0),
-            },
-            "jpeg" => Degradation::Jpeg {
-                quality: r(30.0, 70.0),
-            },
-            "rain" => Degradation::Rain {
-                value: r(50.0, 100.0),
-                length: r(20.0, 40.0),
-                angle: r(-45.0, 45.0),
-                width: r(3.0, 11.0),
-            },
-            "haze" => Degradation::Haze {
-                a: r(0.8, 1.0),
-                beta: r(0.5, 2.5),
-            },
-            "lowlight" => Degradation::Lowlight { gamma: r(1.0, 3.0) },
-            _ => return None,
-        })
+        use mio_catalog::{builtins, Default, Kind};
+        let b = builtins::lookup(Kind::Degradation, key)?;
+        let args = b
+            .params
+            .iter()
+            .map(|p| match p.default {
+                Default::Value(text) => Some((p.name.to_string(), default_arg(text)?)),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Degradation::from_args(key, &args).ok()
     }
 
     pub fn key(&self) -> &'static str {

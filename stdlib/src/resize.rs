@@ -219,7 +219,7 @@ pub fn resize_image(img: &Image, ow: usize, oh: usize, step: (f64, f64), kernel:
     out
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kernel {
     /// PyTorch bicubic, a = -0.75, no antialiasing.
     Torch,

@@ -7,7 +7,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
 /// Adam (L2 weight decay added to the gradient) or AdamW (decoupled weight decay).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamConfig {
     pub betas: (f64, f64),
     pub eps: f64,
@@ -72,7 +72,7 @@ impl Adam {
 }
 
 /// A learning-rate schedule within one stage (every stage of a sequential run restarts it).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Schedule {
     Constant,
     /// Cosine annealing to `min_lr` over each period (one period over the stage when empty),
@@ -168,7 +168,7 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
 }
 
 /// The restoration losses of the catalog, as means over every element.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Loss {
     L1,
     L2,

@@ -15,7 +15,7 @@ use crate::data::{TaskSpec, TrainSet};
 use crate::train::{clip_grad_norm, Adam, AdamConfig, Ema, Loss, Schedule};
 
 /// How a stage trains.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StageConfig {
     pub seed: u64,
     /// Index of the stage (0-based): part of every draw, and of the checkpoint's name.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor, Var};
 use mio_stdlib::kernels::conv::conv2d_op;
 use mio_stdlib::kernels::depthwise::depthwise_op;
-use mio_stdlib::models::network::{Arch, Network, Spec};
+use mio_stdlib::models::network::{Arch, Network, Spec, SrResNetConfig};
 use mio_stdlib::models::restormer::RestormerConfig;
 use mio_stdlib::models::swinir::SwinConfig;
 use mio_stdlib::models::PromptMode;
@@ -59,10 +59,11 @@ fn archs() -> Vec<(&'static str, Arch, usize)> {
     vec![
         (
             "srresnet",
-            Arch::SrResNet {
+            Arch::SrResNet(SrResNetConfig {
                 channels: 16,
                 blocks: 2,
-            },
+                init_scale: 0.1,
+            }),
             24,
         ),
         (
@@ -163,10 +164,11 @@ fn every_backbone_gives_the_cpus_output_and_gradients_on_the_gpu() {
 #[test]
 fn adam_steps_move_the_weights_as_on_the_cpu() {
     let gpu = gpu();
-    let arch = Arch::SrResNet {
+    let arch = Arch::SrResNet(SrResNetConfig {
         channels: 16,
         blocks: 2,
-    };
+        init_scale: 0.1,
+    });
     let mode = PromptMode::Explicit { dim: 8 };
     let cfg = AdamConfig {
         betas: (0.9, 0.99),

@@ -56,7 +56,7 @@ fn srresnet_overfits_one_batch() {
         VarBuilder::from_varmap(&vm, DType::F32, &dev),
     )
     .unwrap();
-    init_weights(&vm, 0).unwrap();
+    init_weights(&vm, 0, 0.1).unwrap();
     let config = adam();
     let mut opt = Adam::new(vm.all_vars(), config).unwrap();
     let schedule = Schedule::CosineRestart {
@@ -130,7 +130,7 @@ mod stages {
             VarBuilder::from_varmap(&vm, DType::F32, dev),
         )
         .unwrap();
-        init_weights(&vm, 1).unwrap();
+        init_weights(&vm, 1, 0.1).unwrap();
         // The fixed task maps come from the seed, as a run draws them (candle's own random
         // tensors are not seeded).
         let mut rng = mio_stdlib::rng::Rng::derive(7, &["prompt maps"]);
@@ -439,7 +439,7 @@ fn a_curriculum_carries_weights_and_restarts_the_optimizer_per_stage() {
         VarBuilder::from_varmap(&vm, DType::F32, &dev),
     )
     .unwrap();
-    init_weights(&vm, 2).unwrap();
+    init_weights(&vm, 2, 0.1).unwrap();
     let seen: RefCell<Vec<Vec<u32>>> = RefCell::new(vec![]);
     let fwd = |lq: &Tensor, ids: &Tensor| {
         seen.borrow_mut().push(ids.to_vec1().unwrap());

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use petgraph::graph::NodeIndex;
 use rayon::prelude::*;
 
-use crate::ir::{self, Value};
-use crate::plan::{fnv1a, Plan, Work};
+use crate::job::{self, Job};
+use crate::plan::{fnv1a, Plan};
 
 /// A node's key and what went into it.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,80 +22,28 @@ pub struct NodeKey {
     pub upstream: Vec<String>,
 }
 
-fn str_arg<'a>(c: &'a ir::Call, name: &str) -> Option<&'a str> {
-    match c.arg(name) {
-        Some(Value::Str(s)) => Some(s),
-        _ => None,
+/// The folders (data sets) and single files a node reads directly, not through other nodes.
+/// `all`: every stage and evaluation that names a data set (for checking that its folders
+/// exist); otherwise only those whose files are not already in an upstream key (a later stage
+/// reads stage 1's images, an eval of synthesised pairs reads its test-set node).
+fn reads(job: &Job, base: &Path, all: bool) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let folder = |p: &str| vec![base.join(p)];
+    match job {
+        Job::TestSet(t) => (folder(&t.data.path), vec![]),
+        Job::Train(t) if all || t.config.stage == 0 => (folder(&t.data.path), vec![]),
+        Job::Train(_) => (vec![], vec![]),
+        Job::Classifier(c) => (folder(&c.data.path), vec![]),
+        Job::Eval(e) => match &e.data {
+            job::Source::Pairs { lq, gt, .. } => (vec![base.join(lq), base.join(gt)], vec![]),
+            job::Source::Images(i) if all => (folder(&i.path), vec![]),
+            job::Source::Images(_) => (vec![], vec![]),
+        },
+        Job::Sweep(s) => match &s.target {
+            job::SweepTarget::File(f) => (vec![], vec![base.join(f)]),
+            job::SweepTarget::Data(d) => (folder(&d.path), vec![]),
+        },
+        Job::Report(_) => (vec![], vec![]),
     }
-}
-
-/// The data sets (by workflow and name) and single files a node reads directly, not through
-/// other nodes. `all`: every stage and evaluation that names a data set (for checking that its
-/// folders exist); otherwise only those whose files are not already in an upstream key (a
-/// later stage reads stage 1's images, an eval of synthesised pairs reads its test-set node).
-fn reads<'a>(
-    wfs: &'a [ir::Workflow],
-    work: &'a Work,
-    base: &Path,
-    all: bool,
-) -> (Vec<(&'a ir::Workflow, &'a str)>, Vec<PathBuf>) {
-    match work {
-        Work::TestSet { workflow, data, .. } => {
-            let wf = &wfs[*workflow];
-            let d = wf
-                .data(data)
-                .map(|d| d.name.as_str())
-                .unwrap_or(data.as_str());
-            (vec![(wf, d)], vec![])
-        }
-        Work::Train {
-            workflow,
-            model,
-            stage,
-        } if all || *stage == 0 => {
-            let wf = &wfs[*workflow];
-            let t = wf.train_of(model).map(|t| (wf, t.data.as_str()));
-            (t.into_iter().collect(), vec![])
-        }
-        Work::Classifier { workflow, model } => {
-            let wf = &wfs[*workflow];
-            let t = wf.train_of(model).map(|t| (wf, t.data.as_str()));
-            (t.into_iter().collect(), vec![])
-        }
-        Work::Eval { workflow, index } => {
-            let wf = &wfs[*workflow];
-            let e = &wf.evals[*index];
-            let direct = all || wf.data(&e.data).is_some_and(|d| d.source.name == "pairs");
-            (
-                if direct {
-                    vec![(wf, e.data.as_str())]
-                } else {
-                    vec![]
-                },
-                vec![],
-            )
-        }
-        Work::Sweep { workflow, index } => {
-            let wf = &wfs[*workflow];
-            match &wf.sweeps[*index].target {
-                ir::SweepTarget::File(f) => (vec![], vec![base.join(f)]),
-                ir::SweepTarget::Data(d) => (vec![(wf, d.as_str())], vec![]),
-            }
-        }
-        _ => (vec![], vec![]),
-    }
-}
-
-/// The folders of a data set (`path`, or `lq` and `gt`).
-fn folders_of(wf: &ir::Workflow, data: &str, base: &Path) -> Vec<PathBuf> {
-    let Some(d) = wf.data(data) else {
-        return vec![];
-    };
-    ["path", "lq", "gt"]
-        .iter()
-        .filter_map(|k| str_arg(&d.source, k))
-        .map(|p| base.join(p))
-        .collect()
 }
 
 /// An image and, when it has one, its depth map (`NAME.depth.png`, read by haze).
@@ -109,11 +57,11 @@ fn with_depth(image: PathBuf) -> Vec<PathBuf> {
 }
 
 /// The files a node reads directly (not through other nodes): its images and their depth maps.
-fn input_files(wfs: &[ir::Workflow], work: &Work, base: &Path) -> Vec<PathBuf> {
-    let (data, files) = reads(wfs, work, base, false);
-    data.iter()
-        .flat_map(|(wf, d)| folders_of(wf, d, base))
-        .flat_map(|dir| mio_stdlib::image::list_folder(&dir).unwrap_or_default())
+fn input_files(job: &Job, base: &Path) -> Vec<PathBuf> {
+    let (folders, files) = reads(job, base, false);
+    folders
+        .iter()
+        .flat_map(|dir| mio_stdlib::image::list_folder(dir).unwrap_or_default())
         .chain(files)
         .flat_map(with_depth)
         .collect()
@@ -121,10 +69,10 @@ fn input_files(wfs: &[ir::Workflow], work: &Work, base: &Path) -> Vec<PathBuf> {
 
 /// The folders and files a node reads directly that do not exist (a data folder misspelt, a
 /// sweep's image moved): checked before a run starts, so it fails before any work.
-pub(crate) fn missing_inputs(wfs: &[ir::Workflow], work: &Work, base: &Path) -> Vec<PathBuf> {
-    let (data, files) = reads(wfs, work, base, true);
-    data.iter()
-        .flat_map(|(wf, d)| folders_of(wf, d, base))
+pub(crate) fn missing_inputs(job: &Job, base: &Path) -> Vec<PathBuf> {
+    let (folders, files) = reads(job, base, true);
+    folders
+        .into_iter()
         .filter(|p| !p.is_dir())
         .chain(files.into_iter().filter(|f| !f.is_file()))
         .collect()
@@ -156,21 +104,18 @@ fn hash_files(files: &[PathBuf], cache: &mut HashMap<PathBuf, String>) -> String
 }
 
 /// Every node's key, in dependency order (a key folds in its upstream keys).
-pub fn compute(
-    wfs: &[ir::Workflow],
-    plan: &Plan,
-    base: &Path,
-) -> Result<HashMap<NodeIndex, NodeKey>, (PathBuf, String)> {
+pub fn compute(plan: &Plan, base: &Path) -> Result<HashMap<NodeIndex, NodeKey>, (PathBuf, String)> {
     let mut keys: HashMap<NodeIndex, NodeKey> = HashMap::new();
     let mut cache = HashMap::new();
     for i in plan.order() {
         let node = &plan.graph[i];
-        let files = input_files(wfs, &node.work, base);
+        let files = input_files(&node.job, base);
         let inputs = hash_files(&files, &mut cache);
         let upstream: Vec<String> = plan.deps(i).iter().map(|d| keys[d].key.clone()).collect();
         let text = format!(
-            "mio {} | {} | inputs {inputs} | upstream {}",
-            super::VERSION,
+            "mio {} jobs {} | {} | inputs {inputs} | upstream {}",
+            job::MIO,
+            job::FORMAT,
             node.definition,
             upstream.join(",")
         );
@@ -220,9 +165,10 @@ pub fn explain(
     for i in plan.order() {
         let node = &plan.graph[i];
         let k = &keys[&i];
-        let check = super::store::check(&super::node_dir(store, node.kind, &k.key));
-        let done = check == super::store::Check::Finished;
-        let partial = super::node_dir(store, node.kind, &k.key)
+        let check =
+            crate::run::store::check(&crate::run::store::node_dir(store, node.kind, &k.key));
+        let done = check == crate::run::store::Check::Finished;
+        let partial = crate::run::store::node_dir(store, node.kind, &k.key)
             .with_extension("partial")
             .is_dir();
         let stale_up: Vec<String> = plan
@@ -234,7 +180,7 @@ pub fn explain(
         rerun.insert(i, !done);
         let why = if done {
             "cached".to_string()
-        } else if let super::store::Check::Damaged(why) = &check {
+        } else if let crate::run::store::Check::Damaged(why) = &check {
             format!("its finished outputs are damaged ({why}): moved aside and run again")
         } else if partial {
             "interrupted earlier: continues from its saved progress".into()

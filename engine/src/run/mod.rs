@@ -9,31 +9,42 @@
 //! process at a time works in an output folder (`store::lock`). Each workflow (or matrix) gets
 //! `<output>/<name>/` with the report and `manifest.yaml`.
 
+pub mod artifact;
+pub mod error;
+mod folders;
 mod keys;
+mod layout;
+mod losses;
+pub mod manifest;
 pub mod memory;
-mod nodes;
+pub mod nodes;
 mod png;
 pub mod progress;
-mod report;
+mod render;
+pub mod restore;
 pub mod store;
 mod svg;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 use petgraph::graph::NodeIndex;
 
-use crate::ir;
-use crate::plan::{NodeKind, Plan, Work};
+pub use error::{NodeError, RunError};
 pub use keys::{explain, Explanation, NodeKey};
-pub use nodes::{device_named, spec_from_call};
+use layout::Layout;
+pub use nodes::device_named;
+use nodes::Ctx;
 use progress::Progress;
+pub use store::{node_dir, output_dir};
 
-/// The engine's version, part of every cache key.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+use crate::ir;
+use crate::job::{Job, JobFile};
+use crate::plan::{NodeKind, Plan};
 
 /// How to run.
 #[derive(Clone, Debug, Default)]
@@ -49,37 +60,10 @@ pub struct Options {
     /// When another process is running in the same output folder: wait for it (`mio watch`)
     /// instead of refusing (`mio run`).
     pub wait_for_lock: bool,
-}
-
-/// Why a run stopped.
-#[derive(Debug)]
-pub enum RunError {
-    /// A node failed: its name and why.
-    Node {
-        node: String,
-        message: String,
-    },
-    /// Stopped by the user; what was finished is kept.
-    Interrupted {
-        node: String,
-    },
-    /// Another process is running in the same output folder: who.
-    Busy(String),
-    Io(PathBuf, String),
-}
-
-impl std::fmt::Display for RunError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunError::Node { node, message } => write!(f, "{node}: {message}"),
-            RunError::Interrupted { node } => write!(
-                f,
-                "interrupted during {node}; its progress is saved and `mio run` continues from there"
-            ),
-            RunError::Busy(why) => write!(f, "{why}"),
-            RunError::Io(p, e) => write!(f, "{}: {e}", p.display()),
-        }
-    }
+    /// Run each node in a `mio worker` process of its own (this program, given the node's
+    /// job file) instead of a thread of this one: what a cluster executor does, here on one
+    /// machine.
+    pub isolate: Option<PathBuf>,
 }
 
 /// What a run did.
@@ -92,113 +76,38 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-pub(crate) fn nodes_write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    nodes::write_atomic(path, bytes)
-}
-
-/// The folder of a node's finished outputs.
-pub fn node_dir(store: &Path, kind: NodeKind, key: &str) -> PathBuf {
-    store.join(format!("{}-{key}", kind.as_str()))
-}
-
-/// Where a checked program's runs go: `<dir of the file>/<output setting>`.
-pub fn output_dir(base: &Path, workflows: &[ir::Workflow]) -> PathBuf {
-    let out = workflows
-        .first()
-        .and_then(|w| w.setting("output"))
-        .and_then(|v| match v {
-            ir::Value::Str(s) => Some(s.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "runs".into());
-    base.join(out)
+fn fail(node: &str, why: impl std::fmt::Display) -> RunError {
+    RunError::node(node, NodeError::experiment(why))
 }
 
 /// The state a run shares between nodes.
 pub(crate) struct Runner<'a> {
-    pub wfs: &'a [ir::Workflow],
-    pub plan: &'a Plan,
-    /// The folder of the .mio file: data paths are relative to it.
-    pub base: PathBuf,
-    pub store: PathBuf,
-    pub keys: HashMap<NodeIndex, NodeKey>,
-    pub device: candle_core::Device,
+    pub layout: Layout<'a>,
     pub options: Options,
-    pub progress: std::sync::Mutex<Progress>,
-    /// Training images loaded once per (folder, patch, augment, limit).
-    pub train_sets: std::sync::Mutex<HashMap<String, Arc<mio_stdlib::data::TrainSet>>>,
+    pub ctx: Ctx,
 }
 
 impl Runner<'_> {
-    pub fn dir(&self, i: NodeIndex) -> PathBuf {
-        node_dir(&self.store, self.plan.graph[i].kind, &self.keys[&i].key)
+    fn dir(&self, i: NodeIndex) -> PathBuf {
+        self.layout.dir(i)
     }
 
-    pub fn stopped(&self) -> bool {
-        self.options.stop.load(Ordering::Relaxed)
-    }
-
-    pub fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
-        self.progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Runs one node in its partial folder and publishes the folder when it succeeds. A
-    /// panic inside the node fails the node like any error (the run then ends), never hangs it.
+    /// Runs node `i`: in this thread, or in a `mio worker` process when asked.
     fn execute(&self, i: NodeIndex) -> Result<f64, RunError> {
-        let t = Instant::now();
-        let dir = self.dir(i);
-        let partial = dir.with_extension("partial");
-        std::fs::create_dir_all(&partial)
-            .map_err(|e| RunError::Io(partial.clone(), e.to_string()))?;
-        // Temporary files of an interrupted earlier attempt.
-        store::remove_temporaries(&partial);
-        let name = &self.plan.graph[i].name;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if std::env::var("MIO_PANIC_IN").is_ok_and(|n| !n.is_empty() && name.contains(&n)) {
-                panic!("MIO_PANIC_IN asked for a panic in {name}");
-            }
-            nodes::run_node(self, i, &partial)
-        }))
-        .unwrap_or_else(|payload| {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
-            Err(nodes::fail(
-                name,
-                format!(
-                    "mio crashed in this step ({what}); this is a bug in mio, please report it \
-                     with the file; finished steps are kept"
-                ),
-            ))
-        });
-        if let Err(e) = result {
-            // Nothing worth resuming in it (only a checkpoint is): no empty leftovers.
-            if !matches!(e, RunError::Interrupted { .. }) && !store::has_progress(&partial) {
-                let _ = std::fs::remove_dir_all(&partial);
-            }
-            return Err(e);
+        let jf = self.layout.job_file(i);
+        match &self.options.isolate {
+            None => nodes::execute(&self.ctx, &jf),
+            Some(program) => worker::spawn(program, &jf, self.options.quiet, &self.ctx),
         }
-        store::publish(&partial, &dir, name, &self.keys[&i].key)
-            .map_err(|e| RunError::Io(dir.clone(), e))?;
-        Ok(t.elapsed().as_secs_f64())
     }
 }
 
 /// Each report node of the plan and its workflow's (or matrix's) folder under `out`.
-fn report_folders(wfs: &[ir::Workflow], plan: &Plan, out: &Path) -> Vec<(NodeIndex, PathBuf)> {
+fn report_folders(plan: &Plan, out: &Path) -> Vec<(NodeIndex, PathBuf)> {
     plan.graph
         .node_indices()
-        .filter_map(|i| match &plan.graph[i].work {
-            Work::Report { workflows, matrix } => {
-                let name = matrix
-                    .clone()
-                    .unwrap_or_else(|| wfs[workflows[0]].name.clone());
-                Some((i, out.join(name)))
-            }
+        .filter_map(|i| match &plan.graph[i].job {
+            Job::Report(r) => Some((i, out.join(r.folder_name()))),
             _ => None,
         })
         .collect()
@@ -206,10 +115,21 @@ fn report_folders(wfs: &[ir::Workflow], plan: &Plan, out: &Path) -> Vec<(NodeInd
 
 /// The reports in the workflows' folders are older than the file after a run that did not
 /// finish: each says so at its top.
-fn mark_reports_outdated(wfs: &[ir::Workflow], plan: &Plan, out: &Path, e: &RunError) {
-    for (_, folder) in report_folders(wfs, plan, out) {
-        report::mark_outdated(&folder, &e.to_string());
+fn mark_reports_outdated(plan: &Plan, out: &Path, e: &RunError) {
+    for (_, folder) in report_folders(plan, out) {
+        folders::mark_outdated(&folder, &e.to_string());
     }
+}
+
+/// The job file of every node of the plan, in plan order: what `mio worker` runs, one node
+/// at a time, each after the nodes it reads.
+pub fn job_files(wfs: &[ir::Workflow], plan: &Plan, base: &Path) -> Result<Vec<JobFile>, RunError> {
+    let layout = Layout::new(wfs, plan, base)?;
+    Ok(plan
+        .order()
+        .into_iter()
+        .map(|i| layout.job_file(i))
+        .collect())
 }
 
 /// For each node in plan order: cached, or will run and why (`mio run --explain`).
@@ -219,11 +139,11 @@ pub fn status(
     base: &Path,
 ) -> Result<Vec<Explanation>, RunError> {
     let out = output_dir(base, wfs);
-    let keys = keys::compute(wfs, plan, base)
+    let keys = keys::compute(plan, base)
         .map_err(|(p, e)| RunError::Io(p, format!("cannot read an input: {e}")))?;
     let mut previous = HashMap::new();
-    for (_, folder) in report_folders(wfs, plan, &out) {
-        previous.extend(crate::manifest::previous(&folder));
+    for (_, folder) in report_folders(plan, &out) {
+        previous.extend(manifest::previous(&folder));
     }
     let mut explained = explain(plan, &keys, &out.join("nodes"), &previous);
     let running = store::running_in(&out);
@@ -236,7 +156,7 @@ pub fn status(
                 e.why = format!("in progress now, in {who}");
             }
         }
-        if let Some(p) = keys::missing_inputs(wfs, &plan.graph[i].work, base).first() {
+        if let Some(p) = keys::missing_inputs(&plan.graph[i].job, base).first() {
             e.why = format!(
                 "{}; but {} does not exist, so it would fail",
                 e.why,
@@ -264,20 +184,17 @@ pub fn run(
     })
     .map_err(RunError::Busy)?;
     std::fs::create_dir_all(&store).map_err(|e| RunError::Io(store.clone(), e.to_string()))?;
-    let keys = keys::compute(wfs, plan, base)
-        .map_err(|(p, e)| RunError::Io(p, format!("cannot read an input: {e}")))?;
-    let device = nodes::device(wfs)?;
+    let layout = Layout::new(wfs, plan, base)?;
+    let device = device_named(&layout.device_name).map_err(|e| fail("device", e))?;
     let order = plan.order();
     let runner = Runner {
-        wfs,
-        plan,
-        base: base.to_path_buf(),
-        store,
-        keys,
-        device,
-        progress: std::sync::Mutex::new(Progress::new(options.quiet, order.len())),
+        layout,
+        ctx: Ctx::new(
+            device,
+            options.stop.clone(),
+            Progress::new(options.quiet, order.len()),
+        ),
         options,
-        train_sets: std::sync::Mutex::new(HashMap::new()),
     };
     let position: HashMap<NodeIndex, usize> =
         order.iter().enumerate().map(|(k, &i)| (i, k)).collect();
@@ -296,14 +213,17 @@ pub fn run(
         if let store::Check::Damaged(why) = &check {
             let dir = runner.dir(i);
             let aside = store::quarantine(&dir).map_err(|e| RunError::Io(dir.clone(), e))?;
-            runner.progress().note(&format!(
+            runner.ctx.progress().note(&format!(
                 "warning: {}: its finished outputs are damaged ({why}); moved to {} and run again",
                 plan.graph[i].name,
                 aside.display()
             ));
         }
         if check == store::Check::Finished {
-            runner.progress().cached(position[&i], &plan.graph[i].name);
+            runner
+                .ctx
+                .progress()
+                .cached(position[&i], &plan.graph[i].name);
             summary.cached.push(plan.graph[i].name.clone());
             timings.insert(i, (true, 0.0));
         } else {
@@ -318,8 +238,8 @@ pub fn run(
     // An input folder or file that does not exist fails the run before any work starts.
     for &i in &order {
         if waiting.contains_key(&i) {
-            if let Some(p) = keys::missing_inputs(wfs, &plan.graph[i].work, base).first() {
-                let e = nodes::fail(
+            if let Some(p) = keys::missing_inputs(&plan.graph[i].job, base).first() {
+                let e = fail(
                     &plan.graph[i].name,
                     format!(
                         "{}: no such {}; nothing was run (correct the path in the file)",
@@ -331,7 +251,7 @@ pub fn run(
                         }
                     ),
                 );
-                mark_reports_outdated(wfs, plan, &out, &e);
+                mark_reports_outdated(plan, &out, &e);
                 return Err(e);
             }
         }
@@ -345,7 +265,7 @@ pub fn run(
         let mut running: Vec<NodeIndex> = vec![];
         loop {
             // Start ready nodes, earliest in plan order first, within the budget.
-            while failure.is_none() && !runner.stopped() && running.len() < jobs {
+            while failure.is_none() && !runner.ctx.stopped() && running.len() < jobs {
                 let training_busy = running.iter().any(|&r| is_training(r));
                 let next = order
                     .iter()
@@ -355,6 +275,7 @@ pub fn run(
                 waiting.remove(&i);
                 let node = &plan.graph[i];
                 runner
+                    .ctx
                     .progress()
                     .start(position[&i], &node.name, &node.detail);
                 running.push(i);
@@ -373,7 +294,7 @@ pub fn run(
             let name = plan.graph[i].name.clone();
             match result {
                 Ok(secs) => {
-                    runner.progress().done(position[&i], &name, secs);
+                    runner.ctx.progress().done(position[&i], &name, secs);
                     summary.ran.push(name);
                     timings.insert(i, (false, secs));
                     for j in plan
@@ -387,7 +308,7 @@ pub fn run(
                 }
                 Err(e) => {
                     if !matches!(e, RunError::Interrupted { .. }) {
-                        runner.progress().failed(&name);
+                        runner.ctx.progress().failed(&name);
                     }
                     // The first failure is the one reported; the others in flight finish.
                     if failure.is_none() {
@@ -406,12 +327,12 @@ pub fn run(
             })
     });
     if let Some(e) = failure {
-        mark_reports_outdated(wfs, plan, &out, &e);
+        mark_reports_outdated(plan, &out, &e);
         return Err(e);
     }
-    for (i, folder) in report_folders(wfs, plan, &out) {
-        report::publish(&runner.dir(i), &folder).map_err(|e| RunError::Io(folder.clone(), e))?;
-        crate::manifest::write(&runner, i, &folder, &timings)
+    for (i, folder) in report_folders(plan, &out) {
+        folders::publish(&runner.dir(i), &folder).map_err(|e| RunError::Io(folder.clone(), e))?;
+        manifest::write(&runner.layout, &runner.ctx.device, i, &folder, &timings)
             .map_err(|e| RunError::Io(folder.clone(), e))?;
         summary.reports.push(folder);
     }

@@ -426,6 +426,24 @@ pub fn has_progress(partial: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The folder of a node's finished outputs.
+pub fn node_dir(store: &Path, kind: crate::plan::NodeKind, key: &str) -> PathBuf {
+    store.join(format!("{}-{key}", kind.as_str()))
+}
+
+/// Where a checked program's runs go: `<dir of the file>/<output setting>`.
+pub fn output_dir(base: &Path, workflows: &[crate::ir::Workflow]) -> PathBuf {
+    let out = workflows
+        .first()
+        .and_then(|w| w.setting("output"))
+        .and_then(|v| match v {
+            crate::ir::Value::Str(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "runs".into());
+    base.join(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

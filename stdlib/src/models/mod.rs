@@ -13,31 +13,7 @@ use candle_nn::VarMap;
 
 use crate::rng::Rng;
 
-/// How a model is told its task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PromptMode {
-    None,
-    /// A fixed random map per task through the extractor (1 channel in).
-    Explicit {
-        dim: usize,
-    },
-    /// The degraded input itself through the extractor (3 channels in).
-    Adaptive {
-        dim: usize,
-    },
-}
-
-impl PromptMode {
-    /// For a prompted model, the latent prompt's size and the channels its extractors read
-    /// (1 for a task map, 3 for the image).
-    pub fn branch(self) -> Option<(usize, usize)> {
-        match self {
-            PromptMode::None => None,
-            PromptMode::Explicit { dim } => Some((dim, 1)),
-            PromptMode::Adaptive { dim } => Some((dim, 3)),
-        }
-    }
-}
+pub use mio_catalog::config::PromptMode;
 
 /// A backbone's prompt branch (if it has one) with the latent prompt given to `forward`: both
 /// or neither; a prompted backbone without a latent prompt is an error naming `backbone`.
@@ -121,11 +97,11 @@ pub fn load_varmap(varmap: &VarMap, path: &std::path::Path) -> Result<()> {
 }
 
 /// Initialises every variable of an SRResNet (or any network of plain convolutions) from the
-/// seed as the reference does: the restoration branch's weights Kaiming-normal scaled by 0.1
-/// with zero biases; the prompt extractor and modulation layers (and, in the prompted
+/// seed as the reference does: the restoration branch's weights Kaiming-normal scaled by
+/// `scale` (the reference's 0.1: `SrResNetConfig::init_scale`) with zero biases; the prompt extractor and modulation layers (and, in the prompted
 /// SRResNets, conv_first, conv_hr and conv_last, as the reference's classes leave them) as
 /// PyTorch's default.
-pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
+pub fn init_weights(varmap: &VarMap, seed: u64, scale: f64) -> Result<()> {
     // The reference's prompted SRResNets scale only their residual blocks; their conv_first,
     // conv_hr and conv_last keep PyTorch's default (the plain one scales those too).
     let prompted = varmap
@@ -144,7 +120,7 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
         if default {
             InitRule::TorchDefault
         } else {
-            InitRule::ScaledKaiming(0.1)
+            InitRule::ScaledKaiming(scale)
         }
     })
 }
@@ -214,7 +190,7 @@ mod tests {
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
         let net = SrResNet::new(channels, blocks, mode, vb).unwrap();
-        init_weights(&vm, 0).unwrap();
+        init_weights(&vm, 0, 0.1).unwrap();
         (vm, net)
     }
 
@@ -403,7 +379,7 @@ mod tests {
         let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
         let ext = Extractor::new(3, 6, vb.pp("F_ext_net")).unwrap();
         let m = Modulation::new(6, 4, "1", &vb).unwrap();
-        init_weights(&vm, 3).unwrap();
+        init_weights(&vm, 3, 0.1).unwrap();
         let dev = Device::Cpu;
         let x = Tensor::rand(0f64, 1f64, (2, 3, 20, 20), &dev).unwrap();
         let f = Tensor::rand(-1f64, 1f64, (2, 4, 5, 5), &dev).unwrap();

@@ -9,42 +9,13 @@ use std::path::Path;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
-use super::restormer::{Restormer, RestormerConfig};
+use super::restormer::Restormer;
 use super::srresnet::SrResNet;
-use super::swinir::{SwinConfig, SwinIr};
+use super::swinir::SwinIr;
 use super::{init_by, init_weights, PromptMode};
 use crate::rng::Rng;
 
-/// The backbone and its size.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Arch {
-    SrResNet { channels: usize, blocks: usize },
-    SwinIr(SwinConfig),
-    Restormer(RestormerConfig),
-}
-
-impl Arch {
-    /// What the sides of an input must be multiples of: SwinIR's window, Restormer's three
-    /// halvings.
-    pub fn side_multiple(&self) -> usize {
-        match self {
-            Arch::SrResNet { .. } => 1,
-            Arch::SwinIr(cfg) => cfg.window,
-            Arch::Restormer(_) => super::restormer::SIDE_MULTIPLE,
-        }
-    }
-}
-
-/// Everything needed to build a network.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Spec {
-    pub arch: Arch,
-    pub prompt: PromptMode,
-    /// Side of each explicit task map.
-    pub map_size: usize,
-    /// The task names in id order (the prompt and classifier labels).
-    pub tasks: Vec<String>,
-}
+pub use mio_catalog::config::{Arch, Spec, SrResNetConfig};
 
 enum Body {
     SrResNet(SrResNet),
@@ -92,8 +63,8 @@ pub fn prompt_maps(seed: u64, tasks: &[String], size: usize, dev: &Device) -> Re
 
 fn build_body(spec: &Spec, vb: VarBuilder) -> Result<Body> {
     Ok(match &spec.arch {
-        Arch::SrResNet { channels, blocks } => {
-            Body::SrResNet(SrResNet::new(*channels, *blocks, spec.prompt, vb)?)
+        Arch::SrResNet(cfg) => {
+            Body::SrResNet(SrResNet::new(cfg.channels, cfg.blocks, spec.prompt, vb)?)
         }
         Arch::SwinIr(cfg) => Body::SwinIr(SwinIr::new(cfg, spec.prompt, vb)?),
         Arch::Restormer(cfg) => Body::Restormer(Restormer::new(cfg, spec.prompt, vb)?),
@@ -107,7 +78,7 @@ impl Network {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, dev);
         let body = build_body(&spec, vb)?;
         match &spec.arch {
-            Arch::SrResNet { .. } => init_weights(&varmap, seed)?,
+            Arch::SrResNet(cfg) => init_weights(&varmap, seed, cfg.init_scale)?,
             Arch::SwinIr(_) => init_by(&varmap, seed, super::swinir::init_rule)?,
             Arch::Restormer(_) => init_by(&varmap, seed, super::restormer::init_rule)?,
         }
@@ -298,10 +269,11 @@ mod tests {
 
     fn spec(prompt: PromptMode) -> Spec {
         Spec {
-            arch: Arch::SrResNet {
+            arch: Arch::SrResNet(SrResNetConfig {
                 channels: 8,
                 blocks: 2,
-            },
+                init_scale: 0.1,
+            }),
             prompt,
             map_size: 16,
             tasks: vec!["noise".into(), "rain".into(), "sr".into()],

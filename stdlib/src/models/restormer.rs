@@ -23,34 +23,10 @@ use crate::kernels::norm::channel_norm;
 use super::prompt::{Extractor, Modulation};
 use super::{with_latent, InitRule, PromptMode};
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct RestormerConfig {
-    pub dim: usize,
-    /// Transformer blocks at levels 1..4 (level 4 is the latent).
-    pub blocks: [usize; 4],
-    pub refinement: usize,
-    pub heads: [usize; 4],
-    pub ffn_expansion: f64,
-    /// Whether convolutions (other than the resampling ones) carry a bias.
-    pub bias: bool,
-}
-
-impl RestormerConfig {
-    /// The paper's reference configuration.
-    pub fn reference() -> Self {
-        RestormerConfig {
-            dim: 48,
-            blocks: [4, 6, 6, 8],
-            refinement: 4,
-            heads: [1, 2, 4, 8],
-            ffn_expansion: 2.66,
-            bias: false,
-        }
-    }
-}
+pub use mio_catalog::config::RestormerConfig;
 
 /// Inputs' sides must be multiples of this (three halvings).
-pub const SIDE_MULTIPLE: usize = 8;
+pub const SIDE_MULTIPLE: usize = RestormerConfig::SIDE_MULTIPLE;
 
 /// LayerNorm over the channels of `[B, C, H, W]` (eps 1e-5, biased variance), the reference's
 /// "WithBias" variant: `norm*.body.{weight, bias}`.

@@ -24,27 +24,7 @@ use super::{with_latent, InitRule, PromptMode};
 /// The RGB mean the reference subtracts (DF2K's).
 pub const RGB_MEAN: [f32; 3] = [0.4488, 0.4371, 0.4040];
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct SwinConfig {
-    pub embed: usize,
-    pub depths: Vec<usize>,
-    pub heads: usize,
-    pub window: usize,
-    pub mlp_ratio: f64,
-}
-
-impl SwinConfig {
-    /// The paper's reference configuration.
-    pub fn reference() -> Self {
-        SwinConfig {
-            embed: 180,
-            depths: vec![6; 6],
-            heads: 6,
-            window: 8,
-            mlp_ratio: 2.0,
-        }
-    }
-}
+pub use mio_catalog::config::SwinConfig;
 
 struct LayerNorm {
     weight: Tensor,

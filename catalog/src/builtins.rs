@@ -11,7 +11,6 @@ const fn b(name: &'static str, kind: Kind, params: &'static [Param], doc: &'stat
         kind,
         params,
         doc,
-        patch_multiple: PatchMultiple::Fixed(1),
     }
 }
 
@@ -58,7 +57,6 @@ pub const BACKBONES: &[Builtin] = &[
               parameters). With a prompt (the reference's SwinIR_EP/_AP), features are modulated after each \
               group, after the conv after the body, after a conv to 64 channels before the output and after \
               the last conv.",
-        patch_multiple: PatchMultiple::Param("window"),
     },
     Builtin {
         name: "restormer",
@@ -80,7 +78,6 @@ pub const BACKBONES: &[Builtin] = &[
               64; MDTA attends over the whole image, so the padding shifts results slightly). With a prompt, \
               four extractors modulate the latent, decoder level 3, decoder levels 2 and 1 with the \
               refinement, and the output conv.",
-        patch_multiple: PatchMultiple::Fixed(8),
     },
 ];
 

@@ -195,22 +195,12 @@ impl Param {
     }
 }
 
-/// How training patches must be sized for a backbone.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum PatchMultiple {
-    Fixed(u32),
-    /// The value of this integer parameter (SwinIR's attention window).
-    Param(&'static str),
-}
-
 #[derive(Clone, Copy, Debug)]
 pub struct Builtin {
     pub name: &'static str,
     pub kind: Kind,
     pub params: &'static [Param],
     pub doc: &'static str,
-    /// Backbones only: training patches must be a multiple of this.
-    pub patch_multiple: PatchMultiple,
 }
 
 impl Builtin {

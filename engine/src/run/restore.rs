@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use mio_stdlib::image::Image;
 use mio_stdlib::models::network::Network;
 
-use crate::ir;
+use crate::run::artifact::NetworkInfo;
 
 /// The reference implementation's task order, used for bare weight files (`prompt_maps` rows).
 pub const REFERENCE_TASKS: [&str; 7] = ["blur", "noise", "jpeg", "rain", "haze", "lowlight", "sr"];
@@ -126,16 +126,6 @@ pub fn restore(
     to_image(&restore_tensor(net, &x, z, tile, OVERLAP)?)
 }
 
-/// The id a network gives a task: its own task of that name, else its task with the same
-/// degradation (`noise_out` is told to the network as `noise`).
-pub fn task_id(tasks: &[ir::Task], task: &ir::Task) -> Option<usize> {
-    tasks.iter().position(|t| t.name == task.name).or_else(|| {
-        tasks
-            .iter()
-            .position(|t| t.degradation.name == task.degradation.name)
-    })
-}
-
 /// Parses `noise:0.3,rain:0.7` into (task, weight) pairs.
 pub fn parse_mix(text: &str) -> Result<Vec<(String, f64)>, String> {
     text.split(',')
@@ -156,13 +146,10 @@ pub fn parse_mix(text: &str) -> Result<Vec<(String, f64)>, String> {
 /// folder's weights file, or a bare safetensors file (then `arch` is required).
 pub fn model_files(path: &Path) -> (PathBuf, Option<PathBuf>) {
     if path.is_dir() {
-        let ema = path.join("model.safetensors");
-        let weights = if ema.exists() {
-            ema
-        } else {
-            path.join("weights.safetensors")
-        };
-        (weights, Some(path.join("network.json")))
+        (
+            crate::run::nodes::common::model_weights(path),
+            Some(path.join("network.json")),
+        )
     } else {
         let meta = path.with_file_name("network.json");
         (path.to_path_buf(), meta.exists().then_some(meta))
@@ -185,23 +172,18 @@ pub fn load_model(path: &Path, arch: Option<&str>, dev: &Device) -> Result<Loade
             weights.display()
         ));
     }
-    let meta: Option<serde_json::Value> = match meta {
-        Some(m) if m.exists() => {
-            let text = std::fs::read_to_string(&m)
-                .map_err(|e| format!("{}: cannot read it: {e}", m.display()))?;
-            Some(serde_json::from_str(&text).map_err(|e| {
-                format!(
-                    "{}: not valid JSON ({e}); it describes the network beside it: restore it from \
-                     the run (delete the node's folder and `mio run` again), or give --arch",
-                    m.display()
-                )
-            })?)
-        }
+    let meta: Option<NetworkInfo> = match meta {
+        Some(m) if m.exists() => Some(crate::run::artifact::read(&m).map_err(|e| {
+            format!(
+                "{e}; it describes the network beside it: restore it from the run (delete the \
+                 node's folder and `mio run` again), or give --arch"
+            )
+        })?),
         _ => None,
     };
     let backbone = match (arch, &meta) {
         (Some(a), _) => a.to_string(),
-        (None, Some(m)) => m["backbone"].as_str().unwrap_or_default().to_string(),
+        (None, Some(m)) => m.backbone.clone(),
         (None, None) => {
             return Err(format!(
                 "{} has no network.json beside it: say what it is with --arch 'srresnet(channels = 64, blocks = 16, prompt = explicit)'",
@@ -210,26 +192,19 @@ pub fn load_model(path: &Path, arch: Option<&str>, dev: &Device) -> Result<Loade
         }
     };
     let call = crate::resolve_backbone(&backbone, "--arch")?;
-    let tasks: Vec<(String, String)> = match &meta {
-        Some(m) => m["tasks"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|t| {
-                        (
-                            t["name"].as_str().unwrap_or("").to_string(),
-                            t["degradation"].as_str().unwrap_or("").to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        _ => REFERENCE_TASKS
+    let tasks: Vec<(String, String)> = match meta {
+        Some(m) => m
+            .tasks
+            .into_iter()
+            .map(|t| (t.name, t.degradation))
+            .collect(),
+        None => REFERENCE_TASKS
             .iter()
             .map(|t| (t.to_string(), t.to_string()))
             .collect(),
     };
-    let spec = crate::run::spec_from_call(&call, tasks.iter().map(|t| t.0.clone()).collect())?;
+    let spec = crate::lower::network(&call, tasks.iter().map(|t| t.0.clone()).collect())
+        .map_err(|e| e.to_string())?;
     let mut net = Network::new(spec, 0, dev).map_err(|e| e.to_string())?;
     net.load(&weights).map_err(|e| e.to_string())?;
     let net = net.frozen().map_err(|e| e.to_string())?;

@@ -8,8 +8,10 @@ use std::path::Path;
 use petgraph::graph::NodeIndex;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Work;
-use crate::run::NodeKey;
+use crate::job::Job;
+use crate::run::keys::NodeKey;
+use crate::run::layout::Layout;
+use crate::run::nodes::write_atomic;
 
 #[derive(Serialize, Deserialize, Debug, Default)]
 pub struct Manifest {
@@ -43,29 +45,26 @@ pub struct NodeEntry {
 
 /// Writes the manifest of a report's workflows: every node the report depends on.
 pub(crate) fn write(
-    r: &crate::run::Runner,
+    layout: &Layout,
+    device: &candle_core::Device,
     report: NodeIndex,
     folder: &Path,
     timings: &HashMap<NodeIndex, (bool, f64)>,
 ) -> Result<(), String> {
-    let Work::Report { workflows, .. } = &r.plan.graph[report].work else {
+    let Job::Report(job) = &layout.plan.graph[report].job else {
         return Err("not a report".into());
     };
-    // Every ancestor of the report.
-    let mut todo = vec![report];
-    let mut seen = std::collections::BTreeSet::new();
-    while let Some(n) = todo.pop() {
-        if seen.insert(n) {
-            todo.extend(r.plan.deps(n));
-        }
-    }
-    let order = r.plan.order();
+    // Every ancestor of the report, and the report.
+    let mut seen: std::collections::BTreeSet<NodeIndex> =
+        layout.plan.ancestors(report).into_iter().collect();
+    seen.insert(report);
+    let order = layout.plan.order();
     let nodes = order
         .into_iter()
         .filter(|n| seen.contains(n))
         .map(|n| {
-            let node = &r.plan.graph[n];
-            let k = &r.keys[&n];
+            let node = &layout.plan.graph[n];
+            let k = &layout.keys[&n];
             let (cached, seconds) = timings.get(&n).copied().unwrap_or((true, 0.0));
             NodeEntry {
                 name: node.name.clone(),
@@ -80,22 +79,20 @@ pub(crate) fn write(
         })
         .collect();
     let m = Manifest {
-        mio: crate::run::VERSION.into(),
+        mio: crate::job::MIO.into(),
         candle: "candle-core 0.11".into(),
-        device: format!("{:?}", r.device),
-        workflows: workflows
+        device: format!("{device:?}"),
+        workflows: job
+            .workflows
             .iter()
-            .map(|&w| {
-                let wf = &r.wfs[w];
-                WorkflowEntry {
-                    name: wf.name.clone(),
-                    seed: wf.setting("seed").and_then(|v| v.as_int()).unwrap_or(0),
-                    settings: wf
-                        .settings
-                        .iter()
-                        .map(|(n, v)| format!("{n} = {v}"))
-                        .collect(),
-                }
+            .map(|wf| WorkflowEntry {
+                name: wf.name.clone(),
+                seed: wf.setting("seed").and_then(|v| v.as_int()).unwrap_or(0),
+                settings: wf
+                    .settings
+                    .iter()
+                    .map(|(n, v)| format!("{n} = {v}"))
+                    .collect(),
             })
             .collect(),
         nodes,
@@ -109,8 +106,9 @@ pub(crate) fn write(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    crate::run::nodes_write_atomic(&history.join(format!("{secs}.yaml")), text.as_bytes())?;
-    crate::run::nodes_write_atomic(&folder.join("manifest.yaml"), text.as_bytes())
+    let write = |path: &Path| write_atomic(path, text.as_bytes()).map_err(|e| e.to_string());
+    write(&history.join(format!("{secs}.yaml")))?;
+    write(&folder.join("manifest.yaml"))
 }
 
 /// The node keys recorded by the last run in `folder` (empty when there is none).

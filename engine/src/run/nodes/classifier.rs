@@ -1,0 +1,107 @@
+//! The task classifier of an explicit-prompt model. It checkpoints like a training stage
+//! (weights, Adam's moments, the step) every `checkpoint_every` steps and on Ctrl-C, and
+//! resumes from its checkpoint to the same weights.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use mio_stdlib::models::classifier::TaskClassifier;
+use mio_stdlib::train::{Adam, AdamConfig};
+
+use super::common::{classifier_net, compute, fail, failed, write_json, Ctx};
+use super::train::{open_log, resumable_steps};
+use crate::job::{Classifier, JobFile};
+use crate::run::artifact::ClassifierInfo;
+use crate::run::error::{NodeError, RunError};
+
+/// The classifier's draws get a stage index of their own, apart from the training stages.
+const STAGE: usize = 1000;
+
+pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result<(), RunError> {
+    let name = &jf.name;
+    let f = failed(name);
+    let set = ctx.train_set(&jf.base, &j.data).map_err(&f)?;
+    let (vm, net) = classifier_net(j.tasks.len(), &ctx.device).map_err(&f)?;
+    mio_stdlib::models::init_default(&vm, j.seed).map_err(compute(name))?;
+    let vars = mio_stdlib::trainer::sorted_vars(&vm);
+    let mut opt = Adam::new(
+        vars.iter().map(|(_, v)| v.clone()).collect(),
+        AdamConfig {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        },
+    )
+    .map_err(compute(name))?;
+    let (iters, lr, batch) = (j.iters, j.lr, j.batch);
+    let ckpt = dir.join("classifier.ckpt.safetensors");
+    let mut start = resumable_steps(ctx, name, &ckpt);
+    if start > 0 {
+        start = mio_stdlib::trainer::load_checkpoint(&ckpt, &vars, &mut opt, None)
+            .map_err(compute(name))?;
+    }
+    let log_path = dir.join("losses.jsonl");
+    let mut log = open_log(&log_path, start).map_err(&f)?;
+    let save = |opt: &Adam, done: u64| {
+        mio_stdlib::trainer::save_checkpoint(&ckpt, &vars, opt, None, done).map_err(compute(name))
+    };
+    let started = Instant::now();
+    for step in start..iters {
+        if ctx.stopped() {
+            if step > start {
+                save(&opt, step)?;
+            }
+            return Err(RunError::Interrupted { node: name.clone() });
+        }
+        let b = set.batch(&j.tasks, j.seed, STAGE, step, batch);
+        let (lq, _, ids) = b.to_tensors(&ctx.device).map_err(compute(name))?;
+        let logits = net.forward(&lq).map_err(compute(name))?;
+        let loss = TaskClassifier::loss(&logits, &ids).map_err(compute(name))?;
+        let value = loss.to_scalar::<f32>().map_err(compute(name))?;
+        let grads = loss.backward().map_err(compute(name))?;
+        opt.step(&grads, lr).map_err(compute(name))?;
+        let rate = (step + 1 - start) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        ctx.progress().step(step, iters, value, lr, rate);
+        let _ = writeln!(log, "{{\"step\": {step}, \"loss\": {value}, \"lr\": {lr}}}");
+        let done = step + 1;
+        if done % j.checkpoint_every == 0 && done < iters {
+            save(&opt, done)?;
+        }
+    }
+    // Accuracy on fresh crops, for the report.
+    let mut right = 0;
+    let mut total = 0;
+    for step in 0..8u64 {
+        let b = set.batch(&j.tasks, j.seed, STAGE + 1, step, 16);
+        let (lq, _, _) = b.to_tensors(&ctx.device).map_err(compute(name))?;
+        let pred = net.predict(&lq).map_err(compute(name))?;
+        right += pred
+            .iter()
+            .zip(&b.task)
+            .filter(|(p, t)| **p as usize == **t)
+            .count();
+        total += pred.len();
+    }
+    drop(log);
+    let accuracy = right as f64 / total.max(1) as f64;
+    write_json(
+        &dir.join("classifier.json"),
+        &ClassifierInfo {
+            format: crate::job::FORMAT,
+            tasks: j.tasks.iter().map(|t| t.name.clone()).collect(),
+            crop_accuracy: accuracy,
+        },
+    )
+    .map_err(f)?;
+    ctx.progress().note(&format!(
+        "task classifier: {:.1}% of {total} held-out crops right",
+        100.0 * accuracy
+    ));
+    let out = dir.join("classifier.safetensors");
+    mio_stdlib::fsio::atomic(&out, |tmp| vm.save(tmp))
+        .map_err(|e| fail(name, NodeError::write(&out, e)))?;
+    let _ = std::fs::remove_file(&ckpt);
+    Ok(())
+}

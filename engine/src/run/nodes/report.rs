@@ -1,0 +1,551 @@
+//! The report node: reads the artifacts of the evaluations, trainings and sweeps it depends
+//! on into a [`Document`] (the paper's tables with tasks as columns, the average, the change
+//! against a baseline and the degraded input as the "do nothing" row; loss curves; PSNR after
+//! each stage; sweeps; image grids), writes the charts and images beside it, and has
+//! `run/render/` write it out as report.md, report.html, results.csv and results.json.
+
+use std::path::Path;
+
+use mio_stdlib::image::Image;
+use mio_stdlib::models::PromptMode;
+use serde_json::Value as Json;
+
+use super::common::{failed, hstack, model_weights, testsets, write_atomic, write_json, Ctx};
+use crate::ir::Value;
+use crate::job::{Input, Job, JobFile, Report};
+use crate::run::artifact::{self, EvalResults, SweepResults};
+use crate::run::error::{NodeError, RunError};
+use crate::run::losses::{read_losses, smooth, suspicious};
+use crate::run::render::doc::{
+    Accuracy, Document, Figure, Grid, GridGroup, Picture, Row, StageCurve, Sweep, Table,
+};
+use crate::run::render::{csv, html, json, markdown};
+use crate::run::svg::line_chart;
+
+pub(super) fn run(ctx: &Ctx, jf: &JobFile, report: &Report, dir: &Path) -> Result<(), RunError> {
+    let f = failed(&jf.name);
+    let doc = gather(ctx, jf, report, dir).map_err(&f)?;
+    let wf = &report.workflows[0];
+    let formats: Vec<String> = match wf.report.iter().find(|(n, _)| n == "formats") {
+        Some((_, Value::List(v))) => v
+            .iter()
+            .filter_map(|x| x.as_word().map(String::from))
+            .collect(),
+        _ => vec!["md".into(), "html".into(), "csv".into(), "json".into()],
+    };
+    let want = |f: &str| formats.iter().any(|x| x == f);
+    if want("md") {
+        write_atomic(&dir.join("report.md"), markdown::render(&doc).as_bytes()).map_err(&f)?;
+    }
+    if want("html") {
+        write_atomic(&dir.join("report.html"), html::render(&doc).as_bytes()).map_err(&f)?;
+    }
+    if want("csv") {
+        write_atomic(&dir.join("results.csv"), csv::render(&doc).as_bytes()).map_err(&f)?;
+    }
+    if want("json") {
+        write_json(&dir.join("results.json"), &json::render(&doc)).map_err(&f)?;
+    }
+    Ok(())
+}
+
+/// Writes an SVG chart into the report folder.
+fn figure(dir: &Path, file: String, svg: String) -> Result<Figure, NodeError> {
+    write_atomic(&dir.join(&file), svg.as_bytes())?;
+    Ok(Figure { file, svg })
+}
+
+/// Reads the report's inputs into a document, writing its charts and images into `dir`.
+fn gather(ctx: &Ctx, jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeError> {
+    let matrix = report.matrix.clone();
+    let wf = &report.workflows[0];
+    let title = match wf.report.iter().find(|(n, _)| n == "title") {
+        Some((_, Value::Str(s))) => s.clone(),
+        _ => matrix.clone().unwrap_or_else(|| wf.name.clone()),
+    };
+    let baseline = match wf.report.iter().find(|(n, _)| n == "baseline") {
+        Some((_, Value::Model(m))) => Some(m.clone()),
+        _ => None,
+    };
+    let evals = eval_results(jf)?;
+    let tables = build_tables(&evals, baseline.as_deref(), matrix.is_some());
+    // The classifier's accuracy where explicit prompts were predicted.
+    let mut accuracy = vec![];
+    for EvalRow { results: j, .. } in &evals {
+        if j.labels != "predicted" {
+            continue;
+        }
+        let flags: Vec<bool> = j
+            .tasks
+            .iter()
+            .flat_map(|t| &t.images)
+            .filter_map(|im| im.correct)
+            .collect();
+        if !flags.is_empty() {
+            accuracy.push(Accuracy {
+                eval: j.eval.clone(),
+                model: j.model.clone(),
+                accuracy: flags.iter().filter(|&&b| b).count() as f64 / flags.len() as f64,
+                images: flags.len(),
+            });
+        }
+    }
+    // Loss curves.
+    let series = loss_series(jf, report);
+    let loss = if series.is_empty() {
+        None
+    } else {
+        let svg = line_chart(
+            "Training loss",
+            "iteration",
+            "loss (log scale)",
+            &series,
+            true,
+        );
+        crate::run::png::line_chart_png(
+            &dir.join("loss.png"),
+            "Training loss",
+            ("iteration", "loss (log scale)"),
+            &series,
+            true,
+        )
+        .map_err(|e| NodeError::write(dir.join("loss.png"), e))?;
+        Some(figure(dir, "loss.svg".into(), svg)?)
+    };
+    // PSNR after each stage of the sequential runs.
+    let mut stages = vec![];
+    for (model, tasks, rows) in stage_curves(ctx, jf, report) {
+        let series: Vec<(String, Vec<(f64, f64)>)> = tasks
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let pts = rows
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(s, row)| row[k].map(|v| ((s + 1) as f64, v)))
+                    .collect();
+                (t.clone(), pts)
+            })
+            .collect();
+        let svg = line_chart(
+            &format!("PSNR after each stage: {model}"),
+            "stage",
+            "PSNR (dB)",
+            &series,
+            false,
+        );
+        let file = format!("stages_{}.svg", model.replace([':', ' ', '/'], "_"));
+        stages.push(StageCurve {
+            figure: figure(dir, file, svg)?,
+            model,
+            tasks,
+            rows,
+        });
+    }
+    // Sweeps.
+    let mut sweeps = vec![];
+    for input in jf.direct() {
+        if !matches!(input.job, Job::Sweep(_)) {
+            continue;
+        }
+        let sd = jf.dir_of(input);
+        let path = sd.join("sweep.json");
+        let results: SweepResults = artifact::read(&path).map_err(|e| NodeError::read(&path, e))?;
+        let mut sweep = Sweep {
+            results,
+            figure: None,
+            strips: vec![],
+        };
+        match &sweep.results {
+            SweepResults::Param {
+                sweep: name,
+                model,
+                task,
+                param,
+                points,
+                ..
+            } => {
+                let series = |output: bool| -> Vec<(f64, f64)> {
+                    points
+                        .iter()
+                        .map(|p| {
+                            let y = if output { p.output_psnr } else { p.input_psnr };
+                            (p.value, y)
+                        })
+                        .filter(|p| p.1.is_finite())
+                        .collect()
+                };
+                let svg = line_chart(
+                    &format!("{task}: PSNR against {param}"),
+                    param,
+                    "PSNR (dB)",
+                    &[
+                        ("input (degraded)".into(), series(false)),
+                        (model.clone(), series(true)),
+                    ],
+                    false,
+                );
+                sweep.figure = Some(figure(dir, format!("sweep_{name}.svg"), svg)?);
+            }
+            SweepResults::Prompts {
+                sweep: name,
+                images,
+                ..
+            } => {
+                for im in images {
+                    let file = format!("sweep_{name}_{}", im.strip);
+                    let from = sd.join(&im.strip);
+                    let png = std::fs::read(&from).map_err(|e| NodeError::read(&from, e))?;
+                    write_atomic(&dir.join(&file), &png)?;
+                    sweep.strips.push(Picture { file, png });
+                }
+            }
+        }
+        sweeps.push(sweep);
+    }
+    // An input | outputs | ground truth grid per task (centre crops of the first image).
+    let mut grids = vec![];
+    let mut seen: Vec<Vec<String>> = vec![];
+    for EvalRow { results: first, .. } in &evals {
+        let tasks = task_names(first);
+        if seen.contains(&tasks) {
+            continue;
+        }
+        seen.push(tasks.clone());
+        let members: Vec<&EvalRow> = evals
+            .iter()
+            .filter(|e| task_names(&e.results) == tasks)
+            .collect();
+        let mut group = GridGroup {
+            tasks: tasks.clone(),
+            grids: vec![],
+        };
+        for (ti, task) in tasks.iter().enumerate() {
+            let Some(im) = first.tasks[ti].images.first() else {
+                continue;
+            };
+            let (clean, lq) = (im.clean.clone(), jf.store.join(&im.degraded));
+            let load = |p: &Path| {
+                mio_stdlib::image::load(p)
+                    .ok()
+                    .map(|l| centre(&l.image, 160))
+            };
+            let mut row = vec![];
+            let mut labels = vec!["input".to_string()];
+            if let Some(x) = load(&lq) {
+                row.push(x);
+            }
+            for e in &members {
+                let Some(rel) = e.results.tasks[ti]
+                    .images
+                    .first()
+                    .and_then(|im| im.restored.as_ref())
+                else {
+                    continue;
+                };
+                if let Some(x) = load(&jf.dir_of(e.input).join(rel)) {
+                    row.push(x);
+                    labels.push(e.results.model.clone());
+                }
+            }
+            if let Some(x) = load(&clean) {
+                row.push(x);
+                labels.push("ground truth".into());
+            }
+            if row.len() < 2 {
+                continue;
+            }
+            let file = format!("grid_{task}.png");
+            let path = dir.join(&file);
+            hstack(&row).save_png(&path)?;
+            let png = std::fs::read(&path).map_err(|e| NodeError::read(&path, e))?;
+            group.grids.push(Grid {
+                task: task.clone(),
+                caption: labels.join(" | "),
+                picture: Picture { file, png },
+            });
+        }
+        grids.push(group);
+    }
+    Ok(Document {
+        title,
+        warnings: training_warnings(jf),
+        tables,
+        accuracy,
+        loss,
+        stages,
+        sweeps,
+        grids,
+    })
+}
+
+fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = v.filter(|x| x.is_finite()).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+fn task_means(result: &EvalResults, output: bool, metric: &str) -> Vec<Option<f64>> {
+    result
+        .tasks
+        .iter()
+        .map(|t| {
+            mean(t.images.iter().filter_map(|i| {
+                let side = if output { &i.output } else { &i.input };
+                side.get(metric).copied()
+            }))
+        })
+        .collect()
+}
+
+fn task_names(result: &EvalResults) -> Vec<String> {
+    result.tasks.iter().map(|t| t.task.clone()).collect()
+}
+
+/// An evaluation behind the report: the workflow (matrix row) it belongs to, its node and
+/// its results.
+struct EvalRow<'a> {
+    workflow: String,
+    input: &'a Input,
+    results: EvalResults,
+    /// An explicit-prompt model given the true task, beside its classifier's guesses, needs
+    /// telling apart in the tables.
+    note: &'static str,
+}
+
+/// Every eval result the report reads, in plan order.
+fn eval_results(jf: &JobFile) -> Result<Vec<EvalRow<'_>>, NodeError> {
+    let mut out = vec![];
+    for input in jf.direct() {
+        if let Job::Eval(e) = &input.job {
+            let path = jf.dir_of(input).join("results.json");
+            let results: EvalResults =
+                artifact::read(&path).map_err(|e| NodeError::read(&path, e))?;
+            let explicit = matches!(e.model.network.prompt, PromptMode::Explicit { .. });
+            let note = if explicit && results.labels == "known" {
+                " (true task)"
+            } else {
+                ""
+            };
+            out.push(EvalRow {
+                workflow: e.workflow.clone(),
+                input,
+                results,
+                note,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn build_tables(evals: &[EvalRow], baseline: Option<&str>, matrix: bool) -> Vec<Table> {
+    // Group by the list of tasks, keeping first-seen order.
+    let mut groups: Vec<(Vec<String>, Vec<usize>)> = vec![];
+    for (k, e) in evals.iter().enumerate() {
+        let tasks = task_names(&e.results);
+        match groups.iter_mut().find(|(t, _)| *t == tasks) {
+            Some((_, v)) => v.push(k),
+            None => groups.push((tasks, vec![k])),
+        }
+    }
+    let mut tables = vec![];
+    for (tasks, members) in groups {
+        let first = &evals[members[0]].results;
+        for metric in &first.metrics {
+            let metric = metric.clone();
+            let mut rows = vec![Row {
+                label: "input (degraded)".into(),
+                model: None,
+                values: task_means(first, false, &metric),
+            }];
+            for &m in &members {
+                let EvalRow {
+                    workflow: wf,
+                    results: j,
+                    note,
+                    ..
+                } = &evals[m];
+                let model = j.model.clone();
+                let label = if matrix {
+                    format!("{wf}: {model}{note}")
+                } else {
+                    format!("{model}{note}")
+                };
+                rows.push(Row {
+                    label,
+                    model: Some(model),
+                    values: task_means(j, true, &metric),
+                });
+            }
+            let baseline =
+                baseline.and_then(|b| rows.iter().position(|r| r.model.as_deref() == Some(b)));
+            tables.push(Table {
+                caption: tasks.join(", "),
+                metric,
+                tasks: tasks.clone(),
+                rows,
+                baseline,
+            });
+        }
+    }
+    tables
+}
+
+/// The training stages that end at `last`, from the first.
+fn stage_chain<'a>(jf: &'a JobFile, last: &'a Input) -> Vec<&'a Input> {
+    let mut chain = vec![last];
+    while let Some(p) = chain
+        .last()
+        .expect("not empty")
+        .reads
+        .iter()
+        .filter_map(|f| jf.input(f))
+        .find(|p| matches!(p.job, Job::Train(_)))
+    {
+        chain.push(p);
+    }
+    chain.reverse();
+    chain
+}
+
+/// The last training stage of each model behind the report.
+fn trainings(jf: &JobFile) -> impl Iterator<Item = (&Input, &crate::job::Train)> {
+    jf.direct().filter_map(|i| match &i.job {
+        Job::Train(t) => Some((i, t)),
+        _ => None,
+    })
+}
+
+/// Warnings about the training behind a report: each stage whose loss ended far above where
+/// it started (see `nodes::suspicious`).
+fn training_warnings(jf: &JobFile) -> Vec<String> {
+    let mut out = vec![];
+    for (last, _) in trainings(jf) {
+        for s in stage_chain(jf, last) {
+            let log = jf.dir_of(s).join("losses.jsonl");
+            let lr = std::fs::read_to_string(&log)
+                .ok()
+                .and_then(|t| {
+                    let first = t.lines().next()?.to_string();
+                    serde_json::from_str::<Json>(&first).ok()?["lr"].as_f64()
+                })
+                .unwrap_or(f64::NAN);
+            if let Some(w) = suspicious(&read_losses(&log), lr) {
+                out.push(format!("{}: {w}", s.name));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A model's label in curves: `workflow: model` when the run covers several workflows.
+fn model_label(report: &Report, t: &crate::job::Train) -> String {
+    if report.several {
+        format!("{}: {}", t.model.workflow, t.model.name)
+    } else {
+        t.model.name.clone()
+    }
+}
+
+/// The losses of every training stage behind the report, one series per model (stages
+/// concatenated, steps counted across them).
+fn loss_series(jf: &JobFile, report: &Report) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut out = vec![];
+    for (last, t) in trainings(jf) {
+        let mut points: Vec<(u64, f64)> = vec![];
+        let mut offset = 0;
+        for s in stage_chain(jf, last) {
+            let stage = read_losses(&jf.dir_of(s).join("losses.jsonl"));
+            let end = stage.last().map(|p| p.0 + 1).unwrap_or(0);
+            points.extend(stage.into_iter().map(|(step, v)| (offset + step, v)));
+            offset += end;
+        }
+        out.push((model_label(report, t), smooth(&points)));
+    }
+    out
+}
+
+/// A test set's smallest image, degraded and clean, as 160-pixel centre crops.
+fn probe_images(dir: &Path) -> Option<(Image, Image)> {
+    let pairs = super::testset::pairs_of(dir).ok()?;
+    pairs
+        .iter()
+        .filter_map(|(clean, lq)| {
+            let clean = mio_stdlib::image::load(clean).ok()?.image;
+            let lq = mio_stdlib::image::load(lq).ok()?.image;
+            Some((lq, clean))
+        })
+        .min_by_key(|(l, _)| l.width * l.height)
+        // A centre crop: 49 restorations of whole images would cost a minute.
+        .map(|(l, c)| (centre(&l, 160), centre(&c, 160)))
+}
+
+/// For each sequentially trained model behind the report: the PSNR of the model after each
+/// stage on every one of its tasks (a 160-pixel centre crop of the smallest image of the
+/// task's test set, so the curves cost seconds), as (model, tasks, rows of one value per task for each stage).
+#[allow(clippy::type_complexity)]
+fn stage_curves(
+    ctx: &Ctx,
+    jf: &JobFile,
+    report: &Report,
+) -> Vec<(String, Vec<String>, Vec<Vec<Option<f64>>>)> {
+    let mut out = vec![];
+    for (last, t) in trainings(jf) {
+        let chain = stage_chain(jf, last);
+        if chain.len() < 2 {
+            continue;
+        }
+        let trained = &t.model.tasks;
+        // The smallest test image of each task, degraded and clean.
+        let probes: Vec<Option<(Image, Image)>> = trained
+            .iter()
+            .map(|task| {
+                testsets(jf)
+                    .map(|(i, s)| (jf.dir_of(i), s))
+                    .find(|(dir, s)| s.task.text == task.text && dir.is_dir())
+                    .and_then(|(dir, _)| probe_images(&dir))
+            })
+            .collect();
+        let mut rows = vec![];
+        for stage in &chain {
+            let Ok(mut net) =
+                mio_stdlib::models::network::Network::new(t.model.network.clone(), 0, &ctx.device)
+            else {
+                break;
+            };
+            if net.load(&model_weights(&jf.dir_of(stage))).is_err() {
+                break;
+            }
+            let Ok(net) = net.frozen() else { break };
+            let explicit = matches!(net.spec.prompt, PromptMode::Explicit { .. });
+            let row: Vec<Option<f64>> = probes
+                .iter()
+                .enumerate()
+                .map(|(k, probe)| {
+                    let (lq, clean) = probe.as_ref()?;
+                    let z = if explicit {
+                        Some(net.task_latent(k).ok()?)
+                    } else {
+                        None
+                    };
+                    let out = crate::run::restore::restore(&net, lq, z.as_ref(), 0).ok()?;
+                    mio_stdlib::metrics::psnr(&out, clean, 4, false).ok()
+                })
+                .collect();
+            rows.push(row);
+        }
+        out.push((
+            model_label(report, t),
+            trained.iter().map(|t| t.name.clone()).collect(),
+            rows,
+        ));
+    }
+    out
+}
+
+/// A square crop of side `s` from the centre.
+fn centre(img: &Image, s: usize) -> Image {
+    let (w, h) = (s.min(img.width), s.min(img.height));
+    img.crop((img.width - w) / 2, (img.height - h) / 2, w, h)
+}

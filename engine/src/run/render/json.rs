@@ -1,0 +1,38 @@
+//! `results.json`: the tables, the classifiers' accuracy, the sweeps and the stage curves as
+//! data.
+
+use serde_json::{json, Value as Json};
+
+use super::doc::Document;
+
+pub fn render(d: &Document) -> Json {
+    let tables: Vec<Json> = d
+        .tables
+        .iter()
+        .map(|t| {
+            json!({
+                "tasks": t.tasks,
+                "metric": t.metric,
+                "baseline": t.baseline.map(|b| t.rows[b].label.clone()),
+                "rows": t.rows.iter().map(|r| json!({
+                    "label": r.label,
+                    "model": r.model,
+                    "values": t.tasks.iter().zip(&r.values).map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                    "avg": r.avg(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let classifier: Vec<Json> = d
+        .accuracy
+        .iter()
+        .map(|a| json!({"eval": a.eval, "accuracy": a.accuracy, "images": a.images}))
+        .collect();
+    let sweeps: Vec<Json> = d.sweeps.iter().map(|s| json!(s.results)).collect();
+    let stages: Vec<Json> = d
+        .stages
+        .iter()
+        .map(|s| json!({"model": s.model, "tasks": s.tasks, "psnr": s.rows}))
+        .collect();
+    json!({"title": d.title, "tables": tables, "classifier": classifier, "sweeps": sweeps, "stages": stages})
+}
