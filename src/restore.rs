@@ -66,21 +66,9 @@ pub fn restore(a: RestoreArgs) -> Result<(), Failure> {
         _ => None,
     };
     let classifier = match (&a.classifier, explicit && fixed.is_none()) {
-        (Some(c), true) => {
-            let file = if c.is_dir() {
-                c.join("classifier.safetensors")
-            } else {
-                c.clone()
-            };
-            let vm = candle_nn::VarMap::new();
-            let net = mio_stdlib::models::classifier::TaskClassifier::new(
-                loaded.tasks.len(),
-                candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev),
-            )
-            .map_err(|e| Failure::Internal(e.to_string()))?;
-            mio_stdlib::models::load_varmap(&vm, &file).map_err(|e| user(e.to_string()))?;
-            Some(net)
-        }
+        (Some(c), true) => Some(
+            mio_engine::run::restore::load_classifier(c, loaded.tasks.len(), &dev).map_err(user)?,
+        ),
         (None, true) => {
             let names: Vec<&str> = loaded.tasks.iter().map(|t| t.0.as_str()).collect();
             return Err(user(format!(

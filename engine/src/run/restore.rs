@@ -126,6 +126,28 @@ pub fn restore(
     to_image(&restore_tensor(net, &x, z, tile, OVERLAP)?)
 }
 
+/// A trained task classifier for `tasks` tasks: a classifier step's folder or its
+/// `classifier.safetensors`.
+pub fn load_classifier(
+    path: &Path,
+    tasks: usize,
+    dev: &Device,
+) -> Result<mio_stdlib::models::classifier::TaskClassifier, String> {
+    let file = if path.is_dir() {
+        path.join("classifier.safetensors")
+    } else {
+        path.to_path_buf()
+    };
+    let vm = candle_nn::VarMap::new();
+    let net = mio_stdlib::models::classifier::TaskClassifier::new(
+        tasks,
+        candle_nn::VarBuilder::from_varmap(&vm, DType::F32, dev),
+    )
+    .map_err(|e| e.to_string())?;
+    mio_stdlib::models::load_varmap(&vm, &file).map_err(|e| e.to_string())?;
+    Ok(net)
+}
+
 /// Parses `noise:0.3,rain:0.7` into (task, weight) pairs.
 pub fn parse_mix(text: &str) -> Result<Vec<(String, f64)>, String> {
     text.split(',')

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 
 use mio_stdlib::models::PromptMode;
 
-use super::common::{
-    classifier_net, compute, failed, input_dir, load_model, testset_dir, write_json, Ctx,
-};
+use super::common::{compute, failed, input_dir, load_model, testset_dir, write_json, Ctx};
 use super::testset::pairs_of;
 use crate::job::{self, Eval, Job, JobFile, Labels};
 use crate::run::artifact::{EvalImage, EvalResults, EvalTask};
@@ -37,10 +35,8 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, e: &Eval, dir: &Path) -> Result<(), R
     let classifier = if predicted {
         let cdir = input_dir(jf, |w| matches!(w, Job::Classifier(_)))
             .ok_or_else(|| f(NodeError::Missing("the task classifier".into())))?;
-        let (vm, c) = classifier_net(trained.len(), &ctx.device).map_err(&f)?;
-        let weights = cdir.join("classifier.safetensors");
-        mio_stdlib::models::load_varmap(&vm, &weights)
-            .map_err(|e| f(NodeError::read(&weights, e)))?;
+        let c = crate::run::restore::load_classifier(&cdir, trained.len(), &ctx.device)
+            .map_err(|e| f(NodeError::read(&cdir, e)))?;
         Some(c)
     } else {
         None
