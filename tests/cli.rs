@@ -166,7 +166,7 @@ fn plan_lists_nodes_in_dependency_order() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let plan = text(&out.stdout);
     assert!(
-        plan.starts_with("workflows/quickstart.mio: 38 node(s) in 1 workflow(s)"),
+        plan.starts_with("workflows/quickstart.mio: 40 node(s) in 1 workflow(s)"),
         "{plan}"
     );
     let pos = |s: &str| plan.find(s).unwrap_or_else(|| panic!("{s} not in\n{plan}"));
@@ -174,6 +174,10 @@ fn plan_lists_nodes_in_dependency_order() {
     assert!(pos("quickstart/seq stage 7/7") < pos("quickstart/seq_in"));
     assert!(pos("quickstart/seq_ep classifier") < pos("quickstart/seq_ep_in"));
     assert!(pos("quickstart/seq_ep_in") < pos("quickstart/report"));
+    // The stage curves of each sequential training, after its last stage, before the report.
+    assert!(pos("quickstart/seq stage 7/7") < pos("quickstart/seq stage curves"));
+    assert!(pos("quickstart/seq_ep stage curves") < pos("quickstart/report"));
+    assert!(!plan.contains("quickstart/mixed stage curves"), "{plan}");
 }
 
 #[test]

@@ -108,7 +108,7 @@ fn a_run_writes_the_report_and_its_numbers_match_the_saved_images() {
         &tiny(&format!("{DATA}/train"), &format!("{DATA}/test")),
     );
     let summary = ws.run();
-    assert_eq!(summary.ran.len(), 10, "{:?}", summary.ran);
+    assert_eq!(summary.ran.len(), 11, "{:?}", summary.ran);
     let report = ws.dir.join("runs/tiny");
     for f in [
         "report.md",
@@ -256,13 +256,13 @@ fn a_run_writes_the_report_and_its_numbers_match_the_saved_images() {
         ..Default::default()
     };
     let s = mio_engine::run::run(&c.workflows, &plan, &par.dir, options).unwrap();
-    assert_eq!(s.ran.len(), 10);
+    assert_eq!(s.ran.len(), 11);
     assert_eq!(json(&par.dir.join("runs/tiny/results.json")), results);
 
     // Nothing is redone.
     assert!(ws.stale().is_empty());
     let again = ws.run();
-    assert!(again.ran.is_empty() && again.cached.len() == 10);
+    assert!(again.ran.is_empty() && again.cached.len() == 11);
     // Each run keeps its manifest; manifest.yaml is the latest.
     let history: Vec<_> = std::fs::read_dir(report.join("history")).unwrap().collect();
     assert_eq!(history.len(), 2);
@@ -304,6 +304,7 @@ fn each_edit_reruns_exactly_what_it_changes() {
         ws.stale(),
         set(&[
             "tiny/ep stage 2/2",
+            "tiny/ep stage curves",
             "tiny/ep_in",
             "tiny/blend",
             "tiny/report"
@@ -325,6 +326,7 @@ fn each_edit_reruns_exactly_what_it_changes() {
             "tiny/plain",
             "tiny/ep stage 1/2",
             "tiny/ep stage 2/2",
+            "tiny/ep stage curves",
             "tiny/ep classifier",
             "tiny/plain_in",
             "tiny/ep_in",

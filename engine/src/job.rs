@@ -211,6 +211,15 @@ pub struct Sweep {
     pub kind: SweepKind,
 }
 
+/// The PSNR of a sequentially trained model after each stage (its inputs: every stage, in
+/// order, and a test set per task).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Curves {
+    pub model: Model,
+    /// How the model is named in the report: `workflow: model` when the run has several.
+    pub label: String,
+}
+
 /// The report of one workflow, or of every row of a matrix.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -239,6 +248,7 @@ pub enum Job {
     Classifier(Classifier),
     Eval(Eval),
     Sweep(Sweep),
+    Curves(Curves),
     Report(Report),
 }
 

@@ -21,6 +21,7 @@ pub enum NodeKind {
     Classifier,
     Eval,
     Sweep,
+    Curves,
     Report,
 }
 
@@ -32,6 +33,7 @@ impl NodeKind {
             NodeKind::Classifier => "classifier",
             NodeKind::Eval => "eval",
             NodeKind::Sweep => "sweep",
+            NodeKind::Curves => "curves",
             NodeKind::Report => "report",
         }
     }
@@ -198,7 +200,7 @@ pub fn plan(workflows: &[ir::Workflow]) -> Result<Plan, Diagnostic> {
     };
     let mut matrix_inputs: Vec<(String, Vec<NodeIndex>, Vec<usize>)> = vec![];
     for (wi, wf) in workflows.iter().enumerate() {
-        let inputs = plan_workflow(&mut p, wf)?;
+        let inputs = plan_workflow(&mut p, wf, workflows.len() > 1)?;
         match &wf.matrix {
             Some(mx) => match matrix_inputs.iter_mut().find(|(n, ..)| n == mx) {
                 Some((_, v, rows)) => {
@@ -250,7 +252,11 @@ pub fn plan(workflows: &[ir::Workflow]) -> Result<Plan, Diagnostic> {
 }
 
 /// Adds a workflow's nodes; returns the nodes its report reads.
-fn plan_workflow(p: &mut Plan, wf: &ir::Workflow) -> Result<Vec<NodeIndex>, Diagnostic> {
+fn plan_workflow(
+    p: &mut Plan,
+    wf: &ir::Workflow,
+    several: bool,
+) -> Result<Vec<NodeIndex>, Diagnostic> {
     let seed = wf
         .setting("seed")
         .map(|v| v.to_string())
@@ -286,6 +292,7 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow) -> Result<Vec<NodeIndex>, Diag
     };
 
     let mut last_stage: HashMap<&str, NodeIndex> = HashMap::new();
+    let mut stages_of: Vec<(&ir::Train, Vec<NodeIndex>)> = vec![];
     for t in &wf.trains {
         let (Some(model), Some(data)) = (wf.model(&t.model), wf.data(&t.data)) else {
             continue;
@@ -343,6 +350,10 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow) -> Result<Vec<NodeIndex>, Diag
             };
             let i = p.add(NodeKind::Train, name, detail, def, w, &deps, job)?;
             prev = Some(i);
+            match stages_of.last_mut() {
+                Some((x, v)) if std::ptr::eq(*x, t) => v.push(i),
+                _ => stages_of.push((t, vec![i])),
+            }
         }
         if let Some(last) = prev {
             last_stage.insert(t.model.as_str(), last);
@@ -492,6 +503,55 @@ fn plan_workflow(p: &mut Plan, wf: &ir::Workflow) -> Result<Vec<NodeIndex>, Diag
                 lower::sweep(wf, si)
                     .map(Job::Sweep)
                     .map_err(|d| d.at(s.span))
+            },
+        )?;
+        report_inputs.push(i);
+    }
+
+    // The PSNR after each stage of a sequential training, on a crop of the smallest image of
+    // each task's test set (the first planned for its degradation).
+    for (t, stages) in &stages_of {
+        if stages.len() < 2 {
+            continue;
+        }
+        let Some(last) = t.stages.last() else {
+            continue;
+        };
+        let mut deps = stages.clone();
+        for task in &last.tasks {
+            let text = task.degradation.to_string();
+            let set = p
+                .graph
+                .node_indices()
+                .find(|&n| matches!(&p.graph[n].job, Job::TestSet(x) if x.task.text == text));
+            deps.extend(set);
+        }
+        deps.dedup();
+        // Named by the workflow that planned the training (matrix rows share it).
+        let owner = match &p.graph[*stages.last().expect("two stages or more")].job {
+            Job::Train(j) => j.model.workflow.clone(),
+            _ => w.to_string(),
+        };
+        let label = if several {
+            format!("{owner}: {}", t.model)
+        } else {
+            t.model.clone()
+        };
+        let i = p.add(
+            NodeKind::Curves,
+            format!("{w}/{} stage curves", t.model),
+            format!(
+                "the PSNR of `{}` after each of its {} stages, a crop per task",
+                t.model,
+                stages.len()
+            ),
+            format!("curves {label}"),
+            w,
+            &deps,
+            || {
+                lower::curves(wf, &t.model, label.clone())
+                    .map(Job::Curves)
+                    .map_err(|e| e.at(t.span))
             },
         )?;
         report_inputs.push(i);

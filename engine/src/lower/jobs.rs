@@ -399,3 +399,11 @@ pub fn sweep(wf: &ir::Workflow, index: usize) -> Result<job::Sweep> {
         kind,
     })
 }
+
+/// The stage curves of a sequentially trained model.
+pub fn curves(wf: &ir::Workflow, model: &str, label: String) -> Result<job::Curves> {
+    Ok(job::Curves {
+        model: self::model(wf, model)?,
+        label,
+    })
+}

@@ -1,6 +1,6 @@
 //! What nodes write for each other, as types shared by the writer and every reader: a test
 //! set's `pairs.json`, a trained stage's `network.json`, the classifier's `classifier.json`,
-//! an evaluation's `results.json` and a sweep's `sweep.json`. Each carries the layout's
+//! an evaluation's `results.json`, a sweep's `sweep.json` and the stage curves' `curves.json`. Each carries the layout's
 //! version (`job::FORMAT`); a reader refuses another version with a message that says to run
 //! the node again, rather than misreading it.
 
@@ -194,6 +194,18 @@ pub enum SweepResults {
         to: String,
         images: Vec<BlendImage>,
     },
+}
+
+/// `curves.json`: a model's PSNR after each stage on each of its tasks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageCurves {
+    #[serde(default = "format")]
+    pub format: u32,
+    /// The model as the report names it.
+    pub model: String,
+    pub tasks: Vec<String>,
+    /// One row per stage, one value per task (`None`: no test image for the task).
+    pub psnr: Vec<Vec<Option<f64>>>,
 }
 
 /// Which format a file has, read before the rest so a mismatch gets its own message.

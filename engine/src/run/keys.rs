@@ -42,7 +42,7 @@ fn reads(job: &Job, base: &Path, all: bool) -> (Vec<PathBuf>, Vec<PathBuf>) {
             job::SweepTarget::File(f) => (vec![], vec![base.join(f)]),
             job::SweepTarget::Data(d) => (folder(&d.path), vec![]),
         },
-        Job::Report(_) => (vec![], vec![]),
+        Job::Curves(_) | Job::Report(_) => (vec![], vec![]),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The work of each kind of node, one file each: synthesise a test set (`testset.rs`), train a
 //! stage (`train.rs`), train the task classifier (`classifier.rs`), evaluate (`eval.rs`),
-//! sweep (`sweep.rs`), gather the report (`report.rs`; `run/render/` writes it out). A node
+//! sweep (`sweep.rs`), the PSNR after each stage (`curves.rs`), gather the report (`report.rs`; `run/render/` writes it out). A node
 //! runs from its [`JobFile`] alone (its lowered job, the folders of its inputs) and writes
 //! into the folder it is given (its partial folder, published by [`execute`] when it returns),
 //! so it runs the same in the scheduler's thread and in a `mio worker` process of its own.
@@ -8,6 +8,7 @@
 
 mod classifier;
 pub(crate) mod common;
+mod curves;
 mod eval;
 mod report;
 mod sweep;
@@ -66,6 +67,7 @@ fn run_job(ctx: &Ctx, jf: &JobFile, dir: &Path) -> Result<(), RunError> {
         Job::Classifier(j) => classifier::run(ctx, jf, j, dir),
         Job::Eval(j) => eval::run(ctx, jf, j, dir),
         Job::Sweep(j) => sweep::run(ctx, jf, j, dir),
-        Job::Report(j) => report::run(ctx, jf, j, dir),
+        Job::Curves(j) => curves::run(ctx, jf, j, dir),
+        Job::Report(j) => report::run(jf, j, dir),
     }
 }

@@ -1,8 +1,9 @@
-//! The report node: reads the artifacts of the evaluations, trainings and sweeps it depends
-//! on into a [`Document`] (the paper's tables with tasks as columns, the average, the change
-//! against a baseline and the degraded input as the "do nothing" row; loss curves; PSNR after
-//! each stage; sweeps; image grids), writes the charts and images beside it, and has
-//! `run/render/` write it out as report.md, report.html, results.csv and results.json.
+//! The report node: reads the artifacts of the evaluations, trainings, stage curves and sweeps
+//! it depends on into a [`Document`] (the paper's tables with tasks as columns, the average,
+//! the change against a baseline and the degraded input as the "do nothing" row; loss curves;
+//! PSNR after each stage; sweeps; image grids), writes the charts and images beside it, and has
+//! `run/render/` write it out as report.md, report.html, results.csv and results.json. It runs
+//! no network: it only reads what other steps wrote.
 
 use std::path::Path;
 
@@ -10,10 +11,10 @@ use mio_stdlib::image::Image;
 use mio_stdlib::models::PromptMode;
 use serde_json::Value as Json;
 
-use super::common::{failed, hstack, model_weights, testsets, write_atomic, write_json, Ctx};
+use super::common::{failed, hstack, write_atomic, write_json};
 use crate::ir::Value;
 use crate::job::{Input, Job, JobFile, Report};
-use crate::run::artifact::{self, EvalResults, SweepResults};
+use crate::run::artifact::{self, EvalResults, StageCurves, SweepResults};
 use crate::run::error::{NodeError, RunError};
 use crate::run::losses::{read_losses, smooth, suspicious};
 use crate::run::render::doc::{
@@ -22,9 +23,9 @@ use crate::run::render::doc::{
 use crate::run::render::{csv, html, json, markdown};
 use crate::run::svg::line_chart;
 
-pub(super) fn run(ctx: &Ctx, jf: &JobFile, report: &Report, dir: &Path) -> Result<(), RunError> {
+pub(super) fn run(jf: &JobFile, report: &Report, dir: &Path) -> Result<(), RunError> {
     let f = failed(&jf.name);
-    let doc = gather(ctx, jf, report, dir).map_err(&f)?;
+    let doc = gather(jf, report, dir).map_err(&f)?;
     let wf = &report.workflows[0];
     let formats: Vec<String> = match wf.report.iter().find(|(n, _)| n == "formats") {
         Some((_, Value::List(v))) => v
@@ -56,7 +57,7 @@ fn figure(dir: &Path, file: String, svg: String) -> Result<Figure, NodeError> {
 }
 
 /// Reads the report's inputs into a document, writing its charts and images into `dir`.
-fn gather(ctx: &Ctx, jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeError> {
+fn gather(jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeError> {
     let matrix = report.matrix.clone();
     let wf = &report.workflows[0];
     let title = match wf.report.iter().find(|(n, _)| n == "title") {
@@ -114,7 +115,15 @@ fn gather(ctx: &Ctx, jf: &JobFile, report: &Report, dir: &Path) -> Result<Docume
     };
     // PSNR after each stage of the sequential runs.
     let mut stages = vec![];
-    for (model, tasks, rows) in stage_curves(ctx, jf, report) {
+    let mut curves = vec![];
+    for input in jf.direct() {
+        if matches!(input.job, Job::Curves(_)) {
+            let path = jf.dir_of(input).join("curves.json");
+            let c: StageCurves = artifact::read(&path).map_err(|e| NodeError::read(&path, e))?;
+            curves.push((c.model, c.tasks, c.psnr));
+        }
+    }
+    for (model, tasks, rows) in curves {
         let series: Vec<(String, Vec<(f64, f64)>)> = tasks
             .iter()
             .enumerate()
@@ -462,84 +471,6 @@ fn loss_series(jf: &JobFile, report: &Report) -> Vec<(String, Vec<(f64, f64)>)> 
             offset += end;
         }
         out.push((model_label(report, t), smooth(&points)));
-    }
-    out
-}
-
-/// A test set's smallest image, degraded and clean, as 160-pixel centre crops.
-fn probe_images(dir: &Path) -> Option<(Image, Image)> {
-    let pairs = super::testset::pairs_of(dir).ok()?;
-    pairs
-        .iter()
-        .filter_map(|(clean, lq)| {
-            let clean = mio_stdlib::image::load(clean).ok()?.image;
-            let lq = mio_stdlib::image::load(lq).ok()?.image;
-            Some((lq, clean))
-        })
-        .min_by_key(|(l, _)| l.width * l.height)
-        // A centre crop: 49 restorations of whole images would cost a minute.
-        .map(|(l, c)| (centre(&l, 160), centre(&c, 160)))
-}
-
-/// For each sequentially trained model behind the report: the PSNR of the model after each
-/// stage on every one of its tasks (a 160-pixel centre crop of the smallest image of the
-/// task's test set, so the curves cost seconds), as (model, tasks, rows of one value per task for each stage).
-#[allow(clippy::type_complexity)]
-fn stage_curves(
-    ctx: &Ctx,
-    jf: &JobFile,
-    report: &Report,
-) -> Vec<(String, Vec<String>, Vec<Vec<Option<f64>>>)> {
-    let mut out = vec![];
-    for (last, t) in trainings(jf) {
-        let chain = stage_chain(jf, last);
-        if chain.len() < 2 {
-            continue;
-        }
-        let trained = &t.model.tasks;
-        // The smallest test image of each task, degraded and clean.
-        let probes: Vec<Option<(Image, Image)>> = trained
-            .iter()
-            .map(|task| {
-                testsets(jf)
-                    .map(|(i, s)| (jf.dir_of(i), s))
-                    .find(|(dir, s)| s.task.text == task.text && dir.is_dir())
-                    .and_then(|(dir, _)| probe_images(&dir))
-            })
-            .collect();
-        let mut rows = vec![];
-        for stage in &chain {
-            let Ok(mut net) =
-                mio_stdlib::models::network::Network::new(t.model.network.clone(), 0, &ctx.device)
-            else {
-                break;
-            };
-            if net.load(&model_weights(&jf.dir_of(stage))).is_err() {
-                break;
-            }
-            let Ok(net) = net.frozen() else { break };
-            let explicit = matches!(net.spec.prompt, PromptMode::Explicit { .. });
-            let row: Vec<Option<f64>> = probes
-                .iter()
-                .enumerate()
-                .map(|(k, probe)| {
-                    let (lq, clean) = probe.as_ref()?;
-                    let z = if explicit {
-                        Some(net.task_latent(k).ok()?)
-                    } else {
-                        None
-                    };
-                    let out = crate::run::restore::restore(&net, lq, z.as_ref(), 0).ok()?;
-                    mio_stdlib::metrics::psnr(&out, clean, 4, false).ok()
-                })
-                .collect();
-            rows.push(row);
-        }
-        out.push((
-            model_label(report, t),
-            trained.iter().map(|t| t.name.clone()).collect(),
-            rows,
-        ));
     }
     out
 }
