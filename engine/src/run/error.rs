@@ -79,6 +79,9 @@ pub enum NodeError {
     Training(String),
     /// A computation failed (a tensor operation; on a GPU, often its memory).
     Compute(String),
+    /// The process running the step was killed (out of memory, a scheduler's time limit,
+    /// `kill -9`) before it could say anything.
+    Killed { signal: i32 },
     /// mio crashed in the step: a bug.
     Crashed(String),
 }
@@ -136,6 +139,15 @@ impl std::fmt::Display for NodeError {
             NodeError::Experiment(why) | NodeError::Training(why) | NodeError::Compute(why) => {
                 write!(f, "{why}")
             }
+            NodeError::Killed { signal } => write!(
+                f,
+                "its worker process was killed (signal {signal}{}); what it had checkpointed is \
+                 kept and `mio run` continues from there",
+                match signal {
+                    9 => ": SIGKILL, often the system running out of memory or a time limit",
+                    _ => "",
+                }
+            ),
             NodeError::Crashed(what) => write!(
                 f,
                 "mio crashed in this step ({what}); this is a bug in mio, please report it with \

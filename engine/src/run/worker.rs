@@ -211,12 +211,18 @@ pub(crate) fn spawn(program: &Path, jf: &JobFile, quiet: bool, ctx: &Ctx) -> Res
             node: jf.name.clone(),
         }),
         Some(Outcome::Failed { error }) => Err(RunError::node(&jf.name, error)),
-        None => Err(RunError::node(
-            &jf.name,
-            NodeError::Crashed(format!(
-                "its worker process ended ({status}) without saying how; the job file is {}",
-                path.display()
-            )),
-        )),
+        None => {
+            use std::os::unix::process::ExitStatusExt as _;
+            if let Some(signal) = status.signal() {
+                return Err(RunError::node(&jf.name, NodeError::Killed { signal }));
+            }
+            Err(RunError::node(
+                &jf.name,
+                NodeError::Crashed(format!(
+                    "its worker process ended ({status}) without saying how; the job file is {}",
+                    path.display()
+                )),
+            ))
+        }
     }
 }
