@@ -241,3 +241,69 @@ fn a_worker_refuses_a_job_file_it_cannot_trust() {
     assert!(!dir.join("runs/nodes").exists() || files(&dir.join("runs/nodes")).is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The pid of a running `mio worker` whose job file lies under `dir`, from /proc.
+fn worker_pid(dir: &Path) -> Option<u32> {
+    let want = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        (cmd.contains(" worker ") && cmd.contains(&want)).then_some(pid)
+    })
+}
+
+#[test]
+fn a_worker_killed_mid_step_is_reported_as_killed_and_its_checkpoint_kept() {
+    let (dir, file) = workspace("killed");
+    let source = std::fs::read_to_string(&file).unwrap();
+    // Long enough to be caught in the act, with a checkpoint early on.
+    std::fs::write(
+        &file,
+        source.replace(
+            "iters = 8, ema = 0.5 }",
+            "iters = 200000, ema = 0, checkpoint_every = 20 }",
+        ),
+    )
+    .unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_mio"))
+        .args([
+            "run".as_ref(),
+            file.as_os_str(),
+            "--isolate".as_ref(),
+            "-q".as_ref(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ckpt = || {
+        std::fs::read_dir(dir.join("runs/nodes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("stage1.safetensors").is_file())
+    };
+    let start = std::time::Instant::now();
+    while !(ckpt() && worker_pid(&dir).is_some()) {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "no worker with a checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = worker_pid(&dir).unwrap();
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = run.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: tiny/plain: its worker process was killed (signal 9"),
+        "{err}"
+    );
+    assert!(ckpt(), "the checkpoint was not kept");
+    let _ = std::fs::remove_dir_all(dir);
+}
