@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod cluster;
 mod restore;
 mod watch;
 use mio_engine::{plan, Style};
@@ -44,6 +45,10 @@ enum Command {
         file: PathBuf,
         #[arg(long = "set", value_name = "PATH=VALUE")]
         set: Vec<String>,
+        /// Where the steps would run (`local`, `slurm`, `slurm(partition = "gpu")`): with
+        /// slurm, the sbatch line of every step and its dependencies
+        #[arg(long)]
+        executor: Option<String>,
     },
     /// Degrade an image with a task (deterministic: the same seed gives the same bytes)
     Degrade {
@@ -96,6 +101,27 @@ enum Command {
         /// `runs/jobs/` (as a cluster executor does); the results are the same
         #[arg(long)]
         isolate: bool,
+        /// Where the steps run, overriding the file's `executor`: `local`, `slurm` or
+        /// `slurm(partition = "gpu", gpus = 1, ...)`, checked like the file
+        #[arg(long)]
+        executor: Option<String>,
+        /// With a cluster executor: follow the jobs to the end instead of returning once they
+        /// are submitted
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Each step's state: cached, queued or running (its job, and a training step's progress),
+    /// failed (why, or the end of its log), not submitted
+    Status {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+    },
+    /// Cancel the run's queued and running cluster jobs
+    Cancel {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
     },
     /// Run one step of a planned workflow from its job file (written by `mio run --isolate`,
     /// or by a cluster executor), in this process; its inputs must be finished
@@ -136,7 +162,7 @@ enum GraphFormat {
 }
 
 /// Why a command did not succeed.
-enum Failure {
+pub(crate) enum Failure {
     /// The user's file has errors (already printed).
     User,
     /// mio could not do its job (I/O and the like).
@@ -151,7 +177,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { file, set } => check(&file, &set),
         Command::Fmt { file, check } => fmt(&file, check),
-        Command::Plan { file, set } => plan_cmd(&file, &set, None),
+        Command::Plan {
+            file,
+            set,
+            executor,
+        } => match executor {
+            Some(e) => cluster::plan(&file, &with_executor(&set, &e)),
+            None => plan_cmd(&file, &set, None),
+        },
         Command::Graph { file, format, set } => plan_cmd(&file, &set, Some(format)),
         Command::Degrade {
             image,
@@ -177,7 +210,17 @@ fn main() -> ExitCode {
             quiet,
             jobs,
             isolate,
-        } => run(&file, &set, explain, quiet, jobs, isolate),
+            executor,
+            wait,
+        } => {
+            let set = match &executor {
+                Some(e) => with_executor(&set, e),
+                None => set,
+            };
+            run(&file, &set, explain, quiet, jobs, isolate, wait)
+        }
+        Command::Status { file, set } => cluster::status(&file, &set),
+        Command::Cancel { file, set } => cluster::cancel(&file, &set),
         Command::Worker { job, quiet } => worker(&job, quiet),
         Command::Restore(args) => restore::restore(args),
         Command::Bench(args) => bench_cmd(args),
@@ -200,7 +243,7 @@ fn main() -> ExitCode {
 }
 
 /// Colour only on a terminal, and never with NO_COLOR set.
-fn style() -> Style {
+pub(crate) fn style() -> Style {
     if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
         Style::Color
     } else {
@@ -214,7 +257,7 @@ fn read_error(file: &Path, e: std::io::Error) -> Failure {
     Failure::User
 }
 
-fn load(file: &Path, set: &[String]) -> Result<mio_engine::Checked, Failure> {
+pub(crate) fn load(file: &Path, set: &[String]) -> Result<mio_engine::Checked, Failure> {
     let checked = mio_engine::check_file(file, set).map_err(|e| read_error(file, e))?;
     if !checked.is_ok() {
         eprint!("{}", checked.render(style()));
@@ -230,7 +273,7 @@ fn load(file: &Path, set: &[String]) -> Result<mio_engine::Checked, Failure> {
 }
 
 /// Writes to stdout; a reader that went away (`mio plan | head`) is not an error.
-fn emit(text: &str) -> Result<(), Failure> {
+pub(crate) fn emit(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
@@ -246,6 +289,7 @@ fn run(
     quiet: bool,
     jobs: usize,
     isolate: bool,
+    wait: bool,
 ) -> Result<(), Failure> {
     let checked = load(file, set)?;
     let plan = mio_engine::plan(&checked).map_err(|d| {
@@ -280,6 +324,11 @@ fn run(
         let todo = status.iter().filter(|s| !s.cached).count();
         out.push_str(&format!("{todo} of {} step(s) to run\n", status.len()));
         return emit(&out);
+    }
+    if let Some(Ok(mio_engine::job::Executor::Slurm(s))) =
+        wfs.first().map(mio_engine::lower::executor)
+    {
+        return cluster::run(wfs, &plan, base, &s, quiet, wait);
     }
     let threads = wfs
         .first()
@@ -337,9 +386,16 @@ fn run(
     }
 }
 
+/// `--set` with `executor=EXPR` added (`--executor EXPR`).
+fn with_executor(set: &[String], executor: &str) -> Vec<String> {
+    let mut set = set.to_vec();
+    set.push(format!("executor={executor}"));
+    set
+}
+
 /// Ctrl-C, SIGTERM and SIGHUP (Slurm, systemd, a closed terminal) set `stop`: a training step
 /// saves a checkpoint and the run ends; a second one quits at once.
-fn on_signal(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+pub(crate) fn on_signal(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     let _ = ctrlc::set_handler(move || {
         if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
             eprintln!("\nmio: stopped without saving the current step");

@@ -494,3 +494,49 @@ fn bench_measures_a_model_of_yours_and_refuses_what_does_not_fit() {
         );
     }
 }
+
+#[test]
+fn the_papers_table_plans_as_slurm_jobs_with_their_dependencies() {
+    let out = mio(&[
+        "plan",
+        "workflows/paper/table.mio",
+        "--executor",
+        "slurm(partition = \"gpu\", gpus = 1, time = \"2-00:00:00\")",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(
+        plan.starts_with("workflows/paper/table.mio: 94 step(s) as Slurm jobs"),
+        "{plan}"
+    );
+    let line = |name: &str| {
+        plan.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("{name} not in\n{plan}"))
+            .to_string()
+    };
+    // Training gets the GPU; a test set does not; each waits for what it reads.
+    let stage2 = line("table[srresnet_row,strategy=sequential,prompt=none]/net");
+    assert!(stage2.contains("--gres=gpu:1"), "{stage2}");
+    let testset = line("test/sr");
+    assert!(!testset.contains("--gres"), "{testset}");
+    assert!(
+        testset.contains("--partition=gpu --time=2-00:00:00"),
+        "{testset}"
+    );
+    let report = line("table/report");
+    assert!(report.contains("--dependency=afterok:$1:"), "{report}");
+    // A mistake in the executor is checked like the file.
+    let bad = mio(&[
+        "plan",
+        "workflows/quickstart.mio",
+        "--executor",
+        "slurm(gpu = 1)",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("did you mean `gpus`?"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -349,6 +349,42 @@ pub const CLASSIFIERS: &[Builtin] = &[b(
      trained tasks.",
 )];
 
+const STR: Ty = Ty::Str;
+
+pub const EXECUTORS: &[Builtin] = &[
+    b(
+        "local",
+        Kind::Executor,
+        &[],
+        "Every step runs on this machine, under this `mio run` (`--jobs` at once, one training \
+         step at a time).",
+    ),
+    b(
+        "slurm",
+        Kind::Executor,
+        &[
+            opt("partition", STR, "The partition (`sbatch --partition`); the cluster's default when left out."),
+            p("gpus", INT, "0", "GPUs of each step that runs a network (training, the classifier, evaluations, \
+               sweeps, stage curves); test sets and reports get none.")
+                .min(Incl(0.0)),
+            p("cpus", INT, "2", "CPU cores of each step (`--cpus-per-task`).").min(Incl(1.0)),
+            opt("mem", STR, "Memory of each step, as sbatch writes it (`\"64G\"`); the cluster's default when left out."),
+            opt("time", STR, "Time limit of each step, as sbatch writes it (`\"2-00:00:00\"`); a training step \
+                 stopped by it keeps its checkpoint and continues when run again."),
+            opt("account", STR, "The account to charge (`--account`)."),
+            opt("qos", STR, "The quality of service (`--qos`)."),
+            p("extra", Ty::List(&STR), "[]", "More sbatch options, one per string: `[\"--constraint=a100\"]`."),
+            p("max_jobs", INT, "0", "At most this many of the run's jobs queued or running at once (0: no limit); \
+               the rest wait in Slurm behind them.")
+                .min(Incl(0.0)),
+        ],
+        "Every step not finished yet is one `sbatch` job running `mio worker` on its job file, chained with \
+         `--dependency=afterok` as the plan says; job scripts and logs go to `<output>/slurm/`. `mio run` \
+         submits and returns (`--wait` follows the jobs to the end); the run folder, on a filesystem the \
+         cluster shares, is the only state.",
+    ),
+];
+
 const DEVICE: Ty = Ty::Device;
 
 pub const BLOCKS: &[Builtin] = &[
@@ -360,6 +396,9 @@ pub const BLOCKS: &[Builtin] = &[
             p("device", DEVICE, "auto", "`auto` (CUDA when built with it and present, else CPU), `cpu`, `cuda` or \"cuda:N\"."),
             p("threads", INT, "0", "CPU threads to use (0: all cores).").min(Incl(0.0)),
             p("output", Ty::FilePath, "\"runs\"", "Folder that holds the run folders, relative to the .mio file."),
+            p("executor", Ty::Builtin(Kind::Executor), "local",
+              "Where the steps run: `local` (this machine) or `slurm(partition = \"gpu\", gpus = 1, ...)` \
+               (a Slurm cluster). `mio run --executor NAME` overrides it."),
         ],
         "Settings of a workflow.",
     ),
@@ -445,6 +484,7 @@ pub fn all() -> impl Iterator<Item = &'static Builtin> {
         STRATEGIES,
         DATASETS,
         CLASSIFIERS,
+        EXECUTORS,
     ]
     .into_iter()
     .flatten()

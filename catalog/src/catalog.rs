@@ -13,6 +13,8 @@ pub enum Kind {
     Strategy,
     Dataset,
     Classifier,
+    /// Where a run's steps run: this machine or a Slurm cluster.
+    Executor,
     /// The settings of a block: `workflow`, `train`, `eval`, `sweep`, `report`.
     Block,
 }
@@ -31,6 +33,7 @@ impl Kind {
             Kind::Strategy => "a training strategy",
             Kind::Dataset => "a data source",
             Kind::Classifier => "a task classifier",
+            Kind::Executor => "an executor",
             Kind::Block => "a block",
         }
     }

@@ -239,6 +239,33 @@ impl Report {
     }
 }
 
+/// Where a run's steps run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Executor {
+    /// On this machine, under `mio run`.
+    Local,
+    /// One `sbatch` job per step on a Slurm cluster.
+    Slurm(Slurm),
+}
+
+/// The resources and options of the Slurm jobs (`slurm(...)`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Slurm {
+    pub partition: Option<String>,
+    /// For each step that runs a network (training, the classifier, evaluations, sweeps,
+    /// stage curves); test sets and reports get none.
+    pub gpus: usize,
+    pub cpus: usize,
+    pub mem: Option<String>,
+    pub time: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// More sbatch options, as written.
+    pub extra: Vec<String>,
+    /// At most this many jobs queued or running at once (0: no limit).
+    pub max_jobs: usize,
+}
+
 /// What a node does.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

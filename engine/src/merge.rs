@@ -85,7 +85,7 @@ fn block_of_mut(s: &mut Stmt) -> Option<&mut Block> {
 
 /// Sets the value at `path` in a workflow's statements. The error says why the path names
 /// nothing (to be shown with E070 or E080).
-pub fn apply(stmts: &mut [Stmt], path: &[Ident], value: &Expr) -> Result<(), String> {
+pub fn apply(stmts: &mut Vec<Stmt>, path: &[Ident], value: &Expr) -> Result<(), String> {
     let Some(first) = path.first() else {
         return Err("the path is empty".into());
     };
@@ -150,6 +150,19 @@ pub fn apply(stmts: &mut [Stmt], path: &[Ident], value: &Expr) -> Result<(), Str
             });
             match found {
                 Some(b) => set_in_expr(&mut b.value, rest, value),
+                // A workflow setting left at its default is added (`--set executor=slurm`).
+                None if rest.is_empty()
+                    && mio_catalog::builtins::block("workflow")
+                        .param(&first.name)
+                        .is_some() =>
+                {
+                    stmts.push(Stmt::Setting(Binding {
+                        name: first.clone(),
+                        value: value.clone(),
+                        span: value.span,
+                    }));
+                    Ok(())
+                }
                 None if rest.is_empty() => Err(format!(
                     "`{}` is not set in the workflow; paths start with a setting, `data`, `model`, \
                      `train`, `eval`, `sweep` or `report`",

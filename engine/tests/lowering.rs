@@ -163,6 +163,15 @@ fn values(builtin: &str, param: &str) -> Option<(&'static str, &'static str)> {
         ("classifier", "iters") => ("", "100"),
         ("classifier", "lr") => ("", "1e-2"),
         ("classifier", "batch") => ("", "4"),
+        ("slurm", "partition") => ("", "\"gpu\""),
+        ("slurm", "gpus") => ("", "1"),
+        ("slurm", "cpus") => ("", "4"),
+        ("slurm", "mem") => ("", "\"8G\""),
+        ("slurm", "time") => ("", "\"1:00:00\""),
+        ("slurm", "account") => ("", "\"lab\""),
+        ("slurm", "qos") => ("", "\"high\""),
+        ("slurm", "extra") => ("", "[\"--constraint=a100\"]"),
+        ("slurm", "max_jobs") => ("", "3"),
         ("workflow", "seed") => ("", "3"),
         ("train", "strategy") => ("", "sequential(order = [noise, rain])"),
         ("train", "tasks") => ("", "[noise, rain, jpeg]"),
@@ -203,6 +212,11 @@ const RUN_LEVEL: &[(&str, &str, &str)] = &[
         "the size of the process's thread pool",
     ),
     ("workflow", "output", "the run folder (`run::output_dir`)"),
+    (
+        "workflow",
+        "executor",
+        "where the run's steps run (`lower::executor`; its parameters are checked below)",
+    ),
 ];
 
 /// A call of `builtin` with `param = value` (nothing when `value` is empty) and its required
@@ -268,6 +282,7 @@ fn place(kind: Kind, builtin: &str, text: &str) -> Case {
             c.test_data = text.into();
         }
         Kind::Classifier => Case::set(&mut c.train, "classifier", text),
+        Kind::Executor => c.workflow = format!("executor = {text}"),
         Kind::Block => unreachable!("blocks are placed by `block_case`"),
     }
     c
@@ -318,6 +333,17 @@ fn jobs(source: &str, reports: bool) -> Json {
     v
 }
 
+/// The executor a workflow lowers to.
+fn executor(source: &str) -> mio_engine::job::Executor {
+    let checked = mio_engine::check_source("lowering.mio", None, source.to_string(), &[]);
+    assert!(
+        checked.is_ok(),
+        "{}",
+        checked.render(mio_engine::Style::Plain)
+    );
+    mio_engine::lower::executor(&checked.workflows[0]).unwrap()
+}
+
 fn strip(v: &mut Json) {
     match v {
         Json::Object(m) => {
@@ -351,7 +377,13 @@ fn every_parameter_of_every_builtin_reaches_the_jobs() {
             );
             let one = place(b.kind, b.name, &call(b.name, p.name, a)).source();
             let two = place(b.kind, b.name, &call(b.name, p.name, bv)).source();
-            if jobs(&one, false) == jobs(&two, false) {
+            let same = if b.kind == Kind::Executor {
+                // The executor is the run's, not a node's.
+                executor(&one) == executor(&two)
+            } else {
+                jobs(&one, false) == jobs(&two, false)
+            };
+            if same {
                 problems.push(format!(
                     "{}.{}: `{}` and `{}` lower to the same jobs (the parameter does nothing)",
                     b.name,
@@ -434,6 +466,10 @@ fn each_builtin_lowers_unlike_the_others_of_its_kind() {
         Kind::Schedule,
         Kind::Strategy,
     ];
+    assert_ne!(
+        executor(&place(Kind::Executor, "local", "local").source()),
+        executor(&place(Kind::Executor, "slurm", "slurm").source())
+    );
     for kind in kinds {
         let lowered: Vec<(&str, Json)> = builtins::of_kind(kind)
             .map(|b| {

@@ -88,7 +88,7 @@ impl<'p> Checker<'p> {
     pub(super) fn apply_overrides(
         &mut self,
         wf: &str,
-        stmts: &mut [Stmt],
+        stmts: &mut Vec<Stmt>,
         overrides: &[Override],
         applied: &mut [bool],
     ) {

@@ -407,3 +407,45 @@ pub fn curves(wf: &ir::Workflow, model: &str, label: String) -> Result<job::Curv
         label,
     })
 }
+
+/// Where the workflow's steps run.
+pub fn executor(wf: &ir::Workflow) -> Result<job::Executor> {
+    let c = call(
+        setting(&wf.settings, "executor", "workflow").ok(),
+        "the executor",
+    )?;
+    let text = |name: &str| -> Result<Option<String>> {
+        match c.arg(name) {
+            None => Ok(None),
+            Some(Value::Str(s)) => Ok(Some(s.clone())),
+            Some(other) => bug(format!(
+                "`{}`'s `{name}` is `{other}`, not a string",
+                c.name
+            )),
+        }
+    };
+    Ok(match c.name.as_str() {
+        "local" => job::Executor::Local,
+        "slurm" => job::Executor::Slurm(job::Slurm {
+            partition: text("partition")?,
+            gpus: int(c, "gpus")?,
+            cpus: int(c, "cpus")?,
+            mem: text("mem")?,
+            time: text("time")?,
+            account: text("account")?,
+            qos: text("qos")?,
+            extra: match arg(c, "extra")? {
+                Value::List(l) => l
+                    .iter()
+                    .map(|v| match v {
+                        Value::Str(s) => Ok(s.clone()),
+                        other => bug(format!("an sbatch option `{other}`")),
+                    })
+                    .collect::<Result<_>>()?,
+                other => return bug(format!("`extra` is `{other}`")),
+            },
+            max_jobs: int(c, "max_jobs")?,
+        }),
+        other => return bug(format!("no lowering for the executor `{other}`")),
+    })
+}

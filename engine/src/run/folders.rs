@@ -1,7 +1,23 @@
 //! The workflow's report folder (`<output>/<workflow>/`): a finished report copied in, and the
 //! banner on a published report when a later run did not finish.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use petgraph::graph::NodeIndex;
+
+use crate::job::Job;
+use crate::plan::Plan;
+
+/// Each report node of the plan and its workflow's (or matrix's) folder under `out`.
+pub(crate) fn report_folders(plan: &Plan, out: &Path) -> Vec<(NodeIndex, PathBuf)> {
+    plan.graph
+        .node_indices()
+        .filter_map(|i| match &plan.graph[i].job {
+            Job::Report(r) => Some((i, out.join(r.folder_name()))),
+            _ => None,
+        })
+        .collect()
+}
 
 /// Writes a file of the folder through a rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {

@@ -22,6 +22,7 @@ mod png;
 pub mod progress;
 mod render;
 pub mod restore;
+pub mod slurm;
 pub mod store;
 mod svg;
 pub mod worker;
@@ -43,7 +44,7 @@ use progress::Progress;
 pub use store::{node_dir, output_dir};
 
 use crate::ir;
-use crate::job::{Job, JobFile};
+use crate::job::JobFile;
 use crate::plan::{NodeKind, Plan};
 
 /// How to run.
@@ -102,21 +103,10 @@ impl Runner<'_> {
     }
 }
 
-/// Each report node of the plan and its workflow's (or matrix's) folder under `out`.
-fn report_folders(plan: &Plan, out: &Path) -> Vec<(NodeIndex, PathBuf)> {
-    plan.graph
-        .node_indices()
-        .filter_map(|i| match &plan.graph[i].job {
-            Job::Report(r) => Some((i, out.join(r.folder_name()))),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The reports in the workflows' folders are older than the file after a run that did not
 /// finish: each says so at its top.
 fn mark_reports_outdated(plan: &Plan, out: &Path, e: &RunError) {
-    for (_, folder) in report_folders(plan, out) {
+    for (_, folder) in folders::report_folders(plan, out) {
         folders::mark_outdated(&folder, &e.to_string());
     }
 }
@@ -142,7 +132,7 @@ pub fn status(
     let keys = keys::compute(plan, base)
         .map_err(|(p, e)| RunError::Io(p, format!("cannot read an input: {e}")))?;
     let mut previous = HashMap::new();
-    for (_, folder) in report_folders(plan, &out) {
+    for (_, folder) in folders::report_folders(plan, &out) {
         previous.extend(manifest::previous(&folder));
     }
     let mut explained = explain(plan, &keys, &out.join("nodes"), &previous);
@@ -330,7 +320,7 @@ pub fn run(
         mark_reports_outdated(plan, &out, &e);
         return Err(e);
     }
-    for (i, folder) in report_folders(plan, &out) {
+    for (i, folder) in folders::report_folders(plan, &out) {
         folders::publish(&runner.dir(i), &folder).map_err(|e| RunError::Io(folder.clone(), e))?;
         manifest::write(&runner.layout, &runner.ctx.device, i, &folder, &timings)
             .map_err(|e| RunError::Io(folder.clone(), e))?;

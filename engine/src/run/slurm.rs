@@ -1,0 +1,465 @@
+//! The Slurm executor: every step of a plan that is not finished becomes one `sbatch` job
+//! running `mio worker` on its job file, chained with `--dependency=afterok` as the DAG says.
+//! The run folder (on a filesystem the cluster shares) is the only state: each submitted
+//! step's job id is kept in `<output>/slurm/KIND-KEY.id`, so a second `mio run` recognises a
+//! step already queued or running by its key and never submits it twice, and a step that
+//! finished while nobody watched is simply cached. Job scripts and logs sit beside the ids
+//! (`KIND-KEY.sh`, `KIND-KEY.out`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use petgraph::graph::NodeIndex;
+
+use super::error::{NodeError, RunError};
+use super::keys;
+use super::layout::Layout;
+use super::store::{self, output_dir};
+use super::worker::{self, Outcome};
+use crate::ir;
+use crate::job::{Job, Slurm};
+use crate::plan::Plan;
+
+/// One step handed to Slurm.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Submitted {
+    pub node: String,
+    pub job: String,
+    /// Its dependencies' job ids.
+    pub after: Vec<String>,
+    /// Submitted now (false: already queued or running from an earlier `mio run`).
+    pub fresh: bool,
+}
+
+/// What a submission did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Submission {
+    pub cached: Vec<String>,
+    pub submitted: Vec<Submitted>,
+}
+
+/// A step's state on the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub enum State {
+    Cached,
+    /// Queued (PENDING and the like) or running, as squeue says, with the job id.
+    Queued {
+        job: String,
+        state: String,
+    },
+    /// Its job ended without finishing it: why, when the worker said.
+    Failed {
+        job: String,
+        why: String,
+    },
+    /// Never submitted (or its record is gone).
+    NotSubmitted,
+}
+
+fn slurm_dir(out: &Path) -> PathBuf {
+    out.join("slurm")
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
+    move |e| RunError::Io(path.to_path_buf(), e.to_string())
+}
+
+/// Runs a Slurm command; its stdout, or why it failed.
+fn slurm_cmd(program: &str, args: &[String]) -> Result<String, String> {
+    let out = Command::new(program).args(args).output().map_err(|e| {
+        format!("cannot run `{program}` ({e}): is this a Slurm login node with the Slurm client installed?")
+    })?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The state squeue gives a job (`PENDING`, `RUNNING`, ...), `None` once it left the queue.
+fn queue_state(job: &str) -> Result<Option<String>, String> {
+    // squeue exits 1 for a job id it no longer knows.
+    let out = Command::new("squeue")
+        .args(["-h", "-j", job, "-o", "%T"])
+        .output()
+        .map_err(|e| format!("cannot run `squeue` ({e})"))?;
+    let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Ok((!state.is_empty()).then_some(state))
+}
+
+/// The job id recorded for a step, if any.
+fn recorded(out: &Path, folder: &str) -> Option<String> {
+    std::fs::read_to_string(slurm_dir(out).join(format!("{folder}.id")))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether a step runs a network (and so gets the GPUs).
+fn uses_network(job: &Job) -> bool {
+    match job {
+        Job::Train(_) | Job::Classifier(_) | Job::Eval(_) | Job::Sweep(_) | Job::Curves(_) => true,
+        Job::TestSet(_) | Job::Report(_) => false,
+    }
+}
+
+/// The `#SBATCH` lines of a step.
+pub fn sbatch_options(s: &Slurm, job: &Job) -> Vec<String> {
+    let mut o = vec![format!("--cpus-per-task={}", s.cpus)];
+    if s.gpus > 0 && uses_network(job) {
+        o.push(format!("--gres=gpu:{}", s.gpus));
+    }
+    for (flag, v) in [
+        ("partition", &s.partition),
+        ("mem", &s.mem),
+        ("time", &s.time),
+        ("account", &s.account),
+        ("qos", &s.qos),
+    ] {
+        if let Some(v) = v {
+            o.push(format!("--{flag}={v}"));
+        }
+    }
+    // A time limit or a preemption first sends SIGTERM: the step saves its checkpoint.
+    o.push("--signal=B:TERM@120".into());
+    o.push("--requeue".into());
+    o.extend(s.extra.iter().cloned());
+    o
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Submits every step of `plan` that is not finished, not already queued or running.
+pub fn submit(
+    wfs: &[ir::Workflow],
+    plan: &Plan,
+    base: &Path,
+    s: &Slurm,
+    program: &Path,
+    mut say: impl FnMut(&str),
+) -> Result<Submission, RunError> {
+    // Jobs start elsewhere: every path they are given is absolute.
+    let base = &base
+        .canonicalize()
+        .map_err(|e| RunError::Io(base.to_path_buf(), e.to_string()))?;
+    let out = output_dir(base, wfs);
+    // One submitter at a time; the workers need no run lock (each locks its own step).
+    let _lock = store::lock(&out, None, |_| {}).map_err(RunError::Busy)?;
+    let layout = Layout::new(wfs, plan, base)?;
+    std::fs::create_dir_all(&layout.store).map_err(io(&layout.store))?;
+    let dir = slurm_dir(&out);
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let mut done = Submission::default();
+    let mut ids: HashMap<NodeIndex, String> = HashMap::new();
+    let order = plan.order();
+    let mut to_run = vec![];
+    for &i in &order {
+        let node = &plan.graph[i];
+        match store::check(&layout.dir(i)) {
+            store::Check::Finished => {
+                done.cached.push(node.name.clone());
+                continue;
+            }
+            store::Check::Damaged(why) => {
+                let aside = store::quarantine(&layout.dir(i))
+                    .map_err(|e| RunError::Io(layout.dir(i), e))?;
+                say(&format!(
+                    "warning: {}: its finished outputs are damaged ({why}); moved to {} and submitted again",
+                    node.name,
+                    aside.display()
+                ));
+            }
+            store::Check::Missing => {}
+        }
+        if let Some(p) = keys::missing_inputs(&node.job, base).first() {
+            return Err(RunError::node(
+                &node.name,
+                NodeError::read(
+                    p,
+                    "no such file or folder; nothing was submitted (correct the path in the file)",
+                ),
+            ));
+        }
+        to_run.push(i);
+    }
+    for (k, &i) in to_run.iter().enumerate() {
+        let node = &plan.graph[i];
+        let folder = layout.folder(i);
+        if let Some(job) = recorded(&out, &folder) {
+            if let Some(state) = queue_state(&job)
+                .map_err(|e| RunError::node(&node.name, NodeError::experiment(e)))?
+            {
+                say(&format!(
+                    "{}: already {} as job {job}",
+                    node.name,
+                    state.to_lowercase()
+                ));
+                ids.insert(i, job.clone());
+                done.submitted.push(Submitted {
+                    node: node.name.clone(),
+                    job,
+                    after: vec![],
+                    fresh: false,
+                });
+                continue;
+            }
+        }
+        let jf = layout.job_file(i);
+        let job_path = out.join("jobs").join(format!("{folder}.json"));
+        worker::write_job(&job_path, &jf).map_err(|e| RunError::Io(job_path.clone(), e))?;
+        let _ = std::fs::remove_file(worker::result_path(&job_path));
+        let after: Vec<String> = plan
+            .deps(i)
+            .iter()
+            .filter_map(|d| ids.get(d).cloned())
+            .collect();
+        let mut options = sbatch_options(s, &node.job);
+        options.push(format!("--job-name=mio-{folder}"));
+        options.push(format!(
+            "--output={}",
+            dir.join(format!("{folder}.out")).display()
+        ));
+        let mut deps = vec![];
+        if !after.is_empty() {
+            deps.push(format!("afterok:{}", after.join(":")));
+        }
+        // At most `max_jobs` at once: each job also waits for the one `max_jobs` before it.
+        if s.max_jobs > 0 && k >= s.max_jobs {
+            if let Some(earlier) = ids.get(&to_run[k - s.max_jobs]) {
+                deps.push(format!("afterany:{earlier}"));
+            }
+        }
+        if !deps.is_empty() {
+            options.push(format!("--dependency={}", deps.join(",")));
+            options.push("--kill-on-invalid-dep=yes".into());
+        }
+        let script = format!(
+            "#!/bin/sh\n# {}: {}\n{}\nexec {} worker {} --quiet\n",
+            node.name,
+            node.detail,
+            options
+                .iter()
+                .map(|o| format!("#SBATCH {o}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            quote(&program.display().to_string()),
+            quote(&job_path.display().to_string())
+        );
+        let script_path = dir.join(format!("{folder}.sh"));
+        mio_stdlib::fsio::write_atomic(&script_path, script.as_bytes())
+            .map_err(io(&script_path))?;
+        let job = slurm_cmd(
+            "sbatch",
+            &["--parsable".into(), script_path.display().to_string()],
+        )
+        .map_err(|e| RunError::node(&node.name, NodeError::experiment(e)))?;
+        let job = job.trim().split(';').next().unwrap_or("").to_string();
+        let id_path = dir.join(format!("{folder}.id"));
+        mio_stdlib::fsio::write_atomic(&id_path, job.as_bytes()).map_err(io(&id_path))?;
+        say(&format!(
+            "{}: submitted as job {job}{}",
+            node.name,
+            if after.is_empty() {
+                String::new()
+            } else {
+                format!(" (after {})", after.join(", "))
+            }
+        ));
+        ids.insert(i, job.clone());
+        done.submitted.push(Submitted {
+            node: node.name.clone(),
+            job,
+            after,
+            fresh: true,
+        });
+    }
+    Ok(done)
+}
+
+/// Each step's state, in plan order.
+pub fn status(
+    wfs: &[ir::Workflow],
+    plan: &Plan,
+    base: &Path,
+) -> Result<Vec<(String, State)>, RunError> {
+    let out = output_dir(base, wfs);
+    let layout = Layout::new(wfs, plan, base)?;
+    plan.order()
+        .into_iter()
+        .map(|i| {
+            let name = plan.graph[i].name.clone();
+            let state = step_state(&out, &layout, i)
+                .map_err(|e| RunError::node(&name, NodeError::experiment(e)))?;
+            Ok((name, state))
+        })
+        .collect()
+}
+
+fn step_state(out: &Path, layout: &Layout, i: NodeIndex) -> Result<State, String> {
+    if store::check(&layout.dir(i)) == store::Check::Finished {
+        return Ok(State::Cached);
+    }
+    let folder = layout.folder(i);
+    let Some(job) = recorded(out, &folder) else {
+        return Ok(State::NotSubmitted);
+    };
+    if let Some(state) = queue_state(&job)? {
+        return Ok(State::Queued { job, state });
+    }
+    let job_path = out.join("jobs").join(format!("{folder}.json"));
+    let outcome: Option<Outcome> = std::fs::read_to_string(worker::result_path(&job_path))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let log = slurm_dir(out).join(format!("{folder}.out"));
+    let why = match outcome {
+        Some(Outcome::Failed { error }) => error.to_string(),
+        Some(Outcome::Interrupted) => {
+            "stopped (a time limit or a preemption); its checkpoint is kept and `mio run` submits it again".into()
+        }
+        Some(Outcome::Done { .. }) | Some(Outcome::Cached) => {
+            "its worker finished, but its folder does not check out".into()
+        }
+        None => {
+            let tail: Vec<String> = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(5)
+                .map(String::from)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if tail.is_empty() {
+                "its job ended without running (a step it reads failed, or it was cancelled)".into()
+            } else {
+                format!("its job ended; the end of {}:\n{}", log.display(), tail.join("\n"))
+            }
+        }
+    };
+    Ok(State::Failed { job, why })
+}
+
+/// Follows submitted steps until every one has finished or one has failed; `stop` (Ctrl-C)
+/// leaves the jobs running.
+pub fn wait(
+    wfs: &[ir::Workflow],
+    plan: &Plan,
+    base: &Path,
+    stop: &AtomicBool,
+    mut say: impl FnMut(&str),
+) -> Result<(), RunError> {
+    let out = output_dir(base, wfs);
+    let layout = Layout::new(wfs, plan, base)?;
+    let order = plan.order();
+    let mut finished: Vec<bool> = vec![false; plan.graph.node_count()];
+    loop {
+        let mut pending = false;
+        for &i in &order {
+            if finished[i.index()] {
+                continue;
+            }
+            let name = &plan.graph[i].name;
+            match step_state(&out, &layout, i)
+                .map_err(|e| RunError::node(name, NodeError::experiment(e)))?
+            {
+                State::Cached => {
+                    finished[i.index()] = true;
+                    say(&format!("{name}: done"));
+                }
+                State::Queued { .. } => pending = true,
+                State::Failed { job, why } => {
+                    // A step cancelled because what it reads failed: report that one instead.
+                    let upstream_failed = plan.deps(i).iter().any(|d| !finished[d.index()]);
+                    if !upstream_failed {
+                        return Err(RunError::node(
+                            name,
+                            NodeError::Experiment(format!("(job {job}) {why}")),
+                        ));
+                    }
+                }
+                State::NotSubmitted => {
+                    return Err(RunError::node(
+                        name,
+                        NodeError::Experiment("was never submitted; run `mio run` again".into()),
+                    ))
+                }
+            }
+        }
+        if !pending {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(RunError::Job(
+                "stopped watching; the jobs keep running (`mio status FILE` follows them, `mio cancel FILE` stops them)".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Every step finished: the reports go to the workflows' folders.
+    for (i, folder) in super::folders::report_folders(plan, &out) {
+        super::folders::publish(&layout.dir(i), &folder)
+            .map_err(|e| RunError::Io(folder.clone(), e))?;
+    }
+    Ok(())
+}
+
+/// Cancels the run's queued and running jobs; their ids.
+pub fn cancel(
+    wfs: &[ir::Workflow],
+    plan: &Plan,
+    base: &Path,
+) -> Result<Vec<(String, String)>, RunError> {
+    let mut cancelled = vec![];
+    for (name, state) in status(wfs, plan, base)? {
+        if let State::Queued { job, .. } = state {
+            slurm_cmd("scancel", std::slice::from_ref(&job))
+                .map_err(|e| RunError::node(&name, NodeError::experiment(e)))?;
+            cancelled.push((name, job));
+        }
+    }
+    Ok(cancelled)
+}
+
+/// The sbatch line of every step of a plan, as `mio run` would submit them all (`mio plan
+/// --executor slurm`): `$N` stands for step N's job id.
+pub fn describe(plan: &Plan, s: &Slurm) -> String {
+    let order = plan.order();
+    let number: HashMap<NodeIndex, usize> =
+        order.iter().enumerate().map(|(k, &i)| (i, k + 1)).collect();
+    let mut text = String::new();
+    for (k, &i) in order.iter().enumerate() {
+        let node = &plan.graph[i];
+        let mut options = sbatch_options(s, &node.job);
+        let mut deps = vec![];
+        let after: Vec<String> = plan
+            .deps(i)
+            .iter()
+            .map(|d| format!("${}", number[d]))
+            .collect();
+        if !after.is_empty() {
+            deps.push(format!("afterok:{}", after.join(":")));
+        }
+        if s.max_jobs > 0 && k >= s.max_jobs {
+            deps.push(format!("afterany:${}", k + 1 - s.max_jobs));
+        }
+        if !deps.is_empty() {
+            options.push(format!("--dependency={}", deps.join(",")));
+        }
+        text.push_str(&format!(
+            "{:>4}  {:<40} sbatch {} mio worker\n",
+            k + 1,
+            node.name,
+            options.join(" ")
+        ));
+    }
+    text
+}

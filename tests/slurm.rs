@@ -1,0 +1,307 @@
+//! Against a real Slurm, not a mock: a one-node cluster from Debian's packages (slurmctld,
+//! slurmd, slurm-client, munge), installed and started here when missing (as root,
+//! `ProctrackType=proctrack/linuxproc`, `TaskPlugin=task/none`; it starts in seconds). A
+//! workflow run through it gets the bytes of a local run; a second `mio run` submits nothing;
+//! a training job stopped mid-stage (`scancel --signal=TERM`) keeps its checkpoint and the
+//! resubmitted job ends at the weights of an uninterrupted run. Where no cluster can be had
+//! (not root, no apt, another cluster configured), each test says why and passes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
+const CONF: &str = "/etc/slurm/slurm.conf";
+const CLUSTER: &str = "ClusterName=mio-test";
+
+fn sh(cmd: &str) -> Result<String, String> {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{cmd}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn idle() -> bool {
+    sh("sinfo -h -o %t 2>/dev/null").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("idle") || l.starts_with("mix"))
+    })
+}
+
+/// Sets up (once) the one-node test cluster; why not, when it cannot.
+fn cluster() -> Result<(), String> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            if let Ok(conf) = std::fs::read_to_string(CONF) {
+                if !conf.contains(CLUSTER) {
+                    return Err(format!(
+                        "{CONF} configures another cluster; not submitting test jobs to it"
+                    ));
+                }
+                if idle() {
+                    return Ok(());
+                }
+            }
+            if sh("id -u")?.trim() != "0" {
+                return Err("not root: cannot install and start a test cluster".into());
+            }
+            if sh("command -v slurmctld && command -v slurmd && command -v sbatch && command -v munged").is_err() {
+                sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null 2>&1 \
+                    || (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null 2>&1)")
+                    .map_err(|e| format!("cannot install Slurm from Debian's packages: {e}"))?;
+            }
+            let host = sh("hostname -s")?.trim().to_string();
+            let conf = format!(
+                "{CLUSTER}\nSlurmctldHost={host}\nAuthType=auth/munge\nProctrackType=proctrack/linuxproc\n\
+                 TaskPlugin=task/none\nSelectType=select/cons_tres\nSelectTypeParameters=CR_Core\n\
+                 SlurmctldPidFile=/run/slurmctld.pid\nSlurmdPidFile=/run/slurmd.pid\n\
+                 SlurmdSpoolDir=/var/spool/slurmd\nStateSaveLocation=/var/spool/slurmctld\nSlurmUser=root\n\
+                 ReturnToService=2\nJobAcctGatherType=jobacct_gather/none\n\
+                 AccountingStorageType=accounting_storage/none\nMpiDefault=none\n\
+                 SlurmctldLogFile=/var/log/slurm/slurmctld.log\nSlurmdLogFile=/var/log/slurm/slurmd.log\n\
+                 SchedulerParameters=sched_interval=1\n\
+                 NodeName={host} CPUs={cpus} State=UNKNOWN\n\
+                 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n",
+                cpus = std::thread::available_parallelism().map_or(1, |n| n.get())
+            );
+            sh("mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge && chown munge:munge /run/munge")?;
+            std::fs::write(CONF, conf).map_err(|e| format!("{CONF}: {e}"))?;
+            let _ = sh("pkill -x slurmd; pkill -x slurmctld; sleep 1; rm -f /var/spool/slurmctld/clustername");
+            if sh("pgrep -x munged").is_err() {
+                sh("su -s /bin/sh munge -c /usr/sbin/munged")
+                    .map_err(|e| format!("cannot start munge: {e}"))?;
+            }
+            sh("slurmctld && slurmd").map_err(|e| format!("cannot start Slurm: {e}"))?;
+            let start = Instant::now();
+            while !idle() {
+                if start.elapsed() > Duration::from_secs(30) {
+                    return Err("the test cluster did not come up in 30 s".into());
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(())
+        })
+        .clone()
+}
+
+macro_rules! need_cluster {
+    () => {
+        if let Err(why) = cluster() {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+fn workspace(name: &str, text: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("mio-slurm-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tiny.mio");
+    std::fs::write(&file, text).unwrap();
+    (dir, file)
+}
+
+fn tiny(plain: &str) -> String {
+    format!(
+        r#"use paper
+
+workflow tiny {{
+  seed = 7
+  data train = images("{DATA}/train", patch = 24px, batch = 4)
+  data test = images("{DATA}/test", limit = 1)
+
+  model plain = srresnet(channels = 8, blocks = 1)
+  model ep = srresnet(channels = 8, blocks = 1, prompt = explicit(dim = 8, map_size = 16))
+
+  train plain on train {{ tasks = [noise, jpeg], {plain} }}
+  train ep on train {{
+    strategy = sequential(order = [noise, jpeg])
+    iters = [4, 4]
+    ema = 0
+    classifier = classifier(iters = 4, batch = 4)
+  }}
+  eval plain on test as plain_in {{ tasks = [noise, jpeg] }}
+  eval ep on test as ep_in {{ tasks = [noise, jpeg] }}
+  report {{ baseline = plain }}
+}}
+"#
+    )
+}
+
+fn mio(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mio"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run mio")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Every file of the finished steps, by relative path.
+fn nodes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let root = dir.join("runs/nodes");
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.clone()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(
+                    p.strip_prefix(&root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_workflow_run_through_slurm_matches_a_local_run_and_is_not_submitted_twice() {
+    need_cluster!();
+    let source = tiny("iters = 8, ema = 0");
+    let (local, _) = workspace("local", &source);
+    let out = mio(&local, &["run", "tiny.mio", "-q"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let (cluster, _) = workspace("cluster", &source);
+    let out = mio(
+        &cluster,
+        &["run", "tiny.mio", "--executor", "slurm", "--wait", "-q"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("done: every step finished"),
+        "{}",
+        text(&out.stdout)
+    );
+    let (a, b) = (nodes(&local), nodes(&cluster));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (path, bytes) in &a {
+        assert!(b[path] == *bytes, "{} differs", path.display());
+    }
+    assert_eq!(
+        std::fs::read(local.join("runs/tiny/results.json")).unwrap(),
+        std::fs::read(cluster.join("runs/tiny/results.json")).unwrap()
+    );
+    // Each step was a job with its script and log.
+    let scripts = std::fs::read_dir(cluster.join("runs/slurm"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sh"))
+        .count();
+    assert_eq!(scripts, 10);
+
+    // A second run submits nothing.
+    let again = mio(&cluster, &["run", "tiny.mio", "--executor", "slurm"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(
+        text(&again.stdout),
+        "0 job(s) submitted, 0 already queued or running, 10 step(s) cached\n"
+    );
+    let status = mio(&cluster, &["status", "tiny.mio"]);
+    assert!(text(&status.stdout)
+        .ends_with("10 cached, 0 queued or running, 0 failed, 0 not submitted\n"));
+    for d in [local, cluster] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn a_training_job_stopped_mid_stage_resumes_from_its_checkpoint_when_resubmitted() {
+    need_cluster!();
+    let source = tiny("iters = 1500, ema = 0, checkpoint_every = 25");
+    let (dir, _) = workspace("resume", &source);
+    let out = mio(&dir, &["run", "tiny.mio", "--executor", "slurm", "-q"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A second submission while the jobs are queued or running submits nothing new.
+    let twice = mio(&dir, &["run", "tiny.mio", "--executor", "slurm", "-q"]);
+    assert!(
+        text(&twice.stdout).starts_with("0 job(s) submitted"),
+        "{}",
+        text(&twice.stdout)
+    );
+
+    // Wait for the plain model's stage to checkpoint, then stop its job as a time limit would.
+    let partial = || {
+        std::fs::read_dir(dir.join("runs/nodes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("stage1.safetensors").is_file())
+    };
+    let start = Instant::now();
+    let stage = loop {
+        if let Some(p) = partial() {
+            break p;
+        }
+        assert!(start.elapsed() < Duration::from_secs(180), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let folder = stage.file_stem().unwrap().to_string_lossy().into_owned();
+    let job = std::fs::read_to_string(dir.join(format!("runs/slurm/{folder}.id"))).unwrap();
+    sh(&format!("scancel --signal=TERM --batch {}", job.trim())).unwrap();
+    // Its job ends, the checkpoint stays, and status says what happened.
+    let start = Instant::now();
+    loop {
+        let s = text(&mio(&dir, &["status", "tiny.mio"]).stdout);
+        if s.contains("tiny/plain")
+            && s.lines()
+                .any(|l| l.starts_with("tiny/plain ") && l.contains("failed"))
+        {
+            assert!(s.contains("its checkpoint is kept"), "{s}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{s}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(stage.join("stage1.safetensors").is_file());
+    let _ = mio(&dir, &["cancel", "tiny.mio"]);
+
+    // Submitted again, it continues and ends where an uninterrupted run ends.
+    let out = mio(
+        &dir,
+        &["run", "tiny.mio", "--executor", "slurm", "--wait", "-q"],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    let (local, _) = workspace("resume-local", &source);
+    let out = mio(&local, &["run", "tiny.mio", "-q"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let finished = dir.join("runs/nodes").join(&folder);
+    let finished = PathBuf::from(finished.to_string_lossy().trim_end_matches(".partial"));
+    let reference = local.join("runs/nodes").join(finished.file_name().unwrap());
+    assert_eq!(
+        std::fs::read(finished.join("weights.safetensors")).unwrap(),
+        std::fs::read(reference.join("weights.safetensors")).unwrap(),
+        "the resumed stage ended at other weights"
+    );
+    // Each step is logged once, in order.
+    let log = std::fs::read_to_string(finished.join("losses.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 1500);
+    for d in [dir, local] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
