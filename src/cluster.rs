@@ -111,7 +111,14 @@ pub fn status(file: &Path, set: &[String]) -> Result<(), Failure> {
     for (name, state) in &states {
         let what = match state {
             State::Cached => "cached".to_string(),
-            State::Queued { job, state } => format!("{} (job {job})", state.to_lowercase()),
+            State::Queued {
+                job,
+                state,
+                progress,
+            } => match progress {
+                Some(p) => format!("{} (job {job}): {p}", state.to_lowercase()),
+                None => format!("{} (job {job})", state.to_lowercase()),
+            },
             State::Failed { job, why } => format!("failed (job {job}): {why}"),
             State::NotSubmitted => "not submitted".to_string(),
         };

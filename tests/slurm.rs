@@ -257,6 +257,16 @@ fn a_training_job_stopped_mid_stage_resumes_from_its_checkpoint_when_resubmitted
         std::thread::sleep(Duration::from_millis(100));
     };
     let folder = stage.file_stem().unwrap().to_string_lossy().into_owned();
+    // Status shows the running stage's progress.
+    let s = text(&mio(&dir, &["status", "tiny.mio"]).stdout);
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("tiny/plain "))
+        .unwrap_or_default();
+    assert!(
+        line.contains("running (job ") && line.contains("/1500, loss "),
+        "{s}"
+    );
     let job = std::fs::read_to_string(dir.join(format!("runs/slurm/{folder}.id"))).unwrap();
     sh(&format!("scancel --signal=TERM --batch {}", job.trim())).unwrap();
     // Its job ends, the checkpoint stays, and status says what happened.

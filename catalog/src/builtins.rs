@@ -364,8 +364,10 @@ pub const EXECUTORS: &[Builtin] = &[
         Kind::Executor,
         &[
             opt("partition", STR, "The partition (`sbatch --partition`); the cluster's default when left out."),
-            p("gpus", INT, "0", "GPUs of each step that runs a network (training, the classifier, evaluations, \
-               sweeps, stage curves); test sets and reports get none.")
+p("gpus", INT, "0", "GPUs of each training step (the stages and the task classifier).")
+                .min(Incl(0.0)),
+            p("eval_gpus", INT, "0", "GPUs of each step that restores images with a trained network \
+               (evaluations, sweeps, stage curves); test sets and reports never get any.")
                 .min(Incl(0.0)),
             p("cpus", INT, "2", "CPU cores of each step (`--cpus-per-task`).").min(Incl(1.0)),
             opt("mem", STR, "Memory of each step, as sbatch writes it (`\"64G\"`); the cluster's default when left out."),

@@ -252,9 +252,10 @@ pub enum Executor {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Slurm {
     pub partition: Option<String>,
-    /// For each step that runs a network (training, the classifier, evaluations, sweeps,
-    /// stage curves); test sets and reports get none.
+    /// For each training step (the stages and the classifier).
     pub gpus: usize,
+    /// For each step that restores with a trained network (evaluations, sweeps, curves).
+    pub eval_gpus: usize,
     pub cpus: usize,
     pub mem: Option<String>,
     pub time: Option<String>,

@@ -165,6 +165,7 @@ fn values(builtin: &str, param: &str) -> Option<(&'static str, &'static str)> {
         ("classifier", "batch") => ("", "4"),
         ("slurm", "partition") => ("", "\"gpu\""),
         ("slurm", "gpus") => ("", "1"),
+        ("slurm", "eval_gpus") => ("", "1"),
         ("slurm", "cpus") => ("", "4"),
         ("slurm", "mem") => ("", "\"8G\""),
         ("slurm", "time") => ("", "\"1:00:00\""),

@@ -284,3 +284,36 @@ fn it_never_dies_on_input() {
         .unwrap();
     let _ = s.at("textDocument/hover", &uri, 0, 1);
 }
+
+#[test]
+fn the_executor_setting_completes_and_hovers_like_any_setting() {
+    let mut s = TestServer::start(false);
+    let uri = "file:///tmp/mio-lsp-test/x.mio";
+    let doc = "use paper\nworkflow w {\n  executor = slurm(partition = \"gpu\", gpus = 1, mem = \"8G\")\n}\n";
+    s.open(uri, doc);
+    // The value of `executor =`: the executors.
+    let (l, c) = pos(doc, "executor = slurm", 11);
+    assert_eq!(
+        labels(&s.at("textDocument/completion", uri, l, c)),
+        ["local", "slurm"]
+    );
+    // Inside slurm( ... ): the parameters not given yet.
+    let (l, c) = pos(doc, "gpus = 1, ", 10);
+    let got = labels(&s.at("textDocument/completion", uri, l, c));
+    assert!(
+        got.contains(&"eval_gpus".to_string())
+            && got.contains(&"max_jobs".to_string())
+            && !got.contains(&"gpus".to_string()),
+        "{got:?}"
+    );
+    // Hover on slurm: its signature and what it does.
+    let (l, c) = pos(doc, "slurm(", 2);
+    let h = s.at("textDocument/hover", uri, l, c)["contents"]["value"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        h.contains("slurm(partition?: string") && h.contains("sbatch"),
+        "{h}"
+    );
+}

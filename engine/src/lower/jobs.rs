@@ -429,6 +429,7 @@ pub fn executor(wf: &ir::Workflow) -> Result<job::Executor> {
         "slurm" => job::Executor::Slurm(job::Slurm {
             partition: text("partition")?,
             gpus: int(c, "gpus")?,
+            eval_gpus: int(c, "eval_gpus")?,
             cpus: int(c, "cpus")?,
             mem: text("mem")?,
             time: text("time")?,
