@@ -17,11 +17,16 @@ fn dir(name: &str) -> PathBuf {
 
 /// Runs mio in `cwd` and gives its exit code, stderr and stdout as one text.
 fn mio(cwd: &Path, args: &[&str]) -> String {
+    mio_with(cwd, args, &[])
+}
+
+fn mio_with(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_mio"))
         .args(args)
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env_remove("RUST_BACKTRACE")
+        .envs(env.iter().copied())
         .output()
         .expect("run mio");
     let shown = |b: &[u8]| {
@@ -134,4 +139,20 @@ fn a_worker_started_before_its_inputs_and_a_damaged_job_file() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(d.join("cut.json"), &text[..40]).unwrap();
     insta::assert_snapshot!("worker_damaged_job_file", mio(&d, &["worker", "cut.json"]));
+}
+
+#[test]
+fn a_cluster_run_where_there_is_no_slurm() {
+    let d = dir("noslurm");
+    tiny(&d, &format!("{DATA}/train"));
+    // A PATH without sbatch: nothing is written, the message says what is missing.
+    let empty = d.join("bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let said = mio_with(
+        &d,
+        &["run", "tiny.mio", "--executor", "slurm"],
+        &[("PATH", empty.to_str().unwrap())],
+    );
+    assert!(!d.join("runs").exists());
+    insta::assert_snapshot!(said);
 }

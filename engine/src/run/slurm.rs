@@ -155,6 +155,9 @@ pub fn submit(
         .canonicalize()
         .map_err(|e| RunError::Io(base.to_path_buf(), e.to_string()))?;
     let out = output_dir(base, wfs);
+    // No Slurm here: say so before writing anything.
+    slurm_cmd("sbatch", &["--version".into()])
+        .map_err(|e| RunError::Job(format!("{e}; nothing was submitted")))?;
     // One submitter at a time; the workers need no run lock (each locks its own step).
     let _lock = store::lock(&out, None, |_| {}).map_err(RunError::Busy)?;
     let layout = Layout::new(wfs, plan, base)?;
