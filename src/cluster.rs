@@ -7,7 +7,7 @@ use mio_engine::job::{Executor, Slurm};
 use mio_engine::run::slurm::{self, State};
 use mio_engine::run::RunError;
 
-use crate::{emit, load, on_signal, style, Failure};
+use crate::{base_of, emit, on_signal, planned, Failure};
 
 fn fail(e: RunError) -> Failure {
     match e {
@@ -21,28 +21,6 @@ fn fail(e: RunError) -> Failure {
             Failure::User
         }
     }
-}
-
-/// The checked file, its plan and the folder data paths are relative to.
-fn planned(
-    file: &Path,
-    set: &[String],
-) -> Result<(mio_engine::Checked, mio_engine::plan::Plan), Failure> {
-    let checked = load(file, set)?;
-    let plan = mio_engine::plan(&checked).map_err(|d| {
-        eprint!(
-            "{}",
-            mio_engine::render(&[d], &checked.program.sources, style())
-        );
-        Failure::User
-    })?;
-    Ok((checked, plan))
-}
-
-fn base_of(file: &Path) -> &Path {
-    file.parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
 }
 
 /// Submits the steps not finished yet; with `wait`, follows them to the end.

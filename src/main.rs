@@ -291,18 +291,8 @@ fn run(
     isolate: bool,
     wait: bool,
 ) -> Result<(), Failure> {
-    let checked = load(file, set)?;
-    let plan = mio_engine::plan(&checked).map_err(|d| {
-        eprint!(
-            "{}",
-            mio_engine::render(&[d], &checked.program.sources, style())
-        );
-        Failure::User
-    })?;
-    let base = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let (checked, plan) = planned(file, set)?;
+    let base = base_of(file);
     let wfs = &checked.workflows;
     if explain {
         let status = mio_engine::run::status(wfs, &plan, base)
@@ -384,6 +374,29 @@ fn run(
         }
         Err(e) => Err(Failure::Internal(e.to_string())),
     }
+}
+
+/// The checked file and its plan; a plan that cannot be made is shown as a diagnostic.
+pub(crate) fn planned(
+    file: &Path,
+    set: &[String],
+) -> Result<(mio_engine::Checked, plan::Plan), Failure> {
+    let checked = load(file, set)?;
+    let plan = mio_engine::plan(&checked).map_err(|d| {
+        eprint!(
+            "{}",
+            mio_engine::render(&[d], &checked.program.sources, style())
+        );
+        Failure::User
+    })?;
+    Ok((checked, plan))
+}
+
+/// The folder of a `.mio` file, which its data paths are relative to.
+pub(crate) fn base_of(file: &Path) -> &Path {
+    file.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// `--set` with `executor=EXPR` added (`--executor EXPR`).
@@ -676,17 +689,7 @@ fn fmt(file: &Path, check_only: bool) -> Result<(), Failure> {
 }
 
 fn plan_cmd(file: &Path, set: &[String], graph: Option<GraphFormat>) -> Result<(), Failure> {
-    let checked = load(file, set)?;
-    let p = match mio_engine::plan(&checked) {
-        Ok(p) => p,
-        Err(d) => {
-            eprint!(
-                "{}",
-                mio_engine::render(&[d], &checked.program.sources, style())
-            );
-            return Err(Failure::User);
-        }
-    };
+    let (_, p) = planned(file, set)?;
     let out = match graph {
         None => plan::render_text(&p, &file.display().to_string()),
         Some(GraphFormat::Dot) => plan::render_dot(&p),

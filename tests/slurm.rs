@@ -6,6 +6,8 @@
 //! resubmitted job ends at the weights of an uninterrupted run. Where no cluster can be had
 //! (not root, no apt, another cluster configured), each test says why and passes.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -154,23 +156,7 @@ fn text(b: &[u8]) -> String {
 
 /// Every file of the finished steps, by relative path.
 fn nodes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let root = dir.join("runs/nodes");
-    let mut out = BTreeMap::new();
-    let mut todo = vec![root.clone()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(&root).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
+    common::files(&dir.join("runs/nodes"))
 }
 
 #[test]
