@@ -421,3 +421,44 @@ workflow kill {{
     assert!(weights(&whole, "weights.safetensors") == weights(&killed, "weights.safetensors"));
     assert!(weights(&whole, "model.safetensors") == weights(&killed, "model.safetensors"));
 }
+
+#[test]
+fn ready_made_pairs_run_from_the_files_folder_show_their_input_in_the_report() {
+    // Run as users do, from the file's folder (data paths relative to `.`): the report's image
+    // grid finds the degraded input of a pair, not only the test sets' images.
+    let ws = Workspace::new("pairs", "");
+    let lq = ws.dir.join("lq");
+    std::fs::create_dir_all(&lq).unwrap();
+    std::fs::copy(format!("{DATA}/test/camera.png"), lq.join("camera.png")).unwrap();
+    std::fs::write(
+        &ws.file,
+        format!(
+            r#"use paper
+
+workflow tiny {{
+  data train = images("{DATA}/train", patch = 24px, batch = 2)
+  data real = pairs(lq = "lq", gt = "{DATA}/test")
+  model net = srresnet(channels = 8, blocks = 1)
+  train net on train {{ tasks = [noise], iters = 2, ema = 0 }}
+  eval net on real {{ tasks = [noise] }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mio"))
+        .args(["run", "tiny.mio", "-q"])
+        .current_dir(&ws.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(ws.dir.join("runs/tiny/report.md")).unwrap();
+    assert!(
+        md.contains("**noise** (input | net | ground truth)"),
+        "{md}"
+    );
+}

@@ -108,7 +108,7 @@ pub struct EvalImage {
     #[serde(with = "json_path")]
     pub clean: PathBuf,
     /// A test set's image relative to the node store (`testset-KEY/NAME.png`), or a ready-made
-    /// pair's path.
+    /// pair's absolute path.
     #[serde(with = "json_path")]
     pub degraded: PathBuf,
     /// `images/TASK/NAME.png` in the eval's folder, when restored images are kept.

@@ -30,6 +30,9 @@ impl Layout<'_> {
         plan: &'a Plan,
         base: &Path,
     ) -> Result<Layout<'a>, RunError> {
+        // Job files are read in other processes, maybe in other folders: absolute paths only.
+        let base = &std::path::absolute(base)
+            .map_err(|e| RunError::Io(base.to_path_buf(), e.to_string()))?;
         let store = output_dir(base, wfs).join("nodes");
         let keys = keys::compute(plan, base)
             .map_err(|(p, e)| RunError::Io(p, format!("cannot read an input: {e}")))?;

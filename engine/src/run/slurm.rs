@@ -151,9 +151,8 @@ pub fn submit(
     mut say: impl FnMut(&str),
 ) -> Result<Submission, RunError> {
     // Jobs start elsewhere: every path they are given is absolute.
-    let base = &base
-        .canonicalize()
-        .map_err(|e| RunError::Io(base.to_path_buf(), e.to_string()))?;
+    let base =
+        &std::path::absolute(base).map_err(|e| RunError::Io(base.to_path_buf(), e.to_string()))?;
     let out = output_dir(base, wfs);
     // No Slurm here: say so before writing anything.
     slurm_cmd("sbatch", &["--version".into()])

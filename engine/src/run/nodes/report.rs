@@ -240,9 +240,11 @@ fn gather(jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeErr
                     .map(|l| centre(&l.image, 160))
             };
             let mut row = vec![];
-            let mut labels = vec!["input".to_string()];
+            // Each label only with its image, so a caption never names one that is missing.
+            let mut labels = vec![];
             if let Some(x) = load(&lq) {
                 row.push(x);
+                labels.push("input".to_string());
             }
             for e in &members {
                 let Some(rel) = e.results.tasks[ti]
