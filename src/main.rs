@@ -140,6 +140,12 @@ enum Command {
     },
     /// Restore an image, or every image of a folder, with a trained model
     Restore(restore::RestoreArgs),
+    /// Turn another tool's experiment files into a .mio file
+    #[command(subcommand)]
+    Import(ImportFrom),
+    /// Write a trained model in the reference implementation's layout (weights under its
+    /// names, task maps as .npy), for its PyTorch code
+    Export(restore::ExportArgs),
     /// Measure training and restoration speed on this machine: kernels and the standard
     /// networks, or a model of yours
     Bench(BenchArgs),
@@ -223,6 +229,12 @@ fn main() -> ExitCode {
         Command::Cancel { file, set } => cluster::cancel(&file, &set),
         Command::Worker { job, quiet } => worker(&job, quiet),
         Command::Restore(args) => restore::restore(args),
+        Command::Import(ImportFrom::Basicsr {
+            options,
+            output,
+            force,
+        }) => import_basicsr(&options, output, force),
+        Command::Export(args) => restore::export(args),
         Command::Bench(args) => bench_cmd(args),
         Command::Watch { file, set } => {
             watch::watch(&file, &set, style()).map_err(Failure::Internal)
@@ -448,6 +460,54 @@ enum Phase {
     Step,
     Infer,
     Both,
+}
+
+#[derive(clap::Subcommand)]
+enum ImportFrom {
+    /// BasicSR (and the reference implementation's) option files: one per training stage,
+    /// chained by `path.pretrain_network_g`
+    Basicsr {
+        /// The option files (YAML), in any order
+        #[arg(required = true)]
+        options: Vec<PathBuf>,
+        /// The .mio file to write (default: beside the first option file)
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Write over an existing file
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `mio import basicsr`: writes the .mio file, says what it could not map, and checks it.
+fn import_basicsr(
+    options: &[PathBuf],
+    output: Option<PathBuf>,
+    force: bool,
+) -> Result<(), Failure> {
+    let user = |m: String| {
+        eprintln!("error: {m}");
+        Failure::User
+    };
+    let imported = mio_engine::import::basicsr(options).map_err(user)?;
+    let out = output.unwrap_or_else(|| mio_engine::import::default_output(options));
+    if out.exists() && !force {
+        return Err(user(format!(
+            "{} exists: give another --output, or --force to write over it",
+            out.display()
+        )));
+    }
+    mio_stdlib::data::write_atomic(&out, imported.text.as_bytes())
+        .map_err(|e| user(format!("{}: cannot write it: {e}", out.display())))?;
+    println!("wrote {}", out.display());
+    if !imported.unmapped.is_empty() {
+        println!("not mapped ({}):", imported.unmapped.len());
+        for u in &imported.unmapped {
+            println!("  {u}");
+        }
+    }
+    // The file must check as written: anything else is a bug in the importer.
+    load(&out, &[]).map(|_| ())
 }
 
 #[derive(clap::Args)]

@@ -7,10 +7,19 @@ use crate::Failure;
 
 #[derive(clap::Args)]
 pub struct RestoreArgs {
-    /// A training step's folder (runs/nodes/train-...), or a .safetensors file of weights
-    /// named as in the reference implementation (then give --arch)
+    /// A training step's folder (runs/nodes/train-...), or a weights file named as in the
+    /// reference implementation (then give --arch): safetensors, or a PyTorch .pth checkpoint
+    /// as BasicSR saves it
     #[arg(long)]
     model: PathBuf,
+    /// The key of a .pth checkpoint's weights: params (BasicSR's default), params_ema (its
+    /// EMA), or another key the file uses
+    #[arg(long)]
+    param_key: Option<String>,
+    /// The task maps of an explicit-prompt checkpoint: the reference's type7.npy (float64
+    /// [7, 128, 128] in its task order), or a mio weights file holding `prompt_maps`
+    #[arg(long)]
+    maps: Option<PathBuf>,
     /// The architecture of a bare weights file, as in a .mio file:
     /// 'srresnet(channels = 64, blocks = 16, prompt = explicit)'
     #[arg(long)]
@@ -18,7 +27,8 @@ pub struct RestoreArgs {
     /// The task to restore (explicit prompts); without it the classifier guesses
     #[arg(long)]
     task: Option<String>,
-    /// The task classifier (runs/nodes/classifier-...) that guesses the task
+    /// The task classifier that guesses the task: a classifier step (runs/nodes/classifier-...)
+    /// or the reference's Classifier.pth
     #[arg(long)]
     classifier: Option<PathBuf>,
     /// Blend tasks' prompts for style control: noise:0.3,rain:0.7
@@ -44,8 +54,12 @@ pub fn restore(a: RestoreArgs) -> Result<(), Failure> {
         Failure::User
     };
     let dev = mio_engine::run::device_named(&a.device).map_err(user)?;
-    let loaded =
-        mio_engine::run::restore::load_model(&a.model, a.arch.as_deref(), &dev).map_err(user)?;
+    let opts = mio_engine::run::restore::LoadOptions {
+        param_key: a.param_key.clone(),
+        maps: a.maps.clone(),
+    };
+    let loaded = mio_engine::run::restore::load_model(&a.model, a.arch.as_deref(), &opts, &dev)
+        .map_err(user)?;
     let explicit = matches!(loaded.net.spec.prompt, PromptMode::Explicit { .. });
     let fixed = match (&a.task, &a.prompt_mix) {
         (Some(t), _) if explicit => Some(
@@ -66,9 +80,9 @@ pub fn restore(a: RestoreArgs) -> Result<(), Failure> {
         _ => None,
     };
     let classifier = match (&a.classifier, explicit && fixed.is_none()) {
-        (Some(c), true) => Some(
-            mio_engine::run::restore::load_classifier(c, loaded.tasks.len(), &dev).map_err(user)?,
-        ),
+        (Some(c), true) => {
+            Some(mio_engine::run::restore::load_classifier(c, &loaded.tasks, &dev).map_err(user)?)
+        }
         (None, true) => {
             let names: Vec<&str> = loaded.tasks.iter().map(|t| t.0.as_str()).collect();
             return Err(user(format!(
@@ -211,4 +225,48 @@ fn restore_targets(input: &Path, output: &Path) -> Result<Vec<(PathBuf, PathBuf)
         out.push((p, dst));
     }
     Ok(out)
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// What `mio restore --model` takes: a training step's folder, or a weights file (then
+    /// give --arch)
+    #[arg(long)]
+    model: PathBuf,
+    /// The architecture of a bare weights file, as in a .mio file
+    #[arg(long)]
+    arch: Option<String>,
+    /// The key of a .pth checkpoint's weights (params, params_ema)
+    #[arg(long)]
+    param_key: Option<String>,
+    /// The task maps of an explicit-prompt checkpoint that does not hold them
+    #[arg(long)]
+    maps: Option<PathBuf>,
+    /// A task classifier to export beside it (a classifier step's folder or file)
+    #[arg(long)]
+    classifier: Option<PathBuf>,
+    /// The folder to write (new, empty, or an earlier export)
+    output: PathBuf,
+}
+
+pub fn export(a: ExportArgs) -> Result<(), Failure> {
+    let opts = mio_engine::run::restore::LoadOptions {
+        param_key: a.param_key,
+        maps: a.maps,
+    };
+    let written = mio_engine::run::export::export(
+        &a.model,
+        a.arch.as_deref(),
+        &opts,
+        a.classifier.as_deref(),
+        &a.output,
+    )
+    .map_err(|m| {
+        eprintln!("error: {m}");
+        Failure::User
+    })?;
+    for f in written {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
 }

@@ -201,7 +201,8 @@ fn a_run_writes_the_report_and_its_numbers_match_the_saved_images() {
         })
         .unwrap();
     let dev = candle_core::Device::Cpu;
-    let loaded = mio_engine::run::restore::load_model(&ep_dir, None, &dev).unwrap();
+    let loaded =
+        mio_engine::run::restore::load_model(&ep_dir, None, &Default::default(), &dev).unwrap();
     let img = mio_stdlib::image::load(Path::new(&format!("{DATA}/test/camera.png")))
         .unwrap()
         .image

@@ -204,7 +204,15 @@ fn a_worker_refuses_a_job_file_it_cannot_trust() {
     );
 
     let other = dir.join("other.json");
-    std::fs::write(&other, good.replacen("\"format\": 1", "\"format\": 99", 1)).unwrap();
+    std::fs::write(
+        &other,
+        good.replacen(
+            &format!("\"format\": {}", mio_engine::job::FORMAT),
+            "\"format\": 99",
+            1,
+        ),
+    )
+    .unwrap();
     let out = mio(&["worker".as_ref(), other.as_os_str()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -202,3 +202,24 @@ class Restormer(nn.Module):
         d1 = mod(self.decoder_level1(torch.cat([self.up2_1(d2), e1], 1)), "4")
         r = mod(self.refinement(d1), "5")
         return mod(self.output(r), "out") + x
+
+
+class Classifier(nn.Module):
+    """The explicit prompts' task classifier (MIOIR.md): `CondNet` (conv 3->128 k3 s3,
+    conv 128->128 k3 s3, three 1x1 convs to 32, LeakyReLU 0.1 between), global average pool,
+    `lastOut` Linear(32, tasks); the argmax over the reference's task order picks the map."""
+
+    def __init__(self, tasks=7):
+        super().__init__()
+        act = lambda: nn.LeakyReLU(0.1)
+        self.CondNet = nn.Sequential(
+            nn.Conv2d(3, 128, 3, 3), act(),
+            nn.Conv2d(128, 128, 3, 3), act(),
+            nn.Conv2d(128, 128, 1), act(),
+            nn.Conv2d(128, 128, 1), act(),
+            nn.Conv2d(128, 32, 1),
+        )
+        self.lastOut = nn.Linear(32, tasks)
+
+    def forward(self, x):
+        return self.lastOut(self.CondNet(x).mean(dim=(2, 3)))

@@ -20,6 +20,23 @@ const PROMPT: Ty = Ty::Builtin(Kind::Prompt);
 const TASK_LIST: Ty = Ty::List(&Ty::Task);
 const INT_LIST: Ty = Ty::List(&Ty::Int);
 
+/// How a backbone starts from weights: the same four parameters on every backbone.
+const WEIGHTS: Param = opt("weights", Ty::FilePath, "Start from these weights instead of a random initialisation: a PyTorch `.pth` \
+     checkpoint as BasicSR saves it (the reference's released models) or a safetensors file (a mio run's \
+     `weights.safetensors`). Untrained, the model is evaluated as it is; trained, training starts from them.");
+const PARAM_KEY: Param = opt(
+    "param_key",
+    STR,
+    "The key of a `.pth` checkpoint's weights: `\"params\"` (the default, BasicSR's) or \
+     `\"params_ema\"` (its EMA), or another key the file uses. Needs `weights`.",
+);
+const MAPS: Param = opt("maps", Ty::FilePath, "The explicit prompts' task maps that go with `weights`: the reference's `type7.npy` \
+     (float64 [7, S, S] in its task order blur, noise, jpeg, rain, haze, lowlight, sr) or a mio weights file. \
+     Tasks trained later that the file has no map for get a fresh one.");
+const CLASSIFIER_FILE: Param = opt("classifier", Ty::FilePath, "The task classifier that goes with `weights` (the reference's \
+     `Classifier.pth`, or a mio classifier step's `classifier.safetensors`): evaluations with predicted \
+     labels use it instead of training one.");
+
 pub const BACKBONES: &[Builtin] = &[
     b(
         "srresnet",
@@ -31,6 +48,7 @@ pub const BACKBONES: &[Builtin] = &[
             p("prompt", PROMPT, "none", "How the task is told to the network: `none`, `explicit(...)` or `adaptive(...)`."),
             p("init_scale", FLOAT, "0.1", "Kaiming initialisation scaled by this factor, as in the reference.")
                 .min(Excl(0.0)),
+            WEIGHTS, PARAM_KEY, MAPS, CLASSIFIER_FILE,
         ],
         "SRResNet at scale 1 (MIOIR.md): conv 3->C, LeakyReLU 0.1, `blocks` residual blocks, conv_hr, \
          LeakyReLU, conv_last C->3, plus the input. The reference configuration (64 channels, 16 blocks) \
@@ -50,6 +68,7 @@ pub const BACKBONES: &[Builtin] = &[
                 .unit("px"),
             p("mlp_ratio", FLOAT, "2.0", "Hidden size of the MLP relative to `embed`.").min(Excl(0.0)),
             p("prompt", PROMPT, "none", "How the task is told to the network: `none`, `explicit(...)` or `adaptive(...)`."),
+            WEIGHTS, PARAM_KEY, MAPS, CLASSIFIER_FILE,
         ],
         doc: "SwinIR at scale 1: shifted-window self-attention in residual Swin groups. Input minus the RGB \
               mean (0.4488, 0.4371, 0.4040), padded to a multiple of the window at test time. The reference \
@@ -70,6 +89,7 @@ pub const BACKBONES: &[Builtin] = &[
                 .min(Excl(0.0)),
             p("bias", Ty::Bool, "false", "Whether convolutions carry a bias."),
             p("prompt", PROMPT, "none", "How the task is told to the network: `none`, `explicit(...)` or `adaptive(...)`."),
+            WEIGHTS, PARAM_KEY, MAPS, CLASSIFIER_FILE,
         ],
         doc: "Restormer: multi-Dconv head transposed attention (MDTA) and gated-Dconv feed-forward (GDFN) in a \
               four-level U-shape, global residual. The reference configuration (dim 48, blocks [4, 6, 6, 8], \

@@ -59,6 +59,7 @@ codes! {
     NoPrompt = 54: "prompt interpolation on a model without prompts",
     MixedNeedsTasks = 55: "mixed training without a task list",
     BackboneShape = 56: "a backbone's settings do not fit together",
+    Weights = 57: "a model's starting weights are incomplete or do not fit its prompt",
     Cycle = 60: "definitions refer to each other in a cycle",
     UnknownWorkflow = 61: "no workflow with this name",
     BadAxis = 70: "a matrix axis names no setting of its workflow",

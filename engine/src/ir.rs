@@ -161,6 +161,11 @@ pub struct Model {
     pub name: String,
     pub backbone: Call,
     pub prompt: PromptKind,
+    /// The tasks a model started from `weights` knows before any training: the reference's
+    /// seven, in its task order (blur, noise, jpeg, rain, haze, lowlight, sr), as the
+    /// degradations' defaults (the paper's ranges). Empty without `weights`.
+    #[serde(default)]
+    pub known_tasks: Vec<Task>,
     #[serde(skip)]
     pub span: Span,
 }
@@ -283,5 +288,16 @@ impl Workflow {
     }
     pub fn train_of(&self, model: &str) -> Option<&Train> {
         self.trains.iter().find(|t| t.model == model)
+    }
+    /// The tasks a model knows, in id order: those of its training's last stage, else those
+    /// its starting weights know (empty for an untrained model without weights).
+    pub fn model_tasks(&self, model: &str) -> &[Task] {
+        match self.train_of(model).and_then(|t| t.stages.last()) {
+            Some(s) => &s.tasks,
+            None => self
+                .model(model)
+                .map(|m| m.known_tasks.as_slice())
+                .unwrap_or(&[]),
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::ir;
 /// The layout of jobs and of the artifacts nodes write for each other (`pairs.json`,
 /// `network.json`, `results.json`, `sweep.json`, `classifier.json`). A reader refuses a
 /// different version rather than misreading it.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The version of mio, part of every cache key and job file.
 pub const MIO: &str = env!("CARGO_PKG_VERSION");
@@ -71,8 +71,27 @@ pub struct Model {
     pub network: Spec,
     /// Initialisation and explicit prompt maps derive from it.
     pub seed: u64,
-    /// The tasks it is trained on, in id order (the last stage's).
+    /// The tasks it is trained on, in id order (the last stage's; without training, those
+    /// its starting weights know).
     pub tasks: Vec<TaskSpec>,
+    /// The weights it starts from (`weights = ...` on its backbone), if any.
+    pub start: Option<Start>,
+}
+
+/// Weights a model starts from: read by its `pretrained` node, which the first training
+/// stage (or, untrained, its evaluations and sweeps) reads in turn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Start {
+    /// A `.pth` checkpoint or a safetensors file, relative to the .mio file.
+    pub weights: String,
+    /// The `.pth` key of the weights (`params` when `None`).
+    pub param_key: Option<String>,
+    /// Explicit prompts' task maps (a `.npy`, or a weights file with `prompt_maps`); `None`:
+    /// those inside `weights`, if any.
+    pub maps: Option<String>,
+    /// The tasks the files' maps and classifier outputs are for, in their order: the
+    /// reference's seven (blur, noise, jpeg, rain, haze, lowlight, sr).
+    pub file_tasks: Vec<String>,
 }
 
 /// Degrade every image of a data set with one task (`TaskSpec::id` is 0).
@@ -92,17 +111,26 @@ pub struct Train {
     pub tasks: Vec<TaskSpec>,
     /// How many stages the training has.
     pub stages: usize,
+    /// Iterations of the stages before this one: the step axis of the model's TensorBoard run
+    /// continues over its stages.
+    pub first_step: u64,
     /// Seed, stage index, iterations, batch, optimizer, schedule, loss, EMA, clipping,
     /// checkpoints.
     pub config: StageConfig,
 }
 
-/// The task classifier of an explicit-prompt model.
+/// The task classifier of an explicit-prompt model: trained on `data`, or read from `file`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Classifier {
     pub model: String,
     pub seed: u64,
-    pub data: Images,
+    /// The training images (`None` when the classifier comes from `file`).
+    pub data: Option<Images>,
+    /// A classifier that came with the model's weights (`classifier = ...` on its backbone),
+    /// relative to the .mio file: read instead of trained.
+    pub file: Option<String>,
+    /// The tasks of the file's outputs, in order (the reference's seven), when `file` is set.
+    pub file_tasks: Vec<String>,
     /// The model's tasks in id order: the classifier's labels.
     pub tasks: Vec<TaskSpec>,
     pub iters: u64,
@@ -272,6 +300,8 @@ pub struct Slurm {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Job {
     TestSet(TestSet),
+    /// Reads a model's starting weights (and task maps) into mio's own layout.
+    Pretrained(Model),
     Train(Train),
     Classifier(Classifier),
     Eval(Eval),

@@ -11,6 +11,8 @@
 
 pub mod check;
 pub mod diagnostic;
+#[cfg(feature = "run")]
+pub mod import;
 pub mod ir;
 #[cfg(feature = "run")]
 pub mod job;
@@ -22,6 +24,8 @@ pub mod plan;
 #[cfg(feature = "run")]
 pub mod run;
 pub mod source;
+#[cfg(feature = "run")]
+pub mod yaml;
 
 use std::path::Path;
 

@@ -17,6 +17,7 @@ use crate::lower;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NodeKind {
     TestSet,
+    Pretrained,
     Train,
     Classifier,
     Eval,
@@ -29,6 +30,7 @@ impl NodeKind {
     pub fn as_str(self) -> &'static str {
         match self {
             NodeKind::TestSet => "testset",
+            NodeKind::Pretrained => "pretrained",
             NodeKind::Train => "train",
             NodeKind::Classifier => "classifier",
             NodeKind::Eval => "eval",
@@ -292,13 +294,48 @@ fn plan_workflow(
     };
 
     let mut last_stage: HashMap<&str, NodeIndex> = HashMap::new();
+    // Models started from weights: one step reads them (the first training stage, or the
+    // evaluations of a model never trained, read it in turn).
+    let mut starts: HashMap<&str, NodeIndex> = HashMap::new();
+    for m in wf
+        .models
+        .iter()
+        .filter(|m| m.backbone.arg("weights").is_some())
+    {
+        let tasks: Vec<String> = m.known_tasks.iter().map(|t| t.name.clone()).collect();
+        let def = format!(
+            "pretrained seed={seed} | {} | tasks [{}]",
+            m.backbone,
+            tasks.join(", ")
+        );
+        let weights = m
+            .backbone
+            .arg("weights")
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let i = p.add(
+            NodeKind::Pretrained,
+            format!("{w}/{} weights", m.name),
+            format!("`{}` starts from {weights}", m.name),
+            def,
+            w,
+            &[],
+            || {
+                lower::model(wf, &m.name)
+                    .map(Job::Pretrained)
+                    .map_err(|e| e.at(m.span))
+            },
+        )?;
+        starts.insert(m.name.as_str(), i);
+        last_stage.insert(m.name.as_str(), i);
+    }
     let mut stages_of: Vec<(&ir::Train, Vec<NodeIndex>)> = vec![];
     for t in &wf.trains {
         let (Some(model), Some(data)) = (wf.model(&t.model), wf.data(&t.data)) else {
             continue;
         };
         let n = t.stages.len();
-        let mut prev: Option<NodeIndex> = None;
+        let mut prev: Option<NodeIndex> = starts.get(t.model.as_str()).copied();
         for (k, stage) in t.stages.iter().enumerate() {
             let names: Vec<&str> = stage.tasks.iter().map(|x| x.name.as_str()).collect();
             let detail = if t.is_sequential() {
@@ -382,20 +419,26 @@ fn plan_workflow(
             let c = match classifiers.get(e.model.as_str()) {
                 Some(&c) => c,
                 None => {
-                    let t = wf.train_of(&e.model).expect("evaluated models are trained");
-                    let tdata = wf
-                        .data(&t.data)
-                        .map(|d| d.source.to_string())
-                        .unwrap_or_default();
-                    let kinds: Vec<String> = t
-                        .stages
-                        .last()
-                        .map(|s| s.tasks.iter().map(|x| x.to_string()).collect())
-                        .unwrap_or_default();
-                    let spec = t
-                        .setting("classifier")
-                        .map(|v| v.to_string())
-                        .unwrap_or_default();
+                    let file = model.backbone.arg("classifier").map(|v| v.to_string());
+                    let kinds: Vec<String> = wf
+                        .model_tasks(&e.model)
+                        .iter()
+                        .map(|x| x.to_string())
+                        .collect();
+                    let (spec, tdata, span) = match (&file, wf.train_of(&e.model)) {
+                        (Some(f), _) => (format!("file {f}"), String::new(), model.span),
+                        (None, Some(t)) => (
+                            t.setting("classifier")
+                                .map(|v| v.to_string())
+                                .unwrap_or_default(),
+                            wf.data(&t.data)
+                                .map(|d| d.source.to_string())
+                                .unwrap_or_default(),
+                            t.span,
+                        ),
+                        // The checker requires a classifier file or known labels (E057).
+                        (None, None) => continue,
+                    };
                     let def = format!(
                         "classifier seed={seed} | {spec} | data {tdata} | tasks [{}]",
                         kinds.join("; ")
@@ -410,7 +453,7 @@ fn plan_workflow(
                         || {
                             lower::classifier(wf, &e.model)
                                 .map(Job::Classifier)
-                                .map_err(|d| d.at(t.span))
+                                .map_err(|d| d.at(span))
                         },
                     )?;
                     classifiers.insert(e.model.as_str(), c);

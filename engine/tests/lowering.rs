@@ -114,6 +114,10 @@ fn values(builtin: &str, param: &str) -> Option<(&'static str, &'static str)> {
         ("srresnet", "blocks") => ("", "2"),
         ("srresnet", "init_scale") => ("", "0.2"),
         (_, "prompt") => ("", "adaptive"),
+        (_, "weights") => ("", "\"w.pth\""),
+        (_, "param_key") => ("", "\"params_ema\""),
+        (_, "maps") => ("", "\"type7.npy\""),
+        (_, "classifier") if builtin != "train" => ("", "\"Classifier.pth\""),
         ("swinir", "embed") => ("", "90"),
         ("swinir", "depths") => ("", "[6, 6]"),
         ("swinir", "heads") => ("", "4"),
@@ -230,6 +234,10 @@ fn call(builtin: &str, param: &str, value: &str) -> String {
         .collect();
     if !value.is_empty() {
         args.push(format!("{param} = {value}"));
+    }
+    // How a weights file is read matters only with one.
+    if ["param_key", "maps", "classifier"].contains(&param) {
+        args.push("weights = \"w.pth\"".into());
     }
     format!("{builtin}({})", args.join(", "))
 }

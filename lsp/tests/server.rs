@@ -55,7 +55,17 @@ fn completion_knows_parameters_values_settings_and_names() {
     // Inside srresnet( ... ): the parameters not given yet.
     let (l, c) = pos(DOC, "channels = 32, ", 15);
     let items = s.at("textDocument/completion", uri, l, c);
-    assert_eq!(labels(&items), ["blocks", "init_scale"]);
+    assert_eq!(
+        labels(&items),
+        [
+            "blocks",
+            "init_scale",
+            "weights",
+            "param_key",
+            "maps",
+            "classifier"
+        ]
+    );
     insta::assert_snapshot!(
         "completion_params",
         serde_json::to_string_pretty(&items).unwrap()

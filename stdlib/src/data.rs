@@ -266,18 +266,31 @@ pub struct TestPair {
     pub made: bool,
 }
 
-/// FNV-1a over bytes, printed as 16 hex digits: stable names for cached files.
+/// BLAKE3 over the parts (each followed by its length, so `["ab", "c"]` and `["a", "bc"]`
+/// differ), printed as 32 hex digits: stable names for cached files and content keys.
 pub fn content_key(parts: &[&[u8]]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = blake3::Hasher::new();
     for p in parts {
-        for &b in *p {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+        h.update(p);
+        h.update(&(p.len() as u64).to_le_bytes());
     }
-    format!("{h:016x}")
+    h.finalize().to_hex()[..32].to_string()
+}
+
+/// The content key of a file's name and bytes, read in blocks (a weights file of gigabytes is
+/// never held in memory); as [`content_key`] of `[name, bytes]`.
+pub fn file_key(path: &Path) -> std::io::Result<String> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut h = blake3::Hasher::new();
+    h.update(name.as_bytes());
+    h.update(&(name.len() as u64).to_le_bytes());
+    let mut f = std::fs::File::open(path)?;
+    let n = std::io::copy(&mut f, &mut h)?;
+    h.update(&n.to_le_bytes());
+    Ok(h.finalize().to_hex()[..32].to_string())
 }
 
 /// Writes `task`'s degraded copy of each clean image into `dir` once: the file name holds a key

@@ -66,6 +66,21 @@ impl Image {
         }
     }
 
+    /// The image as PNG bytes (for formats that embed images, such as TensorBoard's).
+    pub fn png_bytes(&self) -> Result<Vec<u8>, String> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::write_buffer_with_format(
+            &mut out,
+            &self.data,
+            self.width as u32,
+            self.height as u32,
+            image::ExtendedColorType::Rgb8,
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(out.into_inner())
+    }
+
     /// Writes a PNG through a temporary file and a rename, so no reader ever sees half a file.
     pub fn save_png(&self, path: &Path) -> Result<(), ImageError> {
         crate::fsio::atomic(path, |tmp| {

@@ -106,10 +106,12 @@ impl<'p> Checker<'p> {
                             Some("adaptive") => PromptKind::Adaptive,
                             _ => PromptKind::None,
                         };
+                        let known_tasks = self.starting_weights(m, &c, prompt, b.value.span);
                         models.push(ir::Model {
                             name: b.name.name.clone(),
                             backbone: c,
                             prompt,
+                            known_tasks,
                             span: b.span,
                         });
                     }
@@ -152,12 +154,23 @@ impl<'p> Checker<'p> {
             span,
         };
 
-        let trained: Vec<String> = unique
+        let train_blocks: Vec<String> = unique
             .iter()
             .filter_map(|s| match s {
                 Stmt::Train(t) => Some(t.model.name.clone()),
                 _ => None,
             })
+            .collect();
+        // Models that can be evaluated: those trained, and those started from weights.
+        let trained: Vec<String> = train_blocks
+            .iter()
+            .cloned()
+            .chain(
+                wf.models
+                    .iter()
+                    .filter(|m| m.backbone.arg("weights").is_some())
+                    .map(|m| m.name.clone()),
+            )
             .collect();
 
         for s in &unique {
@@ -204,6 +217,30 @@ impl<'p> Checker<'p> {
                         .unwrap_or_default();
                     let true_labels =
                         get(&settings, "labels").and_then(Value::as_word) == Some("known");
+                    let untrained_explicit = wf.model(&e.model.name).filter(|x| {
+                        x.prompt == PromptKind::Explicit
+                            && x.backbone.arg("classifier").is_none()
+                            && !train_blocks.contains(&x.name)
+                    });
+                    if let (true, false, Some(x)) = (model_ok, true_labels, untrained_explicit) {
+                        self.emit(
+                            Diagnostic::new(
+                                Code::Weights,
+                                e.model.span,
+                                format!(
+                                    "`{}` is never trained, so it has no task classifier to \
+                                     predict the tasks of this evaluation",
+                                    x.name
+                                ),
+                                "explicit prompts, started from weights",
+                            )
+                            .help(
+                                "give the model the classifier that came with its weights \
+                                 (`classifier = \"Classifier.pth\"`), or tell the evaluation \
+                                 the true tasks (`labels = known`)",
+                            ),
+                        );
+                    }
                     if model_ok && true_labels {
                         if let Some(at) = e.block.get("tasks").map(|b| b.value.span) {
                             for t in &tasks {
@@ -440,19 +477,11 @@ impl<'p> Checker<'p> {
         if mdl.prompt != PromptKind::Explicit {
             return;
         }
-        let Some(train) = wf.trains.iter().find(|t| t.model == model) else {
+        let known = wf.model_tasks(model);
+        if known.is_empty() {
             return;
-        };
-        let kinds: Vec<&str> = train
-            .stages
-            .last()
-            .map(|s| {
-                s.tasks
-                    .iter()
-                    .map(|t| t.degradation.name.as_str())
-                    .collect()
-            })
-            .unwrap_or_default();
+        }
+        let kinds: Vec<&str> = known.iter().map(|t| t.degradation.name.as_str()).collect();
         if !kinds.contains(&task.degradation.name.as_str()) {
             self.emit(
                 Diagnostic::new(
@@ -468,6 +497,63 @@ impl<'p> Checker<'p> {
                 .help("explicit prompts exist only for the degradations a model was trained on"),
             );
         }
+    }
+
+    /// A backbone's starting weights: `param_key`, `maps` and `classifier` need `weights`,
+    /// `maps` explicit prompts (E057). Returns the tasks the weights know (the reference's
+    /// seven in its order) when there are weights.
+    pub(super) fn starting_weights(
+        &mut self,
+        m: ModId,
+        c: &ir::Call,
+        prompt: PromptKind,
+        at: Span,
+    ) -> Vec<ir::Task> {
+        let has = |n: &str| c.arg(n).is_some();
+        for arg in ["param_key", "maps", "classifier"] {
+            if has(arg) && !has("weights") {
+                self.emit(
+                    Diagnostic::new(
+                        Code::Weights,
+                        at,
+                        format!("`{arg}` goes with starting weights, and there are none"),
+                        "no `weights` here",
+                    )
+                    .help(format!(
+                        "give the weights it goes with: `weights = \"MODEL.pth\", {arg} = ...`"
+                    )),
+                );
+            }
+        }
+        for arg in ["maps", "classifier"] {
+            if has(arg) && prompt != PromptKind::Explicit {
+                self.emit(
+                    Diagnostic::new(
+                        Code::Weights,
+                        at,
+                        format!("`{arg}` is for explicit prompts, and this model has none"),
+                        "not an explicit-prompt model",
+                    )
+                    .help("give the backbone `prompt = explicit`, or leave the setting out"),
+                );
+            }
+        }
+        if !has("weights") {
+            return vec![];
+        }
+        mio_catalog::REFERENCE_TASK_INDEX
+            .iter()
+            .filter_map(|name| {
+                let e = mio_grammar::parse_expr_at(name, 0).ok()?;
+                self.quiet += 1;
+                let degradation = self.call(m, &e, mio_catalog::Kind::Degradation);
+                self.quiet -= 1;
+                Some(ir::Task {
+                    name: name.to_string(),
+                    degradation: degradation?,
+                })
+            })
+            .collect()
     }
 
     /// Stages from the strategy, tasks and iterations of a train block.

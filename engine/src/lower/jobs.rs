@@ -1,6 +1,7 @@
 //! The jobs of a plan's nodes, lowered from a checked workflow: test sets, training stages
 //! (optimizer, schedule, loss, EMA, data), the classifier, evaluations, sweeps.
 
+use mio_catalog::REFERENCE_TASK_INDEX;
 use mio_stdlib::data::{Augment, TaskSpec};
 use mio_stdlib::degrade::{Arg, Degradation, Sampled};
 use mio_stdlib::models::PromptMode;
@@ -187,10 +188,7 @@ pub fn images(wf: &ir::Workflow, name: &str) -> Result<job::Images> {
 
 /// The tasks a model is trained on, in id order (the last stage holds them all).
 fn trained_tasks<'a>(wf: &'a ir::Workflow, model: &str) -> &'a [ir::Task] {
-    wf.train_of(model)
-        .and_then(|t| t.stages.last())
-        .map(|s| s.tasks.as_slice())
-        .unwrap_or(&[])
+    wf.model_tasks(model)
 }
 
 /// The id a network gives a task: its own task of that name, else its task with the same
@@ -214,6 +212,20 @@ pub fn model(wf: &ir::Workflow, name: &str) -> Result<job::Model> {
         .enumerate()
         .map(|(k, t)| task(t, k))
         .collect::<Result<_>>()?;
+    let path = |arg: &str| match m.backbone.arg(arg) {
+        Some(ir::Value::Str(s)) => Ok(Some(s.clone())),
+        None => Ok(None),
+        Some(v) => bug(format!("`{arg}` is not a string but `{v}`")),
+    };
+    let start = match path("weights")? {
+        Some(weights) => Some(job::Start {
+            weights,
+            param_key: path("param_key")?,
+            maps: path("maps")?,
+            file_tasks: REFERENCE_TASK_INDEX.iter().map(|t| t.to_string()).collect(),
+        }),
+        None => None,
+    };
     Ok(job::Model {
         workflow: wf.name.clone(),
         name: name.to_string(),
@@ -221,6 +233,7 @@ pub fn model(wf: &ir::Workflow, name: &str) -> Result<job::Model> {
         network: network(&m.backbone, tasks.iter().map(|t| t.name.clone()).collect())?,
         seed: seed(wf)?,
         tasks,
+        start,
     })
 }
 
@@ -268,12 +281,34 @@ pub fn train(wf: &ir::Workflow, model: &str, stage: usize) -> Result<job::Train>
         data,
         tasks,
         stages: t.stages.len(),
+        first_step: t.stages[..stage].iter().map(|s| s.iters).sum(),
         config,
     })
 }
 
-/// The task classifier of an explicit-prompt model.
+/// The task classifier of an explicit-prompt model: the file that came with its weights, else
+/// trained by its train block's `classifier`.
 pub fn classifier(wf: &ir::Workflow, model: &str) -> Result<job::Classifier> {
+    let m = wf
+        .model(model)
+        .map_or_else(|| bug(format!("no model `{model}`")), Ok)?;
+    if let Some(v) = m.backbone.arg("classifier") {
+        let ir::Value::Str(file) = v else {
+            return bug(format!("the classifier file is `{v}`, not a string"));
+        };
+        return Ok(job::Classifier {
+            model: model.to_string(),
+            seed: seed(wf)?,
+            data: None,
+            file: Some(file.clone()),
+            file_tasks: REFERENCE_TASK_INDEX.iter().map(|t| t.to_string()).collect(),
+            tasks: self::model(wf, model)?.tasks,
+            iters: 0,
+            lr: 0.0,
+            batch: 1,
+            checkpoint_every: 1,
+        });
+    }
     let t = wf
         .train_of(model)
         .map_or_else(|| bug(format!("`{model}` has no training")), Ok)?;
@@ -285,7 +320,9 @@ pub fn classifier(wf: &ir::Workflow, model: &str) -> Result<job::Classifier> {
     Ok(job::Classifier {
         model: model.to_string(),
         seed: seed(wf)?,
-        data: images(wf, &t.data)?,
+        data: Some(images(wf, &t.data)?),
+        file: None,
+        file_tasks: vec![],
         tasks: self::model(wf, model)?.tasks,
         iters: int(c, "iters")? as u64,
         lr: float(c, "lr")?,

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use petgraph::graph::NodeIndex;
-use rayon::prelude::*;
 
+use super::hashes::FileHashes;
 use crate::job::{self, Job};
 use crate::plan::{fnv1a, Plan};
 
@@ -32,7 +32,21 @@ fn reads(job: &Job, base: &Path, all: bool) -> (Vec<PathBuf>, Vec<PathBuf>) {
         Job::TestSet(t) => (folder(&t.data.path), vec![]),
         Job::Train(t) if all || t.config.stage == 0 => (folder(&t.data.path), vec![]),
         Job::Train(_) => (vec![], vec![]),
-        Job::Classifier(c) => (folder(&c.data.path), vec![]),
+        Job::Pretrained(m) => match &m.start {
+            Some(s) => (
+                vec![],
+                std::iter::once(&s.weights)
+                    .chain(&s.maps)
+                    .map(|f| base.join(f))
+                    .collect(),
+            ),
+            None => (vec![], vec![]),
+        },
+        Job::Classifier(c) => match (&c.file, &c.data) {
+            (Some(f), _) => (vec![], vec![base.join(f)]),
+            (None, Some(d)) => (folder(&d.path), vec![]),
+            (None, None) => (vec![], vec![]),
+        },
         Job::Eval(e) => match &e.data {
             job::Source::Pairs { lq, gt, .. } => (vec![base.join(lq), base.join(gt)], vec![]),
             job::Source::Images(i) if all => (folder(&i.path), vec![]),
@@ -78,35 +92,26 @@ pub(crate) fn missing_inputs(job: &Job, base: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Hashes the names and bytes of files; a missing file hashes as its name alone, so the node
-/// that reads it reports the error itself.
-fn hash_files(files: &[PathBuf], cache: &mut HashMap<PathBuf, String>) -> String {
-    let todo: Vec<&PathBuf> = files.iter().filter(|f| !cache.contains_key(*f)).collect();
-    let hashed: Vec<(PathBuf, String)> = todo
-        .par_iter()
-        .map(|f| {
-            let bytes = std::fs::read(f).unwrap_or_default();
-            let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
-            let name = name.unwrap_or_default();
-            (
-                (*f).clone(),
-                mio_stdlib::data::content_key(&[name.as_bytes(), &bytes]),
-            )
-        })
-        .collect();
-    cache.extend(hashed);
-    let all: Vec<&[u8]> = files.iter().map(|f| cache[f].as_bytes()).collect();
-    if all.is_empty() {
+/// One key for a node's input files (their names and bytes); "" when it reads none.
+fn hash_files(files: &[PathBuf], hashes: &mut FileHashes) -> String {
+    let keys = hashes.keys(files);
+    if keys.is_empty() {
         String::new()
     } else {
+        let all: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
         mio_stdlib::data::content_key(&all)
     }
 }
 
-/// Every node's key, in dependency order (a key folds in its upstream keys).
-pub fn compute(plan: &Plan, base: &Path) -> Result<HashMap<NodeIndex, NodeKey>, (PathBuf, String)> {
+/// Every node's key, in dependency order (a key folds in its upstream keys). The input files'
+/// hashes are remembered in `<output>/file-hashes.json` (see [`FileHashes`]).
+pub fn compute(
+    plan: &Plan,
+    base: &Path,
+    output: &Path,
+) -> Result<HashMap<NodeIndex, NodeKey>, (PathBuf, String)> {
     let mut keys: HashMap<NodeIndex, NodeKey> = HashMap::new();
-    let mut cache = HashMap::new();
+    let mut cache = FileHashes::open(&output.join("file-hashes.json"));
     for i in plan.order() {
         let node = &plan.graph[i];
         let files = input_files(&node.job, base);
@@ -129,6 +134,7 @@ pub fn compute(plan: &Plan, base: &Path) -> Result<HashMap<NodeIndex, NodeKey>, 
             },
         );
     }
+    cache.save();
     Ok(keys)
 }
 

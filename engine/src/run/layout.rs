@@ -33,8 +33,9 @@ impl Layout<'_> {
         // Job files are read in other processes, maybe in other folders: absolute paths only.
         let base = &std::path::absolute(base)
             .map_err(|e| RunError::Io(base.to_path_buf(), e.to_string()))?;
-        let store = output_dir(base, wfs).join("nodes");
-        let keys = keys::compute(plan, base)
+        let out = output_dir(base, wfs);
+        let store = out.join("nodes");
+        let keys = keys::compute(plan, base, &out)
             .map_err(|(p, e)| RunError::Io(p, format!("cannot read an input: {e}")))?;
         let device_name = match wfs.first().map(crate::lower::device) {
             Some(Ok(d)) => d,

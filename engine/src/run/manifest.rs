@@ -1,6 +1,6 @@
 //! Run manifests (`manifest.yaml` in each workflow's run folder): what was run, with which
 //! settings, seeds, inputs, versions and device, each node's key and time. The only module that
-//! knows YAML (serde_yaml is archived upstream: replacing it touches this file alone).
+//! writes YAML, through `crate::yaml` (the one module that knows serde_yaml).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -97,7 +97,7 @@ pub(crate) fn write(
             .collect(),
         nodes,
     };
-    let text = serde_yaml::to_string(&m).map_err(|e| e.to_string())?;
+    let text = crate::yaml::to_string(&m)?;
     // Every run's manifest is kept under history/ (named by its end time); manifest.yaml is
     // the latest.
     let history = folder.join("history");
@@ -116,7 +116,7 @@ pub fn previous(folder: &Path) -> HashMap<String, NodeKey> {
     let Ok(text) = std::fs::read_to_string(folder.join("manifest.yaml")) else {
         return HashMap::new();
     };
-    let Ok(m) = serde_yaml::from_str::<Manifest>(&text) else {
+    let Ok(m) = crate::yaml::from_str::<Manifest>(&text) else {
         return HashMap::new();
     };
     m.nodes

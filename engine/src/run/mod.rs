@@ -10,21 +10,23 @@
 //! `<output>/<name>/` with the report and `manifest.yaml`.
 
 pub mod artifact;
+mod charts;
 pub mod error;
+pub mod export;
 mod folders;
+pub mod hashes;
 mod keys;
 mod layout;
 mod losses;
 pub mod manifest;
 pub mod memory;
 pub mod nodes;
-mod png;
 pub mod progress;
 mod render;
 pub mod restore;
 pub mod slurm;
 pub mod store;
-mod svg;
+pub mod tensorboard;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -129,7 +131,7 @@ pub fn status(
     base: &Path,
 ) -> Result<Vec<Explanation>, RunError> {
     let out = output_dir(base, wfs);
-    let keys = keys::compute(plan, base)
+    let keys = keys::compute(plan, base, &out)
         .map_err(|(p, e)| RunError::Io(p, format!("cannot read an input: {e}")))?;
     let mut previous = HashMap::new();
     for (_, folder) in folders::report_folders(plan, &out) {

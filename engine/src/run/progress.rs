@@ -1,16 +1,19 @@
-//! What a user sees while a run goes: a line per node, and for training a progress line that
-//! redraws itself on a terminal (a new line every few seconds elsewhere) with the step, loss,
-//! learning rate, speed and time left.
+//! What a user sees while a run goes: a line per node, and for training a progress bar
+//! (indicatif) on a terminal, with the step, loss, learning rate, speed and time left; away
+//! from a terminal (a log file, a Slurm job's output), the same as a plain line every few
+//! seconds.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Progress {
     quiet: bool,
     tty: bool,
     total: usize,
     last: Instant,
-    line_open: bool,
+    bar: Option<ProgressBar>,
 }
 
 fn eta(secs: f64) -> String {
@@ -31,15 +34,29 @@ impl Progress {
             tty: std::io::stderr().is_terminal(),
             total,
             last: Instant::now() - Duration::from_secs(60),
-            line_open: false,
+            bar: None,
         }
     }
 
+    /// Leaves the bar where it is (its last state stays on screen) before other lines.
     fn close_line(&mut self) {
-        if self.line_open {
-            eprintln!();
-            self.line_open = false;
+        if let Some(b) = self.bar.take() {
+            b.abandon();
         }
+    }
+
+    fn bar(&mut self, total: u64) -> &ProgressBar {
+        if self.bar.as_ref().and_then(|b| b.length()) != Some(total) {
+            self.close_line();
+            let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template("      [{bar:24}] {pos}/{len}  {msg}")
+                    .expect("a valid template")
+                    .progress_chars("#>-"),
+            );
+            self.bar = Some(b);
+        }
+        self.bar.as_ref().expect("just set")
     }
 
     pub fn cached(&mut self, k: usize, name: &str) {
@@ -78,23 +95,22 @@ impl Progress {
         }
         self.last = Instant::now();
         let left = (total - step - 1) as f64 / rate.max(1e-9);
-        let width = 24usize;
-        let filled = ((step + 1) as usize * width) / total.max(1) as usize;
-        let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
-        let text = format!(
-            "      [{bar}] {}/{total}  loss {loss:.4}  lr {lr:.2e}  {rate:.1} it/s  ETA {}",
-            step + 1,
+        let stats = format!(
+            "loss {loss:.4}  lr {lr:.2e}  {rate:.1} it/s  ETA {}",
             eta(left)
         );
         if self.tty {
-            eprint!("\r{text}\x1b[K");
-            let _ = std::io::stderr().flush();
-            self.line_open = true;
+            let b = self.bar(total);
+            b.set_position(step + 1);
+            b.set_message(stats);
             if last {
                 self.close_line();
             }
         } else {
-            eprintln!("{text}");
+            let width = 24usize;
+            let filled = ((step + 1) as usize * width) / total.max(1) as usize;
+            let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
+            eprintln!("      [{bar}] {}/{total}  {stats}", step + 1);
         }
     }
 }

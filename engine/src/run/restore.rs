@@ -13,7 +13,7 @@ use mio_stdlib::models::network::Network;
 use crate::run::artifact::NetworkInfo;
 
 /// The reference implementation's task order, used for bare weight files (`prompt_maps` rows).
-pub const REFERENCE_TASKS: [&str; 7] = ["blur", "noise", "jpeg", "rain", "haze", "lowlight", "sr"];
+pub const REFERENCE_TASKS: [&str; 7] = mio_catalog::REFERENCE_TASK_INDEX;
 
 /// `[1, 3, H, W]` in [0, 1].
 pub fn to_tensor(img: &Image, dev: &Device) -> candle_core::Result<Tensor> {
@@ -126,11 +126,13 @@ pub fn restore(
     to_image(&restore_tensor(net, &x, z, tile, OVERLAP)?)
 }
 
-/// A trained task classifier for `tasks` tasks: a classifier step's folder or its
-/// `classifier.safetensors`.
+/// A task classifier for `tasks` (name, degradation) in id order: a classifier step's folder,
+/// its `classifier.safetensors` (with `classifier.json` beside it), or the reference's
+/// `Classifier.pth` (outputs in the reference's task order). Each task takes the file's
+/// output of the same name (or degradation).
 pub fn load_classifier(
     path: &Path,
-    tasks: usize,
+    tasks: &[(String, String)],
     dev: &Device,
 ) -> Result<mio_stdlib::models::classifier::TaskClassifier, String> {
     let file = if path.is_dir() {
@@ -138,13 +140,31 @@ pub fn load_classifier(
     } else {
         path.to_path_buf()
     };
-    let vm = candle_nn::VarMap::new();
-    let net = mio_stdlib::models::classifier::TaskClassifier::new(
-        tasks,
-        candle_nn::VarBuilder::from_varmap(&vm, DType::F32, dev),
-    )
-    .map_err(|e| e.to_string())?;
-    mio_stdlib::models::load_varmap(&vm, &file).map_err(|e| e.to_string())?;
+    let info = file.with_file_name("classifier.json");
+    let tensors =
+        mio_stdlib::models::checkpoint::read(&file, None, dev).map_err(|e| e.to_string())?;
+    let outputs = tensors
+        .get("lastOut.bias")
+        .and_then(|t| t.dims().first().copied());
+    let file_tasks: Vec<String> = if info.exists() {
+        crate::run::artifact::read::<crate::run::artifact::ClassifierInfo>(&info)?.tasks
+    } else if outputs == Some(REFERENCE_TASKS.len()) {
+        REFERENCE_TASKS.iter().map(|t| t.to_string()).collect()
+    } else if outputs == Some(tasks.len()) {
+        tasks.iter().map(|t| t.0.clone()).collect()
+    } else {
+        return Err(format!(
+            "{}: a classifier of {outputs:?} outputs without a classifier.json naming them; the \
+             model has {} tasks",
+            file.display(),
+            tasks.len()
+        ));
+    };
+    let from = file.display().to_string();
+    let tensors = mio_stdlib::models::classifier::reorder(tensors, &file_tasks, tasks, &from)
+        .map_err(|e| e.to_string())?;
+    let (_, net) = mio_stdlib::models::classifier::from_tensors(tasks.len(), &tensors, &from, dev)
+        .map_err(|e| e.to_string())?;
     Ok(net)
 }
 
@@ -181,16 +201,33 @@ pub fn model_files(path: &Path) -> (PathBuf, Option<PathBuf>) {
 /// A network ready to restore with, and its tasks (name, degradation) in id order.
 pub struct Loaded {
     pub net: Network,
+    /// The backbone as a .mio file writes it.
+    pub backbone: String,
     pub tasks: Vec<(String, String)>,
+}
+
+/// How a weights file is read besides its architecture.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// The key of a PyTorch checkpoint's weights (`params` when `None`; `params_ema`).
+    pub param_key: Option<String>,
+    /// Task maps (explicit prompts): the reference's `.npy`, or a mio weights file.
+    pub maps: Option<PathBuf>,
 }
 
 /// Loads `mio restore`'s `--model` (see [`model_files`]); `arch` overrides or supplies the
 /// architecture (a backbone expression as in a .mio file).
-pub fn load_model(path: &Path, arch: Option<&str>, dev: &Device) -> Result<Loaded, String> {
+pub fn load_model(
+    path: &Path,
+    arch: Option<&str>,
+    opts: &LoadOptions,
+    dev: &Device,
+) -> Result<Loaded, String> {
     let (weights, meta) = model_files(path);
     if !weights.exists() {
         return Err(format!(
-            "{}: no weights here (give a training step's folder under runs/nodes, or a .safetensors file)",
+            "{}: no weights here (give a training step's folder under runs/nodes, a .safetensors \
+             file or a PyTorch .pth checkpoint)",
             weights.display()
         ));
     }
@@ -228,9 +265,39 @@ pub fn load_model(path: &Path, arch: Option<&str>, dev: &Device) -> Result<Loade
     let spec = crate::lower::network(&call, tasks.iter().map(|t| t.0.clone()).collect())
         .map_err(|e| e.to_string())?;
     let mut net = Network::new(spec, 0, dev).map_err(|e| e.to_string())?;
-    net.load(&weights).map_err(|e| e.to_string())?;
+    let tensors = mio_stdlib::models::checkpoint::read(&weights, opts.param_key.as_deref(), dev)
+        .map_err(|e| e.to_string())?;
+    net.set_weights(&tensors, &weights.display().to_string())
+        .map_err(|e| e.to_string())?;
+    if net.maps().is_some() {
+        match &opts.maps {
+            Some(m) => {
+                let maps =
+                    mio_stdlib::models::checkpoint::read_maps(m, dev).map_err(|e| e.to_string())?;
+                net.set_maps(&maps, &m.display().to_string())
+                    .map_err(|e| e.to_string())?;
+            }
+            None if !tensors.contains_key("prompt_maps") => {
+                return Err(format!(
+                    "{}: explicit prompts need their task maps, which this file does not hold: \
+                     give --maps (the reference's type7.npy)",
+                    weights.display()
+                ))
+            }
+            None => {}
+        }
+    } else if let Some(m) = &opts.maps {
+        return Err(format!(
+            "{}: task maps are for explicit prompts; this network has none",
+            m.display()
+        ));
+    }
     let net = net.frozen().map_err(|e| e.to_string())?;
-    Ok(Loaded { net, tasks })
+    Ok(Loaded {
+        net,
+        backbone,
+        tasks,
+    })
 }
 
 impl Loaded {

@@ -107,7 +107,7 @@ fn recorded(out: &Path, folder: &str) -> Option<String> {
 fn gpus(s: &Slurm, job: &Job) -> usize {
     match job {
         Job::Train(_) | Job::Classifier(_) => s.gpus,
-        Job::Eval(_) | Job::Sweep(_) | Job::Curves(_) => s.eval_gpus,
+        Job::Pretrained(_) | Job::Eval(_) | Job::Sweep(_) | Job::Curves(_) => s.eval_gpus,
         Job::TestSet(_) | Job::Report(_) => 0,
     }
 }

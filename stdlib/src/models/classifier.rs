@@ -1,10 +1,13 @@
-//! The task classifier explicit prompts use at test time (MIOIR.md): conv 3->128 (3x3,
-//! stride 3), LeakyReLU, conv 128->128 (3x3, stride 3), LeakyReLU, three 1x1 convs
-//! 128->128->128->32 with LeakyReLU, global average pool, linear 32->tasks; trained with
-//! cross-entropy on the degraded crops' task labels.
+//! The task classifier explicit prompts use at test time (MIOIR.md), as the reference builds
+//! it: `CondNet` (conv 3->128 3x3 stride 3, LeakyReLU 0.1, conv 128->128 3x3 stride 3,
+//! LeakyReLU, three 1x1 convs 128->128->128->32 with LeakyReLU between), global average pool,
+//! `lastOut` linear 32->tasks; trained with cross-entropy on the degraded crops' task labels.
+//! The parameter names are the reference's (`CondNet.0`, `.2`, `.4`, `.6`, `.8`, `lastOut`), so
+//! its released `Classifier.pth` loads by name.
 
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
+use std::collections::HashMap;
 
 use crate::kernels::conv::{conv2d, Activation, Conv2d, Conv2dConfig};
 
@@ -22,21 +25,26 @@ impl TaskClassifier {
         let one = Conv2dConfig::default();
         Ok(TaskClassifier {
             convs: vec![
-                conv2d(3, 128, 3, s3, vb.pp("conv1"))?,
-                conv2d(128, 128, 3, s3, vb.pp("conv2"))?,
-                conv2d(128, 128, 1, one, vb.pp("conv3"))?,
-                conv2d(128, 128, 1, one, vb.pp("conv4"))?,
-                conv2d(128, 32, 1, one, vb.pp("conv5"))?,
+                conv2d(3, 128, 3, s3, vb.pp("CondNet.0"))?,
+                conv2d(128, 128, 3, s3, vb.pp("CondNet.2"))?,
+                conv2d(128, 128, 1, one, vb.pp("CondNet.4"))?,
+                conv2d(128, 128, 1, one, vb.pp("CondNet.6"))?,
+                conv2d(128, 32, 1, one, vb.pp("CondNet.8"))?,
             ],
-            head: linear(32, tasks, vb.pp("fc"))?,
+            head: linear(32, tasks, vb.pp("lastOut"))?,
         })
     }
 
     /// Logits `[B, tasks]` for degraded images `[B, 3, H, W]` (H, W at least 9).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
-        for c in &self.convs {
-            h = c.forward_act(&h, Activation::LeakyRelu(0.1))?;
+        let last = self.convs.len() - 1;
+        for (k, c) in self.convs.iter().enumerate() {
+            h = if k < last {
+                c.forward_act(&h, Activation::LeakyRelu(0.1))?
+            } else {
+                c.forward(&h)?
+            };
         }
         self.head.forward(&h.mean(D::Minus1)?.mean(D::Minus1)?)
     }
@@ -56,4 +64,71 @@ impl TaskClassifier {
     pub fn predict(&self, x: &Tensor) -> Result<Vec<u32>> {
         self.forward(x)?.argmax(D::Minus1)?.to_vec1()
     }
+}
+
+/// A classifier of `tasks` outputs with the weights of `tensors` (see [`reorder`]), checked
+/// against its variables first: a mismatch lists every difference.
+pub fn from_tensors(
+    tasks: usize,
+    tensors: &HashMap<String, Tensor>,
+    from: &str,
+    dev: &candle_core::Device,
+) -> Result<(candle_nn::VarMap, TaskClassifier)> {
+    let vm = candle_nn::VarMap::new();
+    let net = TaskClassifier::new(
+        tasks,
+        candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, dev),
+    )?;
+    let vars = crate::trainer::sorted_vars(&vm);
+    let wanted = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.dims().to_vec()))
+        .collect();
+    if let Some(m) =
+        super::checkpoint::mismatch(from, &wanted, tensors, "the task classifier (CondNet)")
+    {
+        fail!("{m}");
+    }
+    for (name, var) in &vars {
+        var.set(&tensors[name].to_dtype(candle_core::DType::F32)?)?;
+    }
+    Ok((vm, net))
+}
+
+/// A classifier's weights with its outputs put in another task order: `file_tasks` name the
+/// file's outputs in order (the reference's: blur, noise, jpeg, rain, haze, lowlight, sr),
+/// `tasks` the wanted ones as (name, degradation); each wanted task takes the output of its
+/// name, else of its degradation's name, so the argmax is over the wanted tasks alone. A wanted task the file has no output for is an
+/// error naming what it has.
+pub fn reorder(
+    mut tensors: HashMap<String, Tensor>,
+    file_tasks: &[String],
+    tasks: &[(String, String)],
+    from: &str,
+) -> Result<HashMap<String, Tensor>> {
+    let mut rows = vec![];
+    for (t, kind) in tasks {
+        let at = file_tasks.iter().position(|f| f == t);
+        match at.or_else(|| file_tasks.iter().position(|f| f == kind)) {
+            Some(i) => rows.push(i as u32),
+            None => fail!(
+                "{from}: the classifier has no output for `{t}`; it knows {}",
+                file_tasks.join(", ")
+            ),
+        }
+    }
+    for name in ["lastOut.weight", "lastOut.bias"] {
+        let Some(t) = tensors.get(name) else { continue };
+        if t.dims().first() != Some(&file_tasks.len()) {
+            fail!(
+                "{from}: `{name}` has {:?} outputs, not one per task of {}",
+                t.dims().first(),
+                file_tasks.join(", ")
+            );
+        }
+        let idx = Tensor::new(rows.as_slice(), t.device())?;
+        let picked = t.index_select(&idx, 0)?;
+        tensors.insert(name.to_string(), picked);
+    }
+    Ok(tensors)
 }

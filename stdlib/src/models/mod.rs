@@ -1,6 +1,16 @@
 //! The restoration networks, on candle. One file per architecture; parameter names mirror the
 //! reference implementation's (BasicSR), so weights exported from it load by name.
 
+/// Returns a message error without a backtrace (candle's `bail!` records one when
+/// `RUST_BACKTRACE` is set, and a user's mistake needs none).
+macro_rules! fail {
+    ($($arg:tt)*) => {
+        return Err(candle_core::Error::Msg(format!($($arg)*)))
+    };
+}
+pub(crate) use fail;
+
+pub mod checkpoint;
 pub mod classifier;
 pub mod network;
 pub mod prompt;
@@ -44,28 +54,13 @@ pub enum InitRule {
     Const(f64),
 }
 
-/// Reads a safetensors file of weights, with errors that name the file and say what to do.
+/// Reads a weights file (safetensors, or a PyTorch checkpoint's `params`), with errors that
+/// name the file and say what to do.
 pub fn read_weights(
     path: &std::path::Path,
     dev: &candle_core::Device,
 ) -> Result<std::collections::HashMap<String, Tensor>> {
-    let p = path.display();
-    if let Err(e) = std::fs::File::open(path) {
-        candle_core::bail!(
-            "{p}: cannot read it: {e}{}",
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                " (check the file's permissions)"
-            } else {
-                ""
-            }
-        );
-    }
-    candle_core::safetensors::load(path, dev).map_err(|e| {
-        candle_core::Error::Msg(format!(
-            "{p}: not a complete safetensors file ({e}); it is damaged (an interrupted copy or \
-             a full disk?) or not a weights file: copy it again, or give another file"
-        ))
-    })
+    checkpoint::read(path, None, dev)
 }
 
 /// Loads every variable of `varmap` from a weights file by name (each must be there, with its

@@ -214,52 +214,91 @@ impl Network {
             .map_err(|e| candle_core::Error::Msg(format!("cannot write {}: {e}", path.display())))
     }
 
-    /// Sets the weights from named tensors (a saved network, a checkpoint's weights or a
-    /// reference export); every variable must be present with its shape. A `prompt_maps`
-    /// tensor replaces the drawn task maps.
-    pub fn set_weights(&mut self, tensors: &HashMap<String, Tensor>, from: &str) -> Result<()> {
-        let mut missing = vec![];
-        for (name, var) in crate::trainer::sorted_vars(&self.varmap) {
-            match tensors.get(&name) {
-                Some(t) if t.dims() == var.dims() => {
-                    var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?
-                }
-                Some(t) => candle_core::bail!(
-                    "{from}: `{name}` has shape {:?}, the network expects {:?}",
-                    t.dims(),
-                    var.dims()
-                ),
-                None => missing.push(name),
-            }
+    /// What the network is, for messages: `srresnet(channels = 32, blocks = 4, prompt =
+    /// explicit(dim = 64))`.
+    pub fn describe(&self) -> String {
+        let prompt = match self.spec.prompt {
+            PromptMode::None => String::new(),
+            PromptMode::Explicit { dim } => format!(", prompt = explicit(dim = {dim})"),
+            PromptMode::Adaptive { dim } => format!(", prompt = adaptive(dim = {dim})"),
+        };
+        match &self.spec.arch {
+            Arch::SrResNet(c) => format!(
+                "srresnet(channels = {}, blocks = {}{prompt})",
+                c.channels, c.blocks
+            ),
+            Arch::SwinIr(c) => format!("swinir(embed = {}{prompt}, ...)", c.embed),
+            Arch::Restormer(c) => format!("restormer(dim = {}{prompt}, ...)", c.dim),
         }
-        if !missing.is_empty() {
-            let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
-            candle_core::bail!(
-                "{from}: {} weight(s) missing, e.g. {} (does the architecture match?)",
-                missing.len(),
-                shown.join(", ")
-            );
+    }
+
+    /// Sets the weights from named tensors (a saved network, a checkpoint's weights or a
+    /// reference checkpoint); every variable must be present with its shape, and nothing else
+    /// may be there: a mismatch lists every difference. A `prompt_maps` tensor replaces the
+    /// drawn task maps (as many as the network has tasks).
+    pub fn set_weights(&mut self, tensors: &HashMap<String, Tensor>, from: &str) -> Result<()> {
+        let vars = crate::trainer::sorted_vars(&self.varmap);
+        let wanted: std::collections::BTreeMap<String, Vec<usize>> = vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.dims().to_vec()))
+            .collect();
+        if let Some(m) = super::checkpoint::mismatch(from, &wanted, tensors, &self.describe()) {
+            super::fail!("{m}");
+        }
+        for (name, var) in vars {
+            var.set(
+                &tensors[&name]
+                    .to_device(var.device())?
+                    .to_dtype(var.dtype())?,
+            )?;
         }
         if let Some(m) = tensors.get("prompt_maps") {
             if self.maps.is_some() {
-                if m.dims().first() != Some(&self.spec.tasks.len()) {
-                    candle_core::bail!(
-                        "{from}: `prompt_maps` holds {:?} task maps, the network has {} tasks ({})",
-                        m.dims().first(),
-                        self.spec.tasks.len(),
-                        self.spec.tasks.join(", ")
-                    );
-                }
-                self.maps = Some(m.to_device(&self.device())?);
+                self.set_maps(m, from)?;
             }
         }
         Ok(())
     }
 
+    /// Replaces the task maps (explicit prompts): `[T, 1, S, S]`, one per task in id order.
+    pub fn set_maps(&mut self, maps: &Tensor, from: &str) -> Result<()> {
+        if self.maps.is_none() {
+            super::fail!("{from}: task maps are for explicit prompts; this network has none");
+        }
+        if maps.dims().first() != Some(&self.spec.tasks.len()) || maps.rank() != 4 {
+            super::fail!(
+                "{from}: holds {:?} task maps of shape {:?}, the network has {} tasks ({})",
+                maps.dims().first(),
+                maps.dims(),
+                self.spec.tasks.len(),
+                self.spec.tasks.join(", ")
+            );
+        }
+        self.maps = Some(maps.to_device(&self.device())?.to_dtype(DType::F32)?);
+        Ok(())
+    }
+
+    /// The task maps (explicit prompts), `[T, 1, S, S]` in id order.
+    pub fn maps(&self) -> Option<&Tensor> {
+        self.maps.as_ref()
+    }
+
     /// Loads weights saved by [`Network::save`] (or any safetensors file with the names).
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let t = super::read_weights(path, &self.device())?;
-        self.set_weights(&t, &path.display().to_string())
+        self.load_key(path, None)
+    }
+
+    /// Loads a weights file: safetensors, or a PyTorch checkpoint's `key` (`params` when
+    /// `None`; BasicSR's EMA weights are `params_ema`).
+    pub fn load_key(&mut self, path: &Path, key: Option<&str>) -> Result<()> {
+        let t = super::checkpoint::read(path, key, &self.device())?;
+        let from = match key {
+            Some(k) if path.extension().is_some_and(|e| e != "safetensors") => {
+                format!("{} (`{k}`)", path.display())
+            }
+            _ => path.display().to_string(),
+        };
+        self.set_weights(&t, &from)
     }
 }
 
@@ -344,6 +383,10 @@ mod tests {
         let mut a = Network::new(spec(PromptMode::None), 1, &dev).unwrap();
         let err = a.set_weights(&HashMap::new(), "x.safetensors").unwrap_err();
         assert!(err.to_string().contains("body.0.conv1.bias"), "{err}");
-        assert!(err.to_string().contains("14 weight(s) missing"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("14 tensor(s) the network has are not in the file"),
+            "{err}"
+        );
     }
 }

@@ -21,7 +21,16 @@ const STAGE: usize = 1000;
 pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result<(), RunError> {
     let name = &jf.name;
     let f = failed(name);
-    let set = ctx.train_set(&jf.base, &j.data).map_err(&f)?;
+    if let Some(file) = &j.file {
+        return from_file(ctx, jf, j, &jf.base.join(file), dir);
+    }
+    let Some(data) = &j.data else {
+        return Err(fail(
+            name,
+            NodeError::Crashed("a classifier without data or a file".into()),
+        ));
+    };
+    let set = ctx.train_set(&jf.base, data).map_err(&f)?;
     let (vm, net) = classifier_net(j.tasks.len(), &ctx.device).map_err(&f)?;
     mio_stdlib::models::init_default(&vm, j.seed).map_err(compute(name))?;
     let vars = mio_stdlib::trainer::sorted_vars(&vm);
@@ -48,6 +57,8 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result
         mio_stdlib::trainer::save_checkpoint(&ckpt, &vars, opt, None, done).map_err(compute(name))
     };
     let started = Instant::now();
+    let mut board =
+        crate::run::tensorboard::Board::open(jf, jf.name.split('/').next().unwrap_or(""), &j.model);
     for step in start..iters {
         if ctx.stopped() {
             if step > start {
@@ -65,6 +76,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result
         let rate = (step + 1 - start) as f64 / started.elapsed().as_secs_f64().max(1e-9);
         ctx.progress().step(step, iters, value, lr, rate);
         let _ = writeln!(log, "{{\"step\": {step}, \"loss\": {value}, \"lr\": {lr}}}");
+        board.scalar("classifier/loss", step as i64 + 1, value as f64);
         let done = step + 1;
         if done % j.checkpoint_every == 0 && done < iters {
             save(&opt, done)?;
@@ -103,5 +115,43 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result
     mio_stdlib::fsio::atomic(&out, |tmp| vm.save(tmp))
         .map_err(|e| fail(name, NodeError::write(&out, e)))?;
     let _ = std::fs::remove_file(&ckpt);
+    Ok(())
+}
+
+/// The classifier that came with a model's weights: its outputs put in the model's task order
+/// (each task takes the file's output of its name or degradation), written as a trained one.
+fn from_file(
+    ctx: &Ctx,
+    jf: &JobFile,
+    j: &Classifier,
+    file: &Path,
+    dir: &Path,
+) -> Result<(), RunError> {
+    let name = &jf.name;
+    let read = |e: candle_core::Error| fail(name, NodeError::read(file, e));
+    let tensors = mio_stdlib::models::checkpoint::read(file, None, &ctx.device).map_err(read)?;
+    let tasks: Vec<(String, String)> = j
+        .tasks
+        .iter()
+        .map(|t| (t.name.clone(), t.degradation.key().to_string()))
+        .collect();
+    let from = file.display().to_string();
+    let tensors = mio_stdlib::models::classifier::reorder(tensors, &j.file_tasks, &tasks, &from)
+        .map_err(read)?;
+    let (vm, _) =
+        mio_stdlib::models::classifier::from_tensors(j.tasks.len(), &tensors, &from, &ctx.device)
+            .map_err(read)?;
+    write_json(
+        &dir.join("classifier.json"),
+        &ClassifierInfo {
+            format: crate::job::FORMAT,
+            tasks: j.tasks.iter().map(|t| t.name.clone()).collect(),
+            crop_accuracy: f64::NAN,
+        },
+    )
+    .map_err(failed(name))?;
+    let out = dir.join("classifier.safetensors");
+    mio_stdlib::fsio::atomic(&out, |tmp| vm.save(tmp))
+        .map_err(|e| fail(name, NodeError::write(&out, e)))?;
     Ok(())
 }

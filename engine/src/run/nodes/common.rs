@@ -136,9 +136,11 @@ pub(crate) fn input_dir(jf: &JobFile, pick: impl Fn(&Job) -> bool) -> Option<Pat
     jf.direct().find(|i| pick(&i.job)).map(|i| jf.dir_of(i))
 }
 
-/// The direct input that is the training stage a model was last trained in.
+/// The direct input that holds a model's weights: the stage it was last trained in, or, for
+/// a model never trained, its starting weights.
 pub(crate) fn trained_dir(jf: &JobFile) -> Result<PathBuf, NodeError> {
     input_dir(jf, |j| matches!(j, Job::Train(_)))
+        .or_else(|| input_dir(jf, |j| matches!(j, Job::Pretrained(_))))
         .ok_or_else(|| NodeError::Missing("the trained model".into()))
 }
 
@@ -192,9 +194,15 @@ pub(crate) fn load_model(
     let dir = trained_dir(jf)?;
     let mut net =
         Network::new(model.network.clone(), model.seed, &ctx.device).map_err(NodeError::compute)?;
-    let weights = model_weights(&dir);
-    net.load(&weights)
-        .map_err(|e| NodeError::read(&weights, e))?;
+    if input_dir(jf, |j| matches!(j, Job::Train(_))).is_none() {
+        // Never trained: the starting weights, each task's map taken by its name (a mio run's
+        // weights may hold maps for more tasks than the reference's seven it is told about).
+        super::pretrained::start_from(&mut net, &model.tasks, &dir)?;
+    } else {
+        let weights = model_weights(&dir);
+        net.load(&weights)
+            .map_err(|e| NodeError::read(&weights, e))?;
+    }
     net.frozen().map_err(NodeError::compute)
 }
 

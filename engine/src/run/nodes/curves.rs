@@ -15,14 +15,15 @@ use crate::run::error::{NodeError, RunError};
 pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Curves, dir: &Path) -> Result<(), RunError> {
     let name = &jf.name;
     // Its stages, first to last.
-    let mut stages: Vec<(&Input, usize)> = jf
+    let mut stages: Vec<(&Input, usize, u64)> = jf
         .direct()
         .filter_map(|i| match &i.job {
-            Job::Train(t) => Some((i, t.config.stage)),
+            Job::Train(t) => Some((i, t.config.stage, t.first_step + t.config.iters)),
             _ => None,
         })
         .collect();
     stages.sort_by_key(|s| s.1);
+    let mut board = crate::run::tensorboard::Board::open(jf, &j.model.workflow, &j.model.name);
     let trained = &j.model.tasks;
     // The smallest test image of each task, degraded and clean.
     let probes: Vec<Option<(Image, Image)>> = trained
@@ -36,7 +37,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Curves, dir: &Path) -> Result<(),
         })
         .collect();
     let mut rows = vec![];
-    for (stage, _) in &stages {
+    for (stage, _, end) in &stages {
         let mut net =
             mio_stdlib::models::network::Network::new(j.model.network.clone(), 0, &ctx.device)
                 .map_err(compute(name))?;
@@ -59,6 +60,11 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Curves, dir: &Path) -> Result<(),
                 mio_stdlib::metrics::psnr(&out, clean, 4, false).ok()
             })
             .collect();
+        for (task, v) in trained.iter().zip(&row) {
+            if let Some(v) = v {
+                board.scalar(&format!("stage_psnr/{}", task.name), *end as i64, *v);
+            }
+        }
         rows.push(row);
     }
     write_json(

@@ -35,7 +35,11 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, e: &Eval, dir: &Path) -> Result<(), R
     let classifier = if predicted {
         let cdir = input_dir(jf, |w| matches!(w, Job::Classifier(_)))
             .ok_or_else(|| f(NodeError::Missing("the task classifier".into())))?;
-        let c = crate::run::restore::load_classifier(&cdir, trained.len(), &ctx.device)
+        let names: Vec<(String, String)> = trained
+            .iter()
+            .map(|t| (t.name.clone(), t.degradation.key().to_string()))
+            .collect();
+        let c = crate::run::restore::load_classifier(&cdir, &names, &ctx.device)
             .map_err(|e| f(NodeError::read(&cdir, e)))?;
         Some(c)
     } else {
@@ -43,6 +47,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, e: &Eval, dir: &Path) -> Result<(), R
     };
     let mut tasks_out = vec![];
     let total_tasks = e.tasks.len();
+    let mut board = crate::run::tensorboard::Board::open(jf, &e.model.workflow, &e.model.name);
     for (k, probe) in e.tasks.iter().enumerate() {
         let task = &probe.task;
         let mut pairs: Vec<(PathBuf, PathBuf)> = match &e.data {
@@ -119,6 +124,19 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, e: &Eval, dir: &Path) -> Result<(), R
                 input.insert(m.label(), measure(m, &lq, &clean).map_err(about)?);
                 output.insert(m.label(), measure(m, &out, &clean).map_err(about)?);
             }
+            if images.is_empty() {
+                // The first image of each task, as TensorBoard shows it: input | output | truth,
+                // a centre crop of at most 256 pixels (a whole photo is megabytes per event).
+                let centre = |img: &mio_stdlib::image::Image| {
+                    let (w, h) = (img.width.min(256), img.height.min(256));
+                    img.crop((img.width - w) / 2, (img.height - h) / 2, w, h)
+                };
+                board.image(
+                    &format!("eval/{}/{}", e.name, task.name),
+                    0,
+                    &super::common::hstack(&[centre(&lq), centre(&out), centre(&clean)]),
+                );
+            }
             let restored = if e.save_images {
                 let d = dir.join("images").join(&task.name);
                 std::fs::create_dir_all(&d).map_err(|e| f(NodeError::write(&d, e)))?;
@@ -150,6 +168,17 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, e: &Eval, dir: &Path) -> Result<(), R
             task.name,
             pairs.len()
         ));
+        for m in &e.metrics {
+            let label = m.label();
+            let values: Vec<f64> = images
+                .iter()
+                .filter_map(|i| i.output.get(&label).copied())
+                .collect();
+            if !values.is_empty() {
+                let mean = values.iter().sum::<f64>() / values.len() as f64;
+                board.scalar(&format!("eval/{}/{}/{label}", e.name, task.name), 0, mean);
+            }
+        }
         tasks_out.push(EvalTask {
             task: task.name.clone(),
             images,

@@ -10,6 +10,7 @@ mod classifier;
 pub(crate) mod common;
 mod curves;
 mod eval;
+mod pretrained;
 mod report;
 mod sweep;
 mod testset;
@@ -63,6 +64,7 @@ pub fn execute(ctx: &Ctx, jf: &JobFile) -> Result<f64, RunError> {
 fn run_job(ctx: &Ctx, jf: &JobFile, dir: &Path) -> Result<(), RunError> {
     match &jf.job {
         Job::TestSet(j) => testset::run(jf, j, dir),
+        Job::Pretrained(m) => pretrained::run(ctx, jf, m, dir),
         Job::Train(j) => train::run(ctx, jf, j, dir),
         Job::Classifier(j) => classifier::run(ctx, jf, j, dir),
         Job::Eval(j) => eval::run(ctx, jf, j, dir),

@@ -21,7 +21,6 @@ use crate::run::render::doc::{
     Accuracy, Document, Figure, Grid, GridGroup, Picture, Row, StageCurve, Sweep, Table,
 };
 use crate::run::render::{csv, html, json, markdown};
-use crate::run::svg::line_chart;
 
 pub(super) fn run(jf: &JobFile, report: &Report, dir: &Path) -> Result<(), RunError> {
     let f = failed(&jf.name);
@@ -96,14 +95,14 @@ fn gather(jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeErr
     let loss = if series.is_empty() {
         None
     } else {
-        let svg = line_chart(
+        let svg = crate::run::charts::line_chart_svg(
             "Training loss",
-            "iteration",
-            "loss (log scale)",
+            ("iteration", "loss (log scale)"),
             &series,
             true,
-        );
-        crate::run::png::line_chart_png(
+        )
+        .map_err(|e| NodeError::write(dir.join("loss.svg"), e))?;
+        crate::run::charts::line_chart_png(
             &dir.join("loss.png"),
             "Training loss",
             ("iteration", "loss (log scale)"),
@@ -136,13 +135,13 @@ fn gather(jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeErr
                 (t.clone(), pts)
             })
             .collect();
-        let svg = line_chart(
+        let svg = crate::run::charts::line_chart_svg(
             &format!("PSNR after each stage: {model}"),
-            "stage",
-            "PSNR (dB)",
+            ("stage", "PSNR (dB)"),
             &series,
             false,
-        );
+        )
+        .map_err(|e| NodeError::write(dir.join("stages.svg"), e))?;
         let file = format!("stages_{}.svg", model.replace([':', ' ', '/'], "_"));
         stages.push(StageCurve {
             figure: figure(dir, file, svg)?,
@@ -184,16 +183,16 @@ fn gather(jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeErr
                         .filter(|p| p.1.is_finite())
                         .collect()
                 };
-                let svg = line_chart(
+                let svg = crate::run::charts::line_chart_svg(
                     &format!("{task}: PSNR against {param}"),
-                    param,
-                    "PSNR (dB)",
+                    (param, "PSNR (dB)"),
                     &[
                         ("input (degraded)".into(), series(false)),
                         (model.clone(), series(true)),
                     ],
                     false,
-                );
+                )
+                .map_err(|e| NodeError::write(dir.join("sweep.svg"), e))?;
                 sweep.figure = Some(figure(dir, format!("sweep_{name}.svg"), svg)?);
             }
             SweepResults::Prompts {
@@ -214,6 +213,7 @@ fn gather(jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeErr
     }
     // An input | outputs | ground truth grid per task (centre crops of the first image).
     let mut grids = vec![];
+    let mut grid_files = std::collections::HashSet::new();
     let mut seen: Vec<Vec<String>> = vec![];
     for EvalRow { results: first, .. } in &evals {
         let tasks = task_names(first);
@@ -229,6 +229,7 @@ fn gather(jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeErr
             tasks: tasks.clone(),
             grids: vec![],
         };
+        let grid_files = &mut grid_files;
         for (ti, task) in tasks.iter().enumerate() {
             let Some(im) = first.tasks[ti].images.first() else {
                 continue;
@@ -266,7 +267,13 @@ fn gather(jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeErr
             if row.len() < 2 {
                 continue;
             }
-            let file = format!("grid_{task}.png");
+            // A task in two groups of evaluations gets a grid in each, under two names.
+            let mut file = format!("grid_{task}.png");
+            let mut n = 1;
+            while !grid_files.insert(file.clone()) {
+                n += 1;
+                file = format!("grid_{task}_{n}.png");
+            }
             let path = dir.join(&file);
             hstack(&row).save_png(&path)?;
             let png = std::fs::read(&path).map_err(|e| NodeError::read(&path, e))?;

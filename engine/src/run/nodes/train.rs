@@ -21,6 +21,10 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Train, dir: &Path) -> Result<(), 
     let cfg = &j.config;
     let mut net =
         Network::new(j.model.network.clone(), j.model.seed, &ctx.device).map_err(compute(name))?;
+    if let Some(start) = input_dir(jf, |w| matches!(w, Job::Pretrained(_))) {
+        super::pretrained::start_from(&mut net, &j.model.tasks, &start)
+            .map_err(|e| fail(name, e))?;
+    }
     if cfg.stage > 0 {
         let prev = input_dir(jf, |w| matches!(w, Job::Train(_)))
             .ok_or_else(|| fail(name, NodeError::Missing("the previous stage".into())))?;
@@ -38,6 +42,8 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Train, dir: &Path) -> Result<(), 
     let mut log = open_log(&log_path, done).map_err(failed(name))?;
     let started = Instant::now();
     let mut first: Option<u64> = None;
+    let mut board = crate::run::tensorboard::Board::open(jf, &j.model.workflow, &j.model.name);
+    let offset = j.first_step as i64;
     let forward = |lq: &Tensor, ids: &Tensor| net.forward(lq, ids);
     let outcome = run_stage(
         &net.varmap,
@@ -53,6 +59,8 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Train, dir: &Path) -> Result<(), 
             let rate = (step + 1 - f) as f64 / started.elapsed().as_secs_f64().max(1e-9);
             ctx.progress().step(step, cfg.iters, value, lr, rate);
             let _ = writeln!(log, "{{\"step\": {step}, \"loss\": {value}, \"lr\": {lr}}}");
+            board.scalar("train/loss", offset + step as i64 + 1, value as f64);
+            board.scalar("train/lr", offset + step as i64 + 1, lr);
         },
     );
     let outcome = match outcome {
@@ -70,7 +78,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Train, dir: &Path) -> Result<(), 
     if let Some(w) = suspicious(&losses, cfg.lr) {
         ctx.progress().note(&format!("warning: {name}: {w}"));
     }
-    crate::run::png::line_chart_png(
+    crate::run::charts::line_chart_png(
         &dir.join("loss.png"),
         &format!("{name}: training loss"),
         ("iteration", "loss (log scale)"),

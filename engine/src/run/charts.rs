@@ -1,11 +1,14 @@
-//! Line charts as PNG (plotters), for the files a user opens outside a browser: each training
-//! stage's loss curve beside its `losses.jsonl`, and the report's loss chart. Text is drawn
-//! with a bundled font (DejaVu Sans, assets/LICENSE-DejaVu.txt), so nothing depends on the
-//! fonts a machine has.
+//! Line charts through plotters: as PNG for the files a user opens outside a browser (each
+//! training stage's loss curve beside its `losses.jsonl`, the report's loss chart), and as SVG
+//! for the report (embedded as they are in report.html): the same drawing on both backends.
+//! PNG text is drawn with a bundled font (DejaVu Sans, assets/LICENSE-DejaVu.txt), so nothing
+//! depends on the fonts a machine has; SVG text names DejaVu Sans and falls back to the
+//! browser's sans-serif.
 
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
@@ -37,12 +40,24 @@ fn draw(
     buf: &mut [u8],
     (w, h): (u32, u32),
     title: &str,
+    labels: (&str, &str),
+    series: &[(String, Vec<(f64, f64)>)],
+    log_y: bool,
+) -> Result<(), String> {
+    let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
+    draw_on(&root, title, labels, series, log_y)
+}
+
+/// Draws the chart on any plotters backend.
+fn draw_on<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
     (x_label, y_label): (&str, &str),
     series: &[(String, Vec<(f64, f64)>)],
     log_y: bool,
 ) -> Result<(), String> {
     font_registered();
-    let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let finite = |&&(_, y): &&(f64, f64)| y.is_finite() && (!log_y || y > 0.0);
     let pts: Vec<(f64, f64)> = series
         .iter()
@@ -65,9 +80,8 @@ fn draw(
             (y0 - 1.0, y1 + 1.0)
         };
     }
-    let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root);
+    let mut chart = ChartBuilder::on(root);
     chart
         .caption(title, (FAMILY, 18))
         .margin(12)
@@ -114,6 +128,24 @@ fn draw(
     }
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// The chart as an SVG document of 640 x 360 (text in DejaVu Sans, else sans-serif).
+pub fn line_chart_svg(
+    title: &str,
+    labels: (&str, &str),
+    series: &[(String, Vec<(f64, f64)>)],
+    log_y: bool,
+) -> Result<String, String> {
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (640, 360)).into_drawing_area();
+        draw_on(&root, title, labels, series, log_y)?;
+    }
+    Ok(s.replace(
+        &format!("font-family=\"{FAMILY}\""),
+        "font-family=\"DejaVu Sans, sans-serif\"",
+    ))
 }
 
 /// Writes the chart as a PNG of 800 x 450 pixels (atomically, through a rename).
@@ -176,6 +208,40 @@ mod tests {
         assert!(dark > 500, "{dark} dark pixels");
         // No series at all still gives a valid, empty chart.
         draw(&mut buf, (w, h), "nothing", ("x", "y"), &[], false).unwrap();
+    }
+
+    #[test]
+    fn the_svg_has_its_curves_text_and_legend() {
+        let series = vec![
+            ("a".to_string(), vec![(0.0, 1.0), (10.0, 0.1)]),
+            (
+                "b <c>".to_string(),
+                vec![(0.0, 0.5), (5.0, f64::NAN), (10.0, 0.2)],
+            ),
+        ];
+        let s = line_chart_svg("loss", ("step", "L1"), &series, true).unwrap();
+        assert!(s.starts_with("<svg"), "{}", &s[..40.min(s.len())]);
+        assert!(s.contains("b &lt;c&gt;"), "the legend escapes its names");
+        let texts: Vec<&str> = s
+            .split("<text")
+            .skip(1)
+            .filter_map(|t| Some(t.split_once('>')?.1.split("</text>").next()?.trim()))
+            .collect();
+        for want in ["loss", "step", "L1", "a"] {
+            assert!(texts.contains(&want), "no `{want}` in {texts:?}");
+        }
+        assert!(
+            s.contains("#1F77B4") || s.contains("#1f77b4"),
+            "the first curve's colour"
+        );
+        assert!(
+            s.contains("#D62728") || s.contains("#d62728"),
+            "the second curve's colour"
+        );
+        assert!(!s.contains("mio-sans"), "a font family browsers know");
+        // An empty chart is still a valid document.
+        let e = line_chart_svg("nothing", ("x", "y"), &[], false).unwrap();
+        assert!(e.trim_end().ends_with("</svg>"));
     }
 
     #[test]
