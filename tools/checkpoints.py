@@ -8,7 +8,8 @@ check that a model exported by `mio export` loads into PyTorch (by hand).
 (`{"params": ..., "params_ema": ...}` in a `.pth`), its task maps as the reference ships them
 (`type7.npy`: float64 [7, S, S], the reference's task order blur, noise, jpeg, rain, haze,
 low light, sr), a task classifier (`{"params": ...}`), and PyTorch's outputs on fixed inputs
-(`io.safetensors`). Nothing in mio depends on this file.
+(`io.safetensors`); and the prompted SwinIR and Restormer fixtures of tools/reference.py as
+`.pth` files. Nothing in mio depends on this file.
 """
 import json
 import sys
@@ -53,7 +54,13 @@ def make():
         io["classifier_x"] = cx
         io["classifier_logits"] = clf(cx)
     save_file(io, OUT / "io.safetensors")
-    print(f"wrote {OUT}")
+    # The prompted SwinIR and Restormer of tools/reference.py's fixtures, as BasicSR saves them:
+    # the same weights read through the .pth path must restore as PyTorch does.
+    data = OUT.parent
+    for arch in ("swinir", "restormer"):
+        weights = load_file(data / arch / "explicit.safetensors")
+        torch.save({"params": weights}, data / arch / "explicit.pth")
+    print(f"wrote {OUT}, swinir/explicit.pth, restormer/explicit.pth")
 
 
 def load(folder):

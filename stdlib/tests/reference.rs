@@ -327,6 +327,28 @@ fn network_matches_reference(
         diff < 1e-4,
         "{dir}/{name}: max difference {diff} from PyTorch"
     );
+    // The same weights as BasicSR saves them (`{"params": ...}` in a .pth, written by
+    // PyTorch: tools/checkpoints.sh make), read through the checkpoint reader.
+    let pth = data(&format!("{dir}/{name}.pth"));
+    assert!(
+        pth.exists() || name != "explicit" || dir == "srresnet",
+        "{}: missing (tools/checkpoints.sh make)",
+        pth.display()
+    );
+    if pth.exists() {
+        let mut from_pth = mio_stdlib::models::checkpoint::read(&pth, None, &dev).unwrap();
+        if let PromptMode::Explicit { .. } = mode {
+            from_pth.insert("prompt_maps".into(), io["source"].clone());
+        }
+        let mut again = Network::new(net.spec.clone(), 1, &dev).unwrap();
+        again.set_weights(&from_pth, name).unwrap();
+        let y = again.forward(&io["x"], &ids).unwrap();
+        let diff = max_abs_diff(&y, &io["y"]);
+        assert!(
+            diff < 1e-4,
+            "{dir}/{name}.pth: max difference {diff} from PyTorch"
+        );
+    }
     if mode != PromptMode::None {
         // The prompt matters: another one gives another output.
         let z = net.latent(&io["x"], &ids).unwrap().unwrap();
