@@ -2,19 +2,14 @@
 //! from the keys in MIOIR.md) become a .mio file that checks and plans, with every key it could
 //! not map named with its file and line.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use common::mio_in as mio;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/basicsr");
-
-fn mio(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mio"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run mio")
-}
 
 fn workspace(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mio-import-{}-{name}", std::process::id()));

@@ -3,8 +3,12 @@
 //! evaluated untrained with the numbers `mio restore` gives, trained further with an eighth
 //! task, and part of the cache key by their contents.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::mio_in as mio;
 
 use candle_core::{Device, Tensor};
 
@@ -59,15 +63,6 @@ fn workspace(name: &str) -> PathBuf {
         std::fs::copy(Path::new(PTH).join(from), dir.join(to)).unwrap();
     }
     dir
-}
-
-fn mio(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mio"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run mio")
 }
 
 fn ok(o: &Output) -> String {
@@ -125,9 +120,9 @@ fn released_weights_evaluate_as_mio_restore_restores_and_train_further() {
         .join(img["degraded"].as_str().unwrap());
     let restored = eval_dir.join(img["restored"].as_str().unwrap());
     let out = dir.join("restored.png");
-    ok(&mio(
-        &dir,
-        &[
+    // `mio restore` with the released files, and how it picks the task.
+    let restore = |how: &[&str]| {
+        let mut args = vec![
             "restore",
             "--model",
             "ref.pth",
@@ -135,12 +130,12 @@ fn released_weights_evaluate_as_mio_restore_restores_and_train_further() {
             ARCH,
             "--maps",
             "type7.npy",
-            "--task",
-            "rain",
-            degraded.to_str().unwrap(),
-            out.to_str().unwrap(),
-        ],
-    ));
+        ];
+        args.extend(how);
+        args.extend([degraded.to_str().unwrap(), out.to_str().unwrap()]);
+        ok(&mio(&dir, &args))
+    };
+    restore(&["--task", "rain"]);
     assert_eq!(pixels(&out), pixels(&restored));
 
     // Predicted labels come from the classifier file, as `mio restore --classifier` guesses.
@@ -150,22 +145,7 @@ fn released_weights_evaluate_as_mio_restore_restores_and_train_further() {
         .as_str()
         .expect("a predicted task")
         .to_string();
-    let said = ok(&mio(
-        &dir,
-        &[
-            "restore",
-            "--model",
-            "ref.pth",
-            "--arch",
-            ARCH,
-            "--maps",
-            "type7.npy",
-            "--classifier",
-            "classifier.pth",
-            degraded.to_str().unwrap(),
-            out.to_str().unwrap(),
-        ],
-    ));
+    let said = restore(&["--classifier", "classifier.pth"]);
     assert!(
         said.contains(&format!("the classifier says `{guess}`")),
         "{said}"

@@ -13,22 +13,23 @@ use candle_core::{DType, Device, Result, Tensor};
 /// Uformer's attention tables); present in a file, they are not "extra".
 const DERIVED_BUFFERS: [&str; 2] = ["relative_position_index", "attn_mask"];
 
-fn is_zip(path: &Path) -> bool {
+/// Whether the file starts with these bytes.
+fn starts_with(path: &Path, magic: &[u8]) -> bool {
     use std::io::Read;
-    let mut magic = [0u8; 4];
+    let mut head = vec![0u8; magic.len()];
     std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
+        .and_then(|mut f| f.read_exact(&mut head))
         .is_ok()
-        && magic == *b"PK\x03\x04"
+        && head == magic
+}
+
+/// A PyTorch checkpoint is a zip archive.
+fn is_zip(path: &Path) -> bool {
+    starts_with(path, b"PK\x03\x04")
 }
 
 fn is_npy(path: &Path) -> bool {
-    use std::io::Read;
-    let mut magic = [0u8; 6];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && magic == *b"\x93NUMPY"
+    starts_with(path, b"\x93NUMPY")
 }
 
 /// Reads the tensors of a PyTorch checkpoint under `key` (`params` when none is given; a file
