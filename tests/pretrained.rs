@@ -233,7 +233,8 @@ fn released_weights_evaluate_as_mio_restore_restores_and_train_further() {
 
     // A finished run's model as starting weights: its 8 maps, of which the model (untrained)
     // is told the reference's seven by name; it restores as the trained model did.
-    let weights = node(&dir, "train").join("weights.safetensors");
+    // (given as the training step's folder: the weights file in it is read)
+    let weights = node(&dir, "train");
     let again = format!(
         r#"use paper
 workflow again {{

@@ -33,13 +33,17 @@ fn reads(job: &Job, base: &Path, all: bool) -> (Vec<PathBuf>, Vec<PathBuf>) {
         Job::Train(t) if all || t.config.stage == 0 => (folder(&t.data.path), vec![]),
         Job::Train(_) => (vec![], vec![]),
         Job::Pretrained(m) => match &m.start {
-            Some(s) => (
-                vec![],
-                std::iter::once(&s.weights)
+            Some(s) => {
+                let mut files: Vec<PathBuf> = std::iter::once(&s.weights)
                     .chain(&s.maps)
                     .map(|f| base.join(f))
-                    .collect(),
-            ),
+                    .collect();
+                // A training step's folder: the weights file in it is what is read.
+                if files[0].is_dir() {
+                    files[0] = crate::run::nodes::common::model_weights(&files[0]);
+                }
+                (vec![], files)
+            }
             None => (vec![], vec![]),
         },
         Job::Classifier(c) => match (&c.file, &c.data) {

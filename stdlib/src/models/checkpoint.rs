@@ -83,6 +83,9 @@ fn read_pth(path: &Path, key: Option<&str>, dev: &Device) -> Result<HashMap<Stri
 /// `None`; BasicSR's EMA is `params_ema`). Errors name the file and say what to do.
 pub fn read(path: &Path, key: Option<&str>, dev: &Device) -> Result<HashMap<String, Tensor>> {
     let p = path.display();
+    if path.is_dir() {
+        fail!("{p}: a folder; give the weights file in it (a training step's `weights.safetensors`, a `.pth`)");
+    }
     if let Err(e) = std::fs::File::open(path) {
         fail!(
             "{p}: cannot read it: {e}{}",
