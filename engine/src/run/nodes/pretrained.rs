@@ -125,6 +125,15 @@ pub(crate) fn start_from(
             });
         at[k] = free;
     }
+    if at.contains(&None) && maps.dims()[2..] != own.dims()[2..] {
+        return Err(NodeError::experiment(format!(
+            "the starting weights' task maps are {:?}, the maps this model draws for new tasks \
+             {:?}: give its prompt the file's side, `explicit(map_size = {}px)`",
+            &maps.dims()[2..],
+            &own.dims()[2..],
+            maps.dims()[2]
+        )));
+    }
     let mut rows = vec![];
     for (k, at) in at.iter().enumerate() {
         let row = match at {
