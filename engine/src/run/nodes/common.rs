@@ -197,7 +197,7 @@ pub(crate) fn load_model(
     if input_dir(jf, |j| matches!(j, Job::Train(_))).is_none() {
         // Never trained: the starting weights, each task's map taken by its name (a mio run's
         // weights may hold maps for more tasks than the reference's seven it is told about).
-        super::pretrained::start_from(&mut net, &model.tasks, &dir)?;
+        start_from(&mut net, &model.tasks, &dir)?;
     } else {
         let weights = model_weights(&dir);
         net.load(&weights)
@@ -260,4 +260,62 @@ pub(crate) fn hstack(imgs: &[Image]) -> Image {
         x0 += img.width + gap;
     }
     out
+}
+
+/// Starts `net` from a pretrained step's folder: its weights, and for explicit prompts each of
+/// `net`'s tasks takes the folder's map of the same name (else of the same degradation); a
+/// task the folder has no map for keeps its own, drawn from the seed.
+pub(crate) fn start_from(
+    net: &mut Network,
+    tasks: &[mio_stdlib::data::TaskSpec],
+    dir: &Path,
+) -> Result<(), NodeError> {
+    let path = dir.join("weights.safetensors");
+    let mut tensors = mio_stdlib::models::checkpoint::read(&path, None, &net.device())
+        .map_err(|e| NodeError::read(&path, e))?;
+    let maps = tensors.remove("prompt_maps");
+    net.set_weights(&tensors, &path.display().to_string())
+        .map_err(|e| NodeError::read(&path, e))?;
+    let (Some(maps), Some(own)) = (maps, net.maps().cloned()) else {
+        return Ok(());
+    };
+    let info: crate::run::artifact::NetworkInfo =
+        crate::run::artifact::read(&dir.join("network.json"))
+            .map_err(|e| NodeError::read(dir.join("network.json"), e))?;
+    // By name first; then a task of another name takes the map of its degradation if no task
+    // claimed that map by name (`my_noise` takes `noise`'s; a new `fog` beside `haze` does not).
+    let mut at: Vec<Option<usize>> = tasks
+        .iter()
+        .map(|t| info.tasks.iter().position(|f| f.name == t.name))
+        .collect();
+    for (k, task) in tasks.iter().enumerate() {
+        if at[k].is_some() {
+            continue;
+        }
+        let free =
+            info.tasks.iter().enumerate().position(|(i, f)| {
+                f.degradation == task.degradation.key() && !at.contains(&Some(i))
+            });
+        at[k] = free;
+    }
+    if at.contains(&None) && maps.dims()[2..] != own.dims()[2..] {
+        return Err(NodeError::experiment(format!(
+            "the starting weights' task maps are {:?}, the maps this model draws for new tasks \
+             {:?}: give its prompt the file's side, `explicit(map_size = {}px)`",
+            &maps.dims()[2..],
+            &own.dims()[2..],
+            maps.dims()[2]
+        )));
+    }
+    let mut rows = vec![];
+    for (k, at) in at.iter().enumerate() {
+        let row = match at {
+            Some(i) => maps.narrow(0, *i, 1),
+            None => own.narrow(0, k, 1),
+        };
+        rows.push(row.map_err(NodeError::compute)?);
+    }
+    let all = candle_core::Tensor::cat(&rows, 0).map_err(NodeError::compute)?;
+    net.set_maps(&all, &path.display().to_string())
+        .map_err(|e| NodeError::read(&path, e))
 }

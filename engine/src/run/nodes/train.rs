@@ -22,8 +22,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Train, dir: &Path) -> Result<(), 
     let mut net =
         Network::new(j.model.network.clone(), j.model.seed, &ctx.device).map_err(compute(name))?;
     if let Some(start) = input_dir(jf, |w| matches!(w, Job::Pretrained(_))) {
-        super::pretrained::start_from(&mut net, &j.model.tasks, &start)
-            .map_err(|e| fail(name, e))?;
+        super::common::start_from(&mut net, &j.model.tasks, &start).map_err(|e| fail(name, e))?;
     }
     if cfg.stage > 0 {
         let prev = input_dir(jf, |w| matches!(w, Job::Train(_)))
