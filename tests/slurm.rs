@@ -10,9 +10,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use common::mio_in as mio;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
 const CONF: &str = "/etc/slurm/slurm.conf";
@@ -139,15 +141,6 @@ workflow tiny {{
 }}
 "#
     )
-}
-
-fn mio(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mio"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run mio")
 }
 
 fn text(b: &[u8]) -> String {
