@@ -235,13 +235,16 @@ fn released_weights_evaluate_as_mio_restore_restores_and_train_further() {
     // is told the reference's seven by name; it restores as the trained model did.
     // (given as the training step's folder: the weights file in it is read)
     let weights = node(&dir, "train");
+    // and the classifier step of `ref` (its classifier.json names its outputs) as a classifier
+    let classifier = node(&dir, "classifier");
     let again = format!(
         r#"use paper
 workflow again {{
   data test = images("{DATA}/test", limit = 2)
   model again = srresnet(channels = 16, blocks = 2, prompt = explicit(dim = 16, map_size = 32px),
-                         weights = {weights:?})
+                         weights = {weights:?}, classifier = {classifier:?})
   eval again on test as again_known {{ tasks = [paper.noise], labels = known, metrics = [psnr] }}
+  eval again on test as again_predicted {{ tasks = [paper.rain], metrics = [psnr] }}
 }}
 "#
     );
@@ -253,6 +256,11 @@ workflow again {{
         r1["tasks"][0]["images"][0]["output"]["psnr"],
         r2["tasks"][0]["images"][0]["output"]["psnr"],
         "the same weights and the same `noise` map restore alike"
+    );
+    let (_, r3) = results(&dir, "again_predicted");
+    assert_eq!(
+        r3["tasks"][0]["images"][0]["predicted"], guess,
+        "the classifier step's folder predicts as the Classifier.pth it was read from"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

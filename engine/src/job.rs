@@ -129,8 +129,6 @@ pub struct Classifier {
     /// A classifier that came with the model's weights (`classifier = ...` on its backbone),
     /// relative to the .mio file: read instead of trained.
     pub file: Option<String>,
-    /// The tasks of the file's outputs, in order (the reference's seven), when `file` is set.
-    pub file_tasks: Vec<String>,
     /// The model's tasks in id order: the classifier's labels.
     pub tasks: Vec<TaskSpec>,
     pub iters: u64,

@@ -13,7 +13,7 @@ use mio_stdlib::models::network::Arch;
 use mio_stdlib::models::PromptMode;
 use serde::{Deserialize, Serialize};
 
-use super::restore::{load_classifier, load_model, LoadOptions, REFERENCE_TASKS};
+use super::restore::{load_model, read_classifier, LoadOptions, REFERENCE_TASKS};
 
 /// `export.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -135,32 +135,11 @@ pub fn export(
         Some(c) => {
             let ordered: Vec<(String, String)> =
                 order.iter().map(|&i| loaded.tasks[i].clone()).collect();
-            // Checked as `mio restore` loads it, then saved in the maps' order.
-            load_classifier(c, &ordered, &dev)?;
-            let file = if c.is_dir() {
-                c.join("classifier.safetensors")
-            } else {
-                c.to_path_buf()
-            };
-            let file_tasks: Vec<String> = {
-                let info = file.with_file_name("classifier.json");
-                if info.exists() {
-                    super::artifact::read::<super::artifact::ClassifierInfo>(&info)?.tasks
-                } else {
-                    REFERENCE_TASKS.iter().map(|t| t.to_string()).collect()
-                }
-            };
-            let t = mio_stdlib::models::checkpoint::read(&file, None, &dev)
-                .map_err(|e| e.to_string())?;
-            let t = mio_stdlib::models::classifier::reorder(
-                t,
-                &file_tasks,
-                &ordered,
-                &file.display().to_string(),
-            )
-            .map_err(|e| e.to_string())?;
+            // Read as `mio restore` reads it, outputs in the maps' order.
+            let (vm, _) = read_classifier(c, &ordered, &dev)?;
             let path = out.join("classifier.safetensors");
-            save_tensors(&path, &t)?;
+            mio_stdlib::fsio::atomic(&path, |tmp| vm.save(tmp))
+                .map_err(|e| format!("{}: cannot write it: {e}", path.display()))?;
             written.push(path);
             Some("classifier.safetensors".to_string())
         }

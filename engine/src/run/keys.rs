@@ -33,20 +33,19 @@ fn reads(job: &Job, base: &Path, all: bool) -> (Vec<PathBuf>, Vec<PathBuf>) {
         Job::Train(t) if all || t.config.stage == 0 => (folder(&t.data.path), vec![]),
         Job::Train(_) => (vec![], vec![]),
         Job::Pretrained(m) => match &m.start {
-            Some(s) => {
-                let mut files: Vec<PathBuf> = std::iter::once(&s.weights)
-                    .chain(&s.maps)
-                    .map(|f| base.join(f))
-                    .collect();
-                // A training step's folder: the weights file in it is what is read.
-                if files[0].is_dir() {
-                    files[0] = crate::run::nodes::common::model_weights(&files[0]);
-                }
-                (vec![], files)
-            }
+            Some(s) => (
+                vec![],
+                std::iter::once(crate::run::nodes::common::start_weights(base, s))
+                    .chain(s.maps.iter().map(|m| base.join(m)))
+                    .collect(),
+            ),
             None => (vec![], vec![]),
         },
         Job::Classifier(c) => match (&c.file, &c.data) {
+            // A classifier step's folder: its classifier file is what is read.
+            (Some(f), _) if base.join(f).is_dir() => {
+                (vec![], vec![base.join(f).join("classifier.safetensors")])
+            }
             (Some(f), _) => (vec![], vec![base.join(f)]),
             (None, Some(d)) => (folder(&d.path), vec![]),
             (None, None) => (vec![], vec![]),

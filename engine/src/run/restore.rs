@@ -135,6 +135,22 @@ pub fn load_classifier(
     tasks: &[(String, String)],
     dev: &Device,
 ) -> Result<mio_stdlib::models::classifier::TaskClassifier, String> {
+    Ok(read_classifier(path, tasks, dev)?.1)
+}
+
+/// [`load_classifier`], with the variables (to save them again: the classifier step that reads a
+/// model's classifier file, `mio export`).
+pub fn read_classifier(
+    path: &Path,
+    tasks: &[(String, String)],
+    dev: &Device,
+) -> Result<
+    (
+        candle_nn::VarMap,
+        mio_stdlib::models::classifier::TaskClassifier,
+    ),
+    String,
+> {
     let file = if path.is_dir() {
         path.join("classifier.safetensors")
     } else {
@@ -163,9 +179,8 @@ pub fn load_classifier(
     let from = file.display().to_string();
     let tensors = mio_stdlib::models::classifier::reorder(tensors, &file_tasks, tasks, &from)
         .map_err(|e| e.to_string())?;
-    let (_, net) = mio_stdlib::models::classifier::from_tensors(tasks.len(), &tensors, &from, dev)
-        .map_err(|e| e.to_string())?;
-    Ok(net)
+    mio_stdlib::models::classifier::from_tensors(tasks.len(), &tensors, &from, dev)
+        .map_err(|e| e.to_string())
 }
 
 /// Parses `noise:0.3,rain:0.7` into (task, weight) pairs.

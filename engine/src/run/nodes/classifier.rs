@@ -118,8 +118,8 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result
     Ok(())
 }
 
-/// The classifier that came with a model's weights: its outputs put in the model's task order
-/// (each task takes the file's output of its name or degradation), written as a trained one.
+/// The classifier that came with a model's weights, read as `mio restore --classifier` reads it
+/// (outputs in the model's task order), written as a trained one.
 fn from_file(
     ctx: &Ctx,
     jf: &JobFile,
@@ -128,19 +128,13 @@ fn from_file(
     dir: &Path,
 ) -> Result<(), RunError> {
     let name = &jf.name;
-    let read = |e: candle_core::Error| fail(name, NodeError::read(file, e));
-    let tensors = mio_stdlib::models::checkpoint::read(file, None, &ctx.device).map_err(read)?;
     let tasks: Vec<(String, String)> = j
         .tasks
         .iter()
         .map(|t| (t.name.clone(), t.degradation.key().to_string()))
         .collect();
-    let from = file.display().to_string();
-    let tensors = mio_stdlib::models::classifier::reorder(tensors, &j.file_tasks, &tasks, &from)
-        .map_err(read)?;
-    let (vm, _) =
-        mio_stdlib::models::classifier::from_tensors(j.tasks.len(), &tensors, &from, &ctx.device)
-            .map_err(read)?;
+    let (vm, _) = crate::run::restore::read_classifier(file, &tasks, &ctx.device)
+        .map_err(|e| fail(name, NodeError::read(file, e)))?;
     write_json(
         &dir.join("classifier.json"),
         &ClassifierInfo {

@@ -185,6 +185,17 @@ pub(crate) fn model_weights(dir: &Path) -> PathBuf {
     }
 }
 
+/// The file a model's `weights` names: the file itself, or in a training step's folder its
+/// weights (the EMA's when it kept one).
+pub(crate) fn start_weights(base: &Path, start: &job::Start) -> PathBuf {
+    let path = base.join(&start.weights);
+    if path.is_dir() {
+        model_weights(&path)
+    } else {
+        path
+    }
+}
+
 /// The network an eval or sweep restores with, from its trained stage.
 pub(crate) fn load_model(
     ctx: &Ctx,

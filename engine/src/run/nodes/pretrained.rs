@@ -22,11 +22,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, m: &Model, dir: &Path) -> Result<(), 
             NodeError::Crashed("a pretrained step without weights".into()),
         ));
     };
-    let mut weights = jf.base.join(&start.weights);
-    if weights.is_dir() {
-        // A training step's folder: its weights (the EMA's when it kept one).
-        weights = super::common::model_weights(&weights);
-    }
+    let weights = super::common::start_weights(&jf.base, start);
     // A mio run's weights name their tasks in the network.json beside them.
     let beside = weights.with_file_name("network.json");
     let file_tasks: Vec<NetworkTask> = match crate::run::artifact::read::<NetworkInfo>(&beside) {
