@@ -807,7 +807,7 @@ fn apply_task(
     seed: u64,
 ) -> Result<(mio_stdlib::image::Image, String), Failure> {
     let d = mio_engine::lower::degradation(task).map_err(|e| Failure::Internal(e.to_string()))?;
-    let mut rng = mio_stdlib::degrade::rng_for(seed, &task.degradation.to_string(), &src.name);
+    let mut rng = mio_stdlib::degrade::rng_for(seed, &task.text(), &src.name);
     let (out, drawn) = d.apply(&src.image, &mut rng, src.depth.as_deref());
     let params: Vec<String> = drawn
         .iter()

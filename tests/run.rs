@@ -463,3 +463,121 @@ workflow tiny {{
         "{md}"
     );
 }
+
+#[test]
+fn composites_and_real_pairs_share_a_named_table_and_prompts_are_analysed() {
+    // An adaptive and an explicit model trained on a composite beside a plain task, evaluated
+    // on two of the Unknown composites and on ready-made pairs in one named table.
+    let ws = Workspace::new("unknown", "");
+    let lq = ws.dir.join("lq");
+    std::fs::create_dir_all(&lq).unwrap();
+    // The "real" pair: an image darkened and noisy, by the composite itself.
+    let out = Command::new(env!("CARGO_BIN_EXE_mio"))
+        .args([
+            "degrade",
+            &format!("{DATA}/test/camera.png"),
+            "--task",
+            "udc",
+            "-o",
+        ])
+        .arg(lq.join("camera.png"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        &ws.file,
+        format!(
+            r#"use paper
+
+task dim_noisy = lowlight(gamma = 2.0) then noise(sigma = 10..20)
+
+workflow tiny {{
+  data train = images("{DATA}/train", patch = 24px, batch = 4)
+  data test = images("{DATA}/test", limit = 2)
+  data real = pairs(lq = "lq", gt = "{DATA}/test")
+  model ap = srresnet(channels = 8, blocks = 1, prompt = adaptive(dim = 8))
+  model ep = srresnet(channels = 8, blocks = 1, prompt = explicit(dim = 8, map_size = 16))
+  train ap on train {{ tasks = [paper.noise, dim_noisy], iters = 4, ema = 0 }}
+  train ep on train {{
+    tasks = [paper.noise, dim_noisy]
+    iters = 4
+    ema = 0
+    classifier = classifier(iters = 3, batch = 4)
+  }}
+  eval ap on test as ap_in {{ tasks = [paper.noise, dim_noisy] }}
+  eval ep on test as ep_known {{ tasks = [paper.noise, dim_noisy], labels = known }}
+  eval ap on test as ap_unknown {{ tasks = [paper.mild, paper.udc], table = "Unknown" }}
+  eval ap on real as ap_real {{ tasks = [udc_real], table = "Unknown" }}
+}}
+
+task udc_real = paper.udc
+"#
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mio"))
+        .args(["run", "tiny.mio", "-q"])
+        .current_dir(&ws.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(ws.dir.join("runs/tiny/report.md")).unwrap();
+    // One table for the composites and the real pairs, the model one row across them.
+    assert!(md.contains("## PSNR on Unknown"), "{md}");
+    assert!(
+        md.contains("| PSNR | mild | udc | udc_real | Avg |"),
+        "the columns side by side: {md}"
+    );
+    let row = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## PSNR on Unknown"))
+        .find(|l| l.starts_with("| ap |"))
+        .unwrap_or_else(|| panic!("no ap row: {md}"));
+    assert_eq!(row.matches(" - ").count(), 0, "every column filled: {row}");
+    // The composite's test set is its steps in order: darker than the input, and noisy.
+    let results = json(&ws.dir.join("runs/tiny/results.json"));
+    let text = results.to_string();
+    assert!(text.contains("dim_noisy"), "{text}");
+    // What the prompts learn: the adaptive model's CHI is a number, the explicit model told
+    // the true task has one prompt per task, and the projection plots exist.
+    let section = md
+        .split("## What the prompts learn")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no prompt analysis: {md}"));
+    let line = |eval: &str| {
+        section
+            .lines()
+            .find(|l| l.contains(&format!("| {eval} |")))
+            .unwrap_or_else(|| panic!("no {eval}: {section}"))
+            .to_string()
+    };
+    let ap = line("ap_in");
+    let chi: f64 = ap
+        .trim_end_matches(" |")
+        .rsplit("| ")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{ap}"));
+    assert!(chi.is_finite() && chi >= 0.0, "{ap}");
+    assert!(line("ep_known").contains("∞"), "{section}");
+    let svgs: Vec<String> = std::fs::read_dir(ws.dir.join("runs/tiny"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("prompts_") && n.ends_with(".svg"))
+        .collect();
+    assert!(svgs.len() >= 3, "{svgs:?}");
+    // Renaming the table rewrites the report and reruns no evaluation.
+    assert!(ws.stale().is_empty());
+    ws.edit("table = \"Unknown\"", "table = \"Real world\"");
+    ws.edit("table = \"Unknown\"", "table = \"Real world\"");
+    assert_eq!(ws.stale(), set(&["tiny/report"]));
+}

@@ -460,6 +460,9 @@ pub const BLOCKS: &[Builtin] = &[
               "Explicit prompts only: the task label from the classifier (`predicted`) or the known one (`known`)."),
             p("images", INT, "0", "Evaluate at most this many images (0: all).").min(Incl(0.0)),
             p("save_images", Ty::Bool, "true", "Write the restored images into the run folder."),
+            opt("table", Ty::Str, "The report's table for it: evaluations given the same name share one table, their \
+                 tasks side by side (a folder of real pairs beside synthetic composites); by default evaluations over \
+                 the same tasks share one. Changing it reruns nothing."),
         ],
         "Evaluation of a trained model: `eval MODEL on DATA [as NAME] { ... }`; a row of the paper's table.",
     ),

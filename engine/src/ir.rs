@@ -38,11 +38,57 @@ impl Call {
     }
 }
 
-/// A task: a name and the degradation (a call of a degradation built-in) it applies.
+/// A task: a name and the degradation (a call of a degradation built-in) it applies; a
+/// composite task (`blur(...) then sr(...) then noise(...)`) applies more, in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub name: String,
+    /// The first (for most tasks the only) degradation.
     pub degradation: Call,
+    /// A composite's further steps, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub then: Vec<Call>,
+}
+
+impl Task {
+    pub fn new(name: impl Into<String>, degradation: Call) -> Task {
+        Task {
+            name: name.into(),
+            degradation,
+            then: vec![],
+        }
+    }
+    /// A task of the given steps (at least one).
+    pub fn of_steps(name: impl Into<String>, mut steps: Vec<Call>) -> Task {
+        let first = steps.remove(0);
+        Task {
+            name: name.into(),
+            degradation: first,
+            then: steps,
+        }
+    }
+    /// Every degradation it applies, in order.
+    pub fn steps(&self) -> impl Iterator<Item = &Call> {
+        std::iter::once(&self.degradation).chain(&self.then)
+    }
+    pub fn is_composite(&self) -> bool {
+        !self.then.is_empty()
+    }
+    /// The canonical text of what it applies (`noise(sigma = 15..50)`, or the steps joined by
+    /// `then`): it seeds the task's draws and keys its cached test sets.
+    pub fn text(&self) -> String {
+        self.steps()
+            .map(Call::to_string)
+            .collect::<Vec<_>>()
+            .join(" then ")
+    }
+    /// Its kind: the degradation's name, or a composite's names joined by `then`.
+    pub fn kind(&self) -> String {
+        self.steps()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" then ")
+    }
 }
 
 impl Value {
@@ -144,7 +190,7 @@ impl fmt::Display for Call {
 impl fmt::Display for Task {
     /// The full definition: `noise = noise(sigma = 15..50)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} = {}", self.name, self.degradation)
+        write!(f, "{} = {}", self.name, self.text())
     }
 }
 

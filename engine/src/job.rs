@@ -197,6 +197,9 @@ pub struct Eval {
     /// At most this many images per task (0: all).
     pub images: usize,
     pub save_images: bool,
+    /// The report's table this evaluation goes into (by default the one of its task list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -176,7 +176,37 @@ pub fn resolve_task(task: &str, sets: &[String], style: Style) -> Result<ir::Tas
     let mut checker = check::Checker::new(&program);
     let mut result = None;
     if let Some(expr) = expr {
-        if let Some(mut call) = checker.task_call_expr(Program::ROOT, &expr) {
+        let call = checker.task_call_expr(Program::ROOT, &expr);
+        if call
+            .as_ref()
+            .is_some_and(|c| matches!(c.kind, mio_grammar::ExprKind::Then(_)))
+        {
+            // A composite: `--set` would not know which step's argument it means.
+            if let Some(o) = overrides.first() {
+                checker.diags.push(
+                    Diagnostic::new(
+                        Code::BadOverride,
+                        o.path.span,
+                        format!("`{task}` is a composite task: `--set` cannot tell which step `{}` is for", o.path),
+                        "here",
+                    )
+                    .help("write the steps with the values you want: --task \"blur(sigma = 2.0) then noise(sigma = 30)\""),
+                );
+            } else {
+                let name = match &expr.kind {
+                    mio_grammar::ExprKind::Path(p) => p
+                        .segments
+                        .last()
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default(),
+                    _ => mio_grammar::format::flat(&expr),
+                };
+                result = match checker.value(Program::ROOT, &expr, &mio_catalog::Ty::Task, None) {
+                    Some(ir::Value::Task(t)) => Some(ir::Task { name, ..t }),
+                    _ => None,
+                };
+            }
+        } else if let Some(mut call) = call {
             for o in &overrides {
                 if let Err(why) = merge::set_in_expr(&mut call, &o.path.segments, &o.value) {
                     checker.diags.push(
@@ -200,7 +230,7 @@ pub fn resolve_task(task: &str, sets: &[String], style: Style) -> Result<ir::Tas
             };
             result = checker
                 .call(Program::ROOT, &call, mio_catalog::Kind::Degradation)
-                .map(|degradation| ir::Task { name, degradation });
+                .map(|degradation| ir::Task::new(name, degradation));
         }
     }
     diags.extend(checker.diags);

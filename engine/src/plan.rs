@@ -76,6 +76,16 @@ pub fn fnv1a(text: &str) -> u64 {
     h
 }
 
+/// Which evaluations go into named report tables: part of the report's definition (the
+/// evaluations' own keys leave it out).
+fn tables_text(wf: &ir::Workflow) -> String {
+    wf.evals
+        .iter()
+        .filter_map(|e| Some(format!("{} in {}", e.name, e.setting("table")?)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn settings_text(s: &[(String, Value)]) -> String {
     s.iter()
         .map(|(n, v)| format!("{n} = {v}"))
@@ -212,7 +222,12 @@ pub fn plan(workflows: &[ir::Workflow]) -> Result<Plan, Diagnostic> {
                 None => matrix_inputs.push((mx.clone(), inputs, vec![wi])),
             },
             None => {
-                let def = format!("report {} | {}", wf.name, settings_text(&wf.report));
+                let def = format!(
+                    "report {} | {} | tables [{}]",
+                    wf.name,
+                    settings_text(&wf.report),
+                    tables_text(wf)
+                );
                 p.add(
                     NodeKind::Report,
                     format!("{}/report", wf.name),
@@ -233,7 +248,11 @@ pub fn plan(workflows: &[ir::Workflow]) -> Result<Plan, Diagnostic> {
     }
     for (mx, inputs, members) in matrix_inputs {
         let rows = members.len();
-        let def = format!("report matrix {mx}");
+        let tables: Vec<String> = members
+            .iter()
+            .map(|&w| tables_text(&workflows[w]))
+            .collect();
+        let def = format!("report matrix {mx} | tables [{}]", tables.join("; "));
         p.add(
             NodeKind::Report,
             format!("{mx}/report"),
@@ -266,16 +285,14 @@ fn plan_workflow(
     let w = wf.name.as_str();
     let mut report_inputs = vec![];
     let testset = |p: &mut Plan, data: &ir::Data, task: &ir::Task| {
-        let def = format!(
-            "testset seed={seed} | {} | {}",
-            data.source, task.degradation
-        );
+        let def = format!("testset seed={seed} | {} | {}", data.source, task.text());
         p.add(
             NodeKind::TestSet,
             format!("{}/{}", data.name, task.name),
             format!(
                 "degrade every image of `{}` with {}",
-                data.name, task.degradation
+                data.name,
+                task.text()
             ),
             def,
             w,
@@ -467,12 +484,19 @@ fn plan_workflow(
             .setting("metrics")
             .map(|v| v.to_string())
             .unwrap_or_default();
+        // The report's table is presentation: not part of what the evaluation computes.
+        let computed: Vec<(String, Value)> = e
+            .settings
+            .iter()
+            .filter(|(n, _)| n != "table")
+            .cloned()
+            .collect();
         let def = format!(
             "eval {} | data {} | tasks [{}] | {}",
             e.name,
             data.source,
             tasks.join(", "),
-            settings_text(&e.settings)
+            settings_text(&computed)
         );
         let i = p.add(
             NodeKind::Eval,
@@ -562,7 +586,7 @@ fn plan_workflow(
         };
         let mut deps = stages.clone();
         for task in &last.tasks {
-            let text = task.degradation.to_string();
+            let text = task.text();
             let set = p
                 .graph
                 .node_indices()

@@ -193,6 +193,7 @@ fn values(builtin: &str, param: &str) -> Option<(&'static str, &'static str)> {
         ("eval", "labels") => ("", "known"),
         ("eval", "images") => ("", "2"),
         ("eval", "save_images") => ("", "false"),
+        ("eval", "table") => ("", "\"Unknown\""),
         ("sweep", "from") => ("", "rain"),
         ("sweep", "to") => ("", "noise"),
         ("sweep", "steps") => ("", "3"),

@@ -110,6 +110,8 @@ pub enum ExprKind {
     Tuple(Vec<Expr>),
     Range(Box<Expr>, Box<Expr>),
     Call(Call),
+    /// A composite task, its steps in the order they apply: `blur(...) then sr(...)`.
+    Then(Vec<Expr>),
 }
 
 impl ExprKind {
@@ -125,6 +127,7 @@ impl ExprKind {
             ExprKind::Tuple(_) => "a tuple",
             ExprKind::Range(..) => "a range",
             ExprKind::Call(_) => "a call",
+            ExprKind::Then(_) => "a composite task",
         }
     }
 }
@@ -443,7 +446,9 @@ impl Expr {
         self.span = Span::default();
         match &mut self.kind {
             ExprKind::Path(p) => p.erase(),
-            ExprKind::List(xs) | ExprKind::Tuple(xs) => xs.iter_mut().for_each(Expr::erase),
+            ExprKind::List(xs) | ExprKind::Tuple(xs) | ExprKind::Then(xs) => {
+                xs.iter_mut().for_each(Expr::erase)
+            }
             ExprKind::Range(lo, hi) => {
                 lo.erase();
                 hi.erase();

@@ -228,6 +228,10 @@ fn describe_expected(positives: &[Rule]) -> String {
         if *r == Rule::lparen && has(EXPR_RULES) {
             continue;
         }
+        // `then` may follow any value; naming it beside other choices only distracts.
+        if *r == Rule::kw_then && positives.len() > 1 {
+            continue;
+        }
         if let Some(w) = rule_words(*r) {
             push(w);
         }
@@ -254,6 +258,7 @@ fn rule_words(r: Rule) -> Option<&'static str> {
         Rule::kw_as => "`as`",
         Rule::kw_on => "`on`",
         Rule::kw_over => "`over`",
+        Rule::kw_then => "`then`",
         Rule::kw_extends => "`extends`",
         Rule::alias => "`as`",
         Rule::block => "`{`",

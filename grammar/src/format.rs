@@ -433,6 +433,10 @@ pub fn flat(e: &Expr) -> String {
             }
         }
         ExprKind::Range(lo, hi) => format!("{}..{}", flat(lo), flat(hi)),
+        ExprKind::Then(steps) => {
+            let v: Vec<String> = steps.iter().map(flat).collect();
+            v.join(" then ")
+        }
         ExprKind::Call(c) => {
             let v: Vec<String> = c
                 .args

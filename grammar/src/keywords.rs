@@ -126,6 +126,12 @@ pub const KEYWORDS: &[Keyword] = &[
         "`train MODEL on DATA { ... }`",
     ),
     kw(
+        "then",
+        Place::Inner,
+        "Chains degradations into one composite task, applied in order (an \"unknown\" degradation).",
+        "`task mild = blur(sigma = 1.0..2.0) then sr(scale = 4) then noise(sigma = 5..10)`",
+    ),
+    kw(
         "as",
         Place::Inner,
         "A name: of an import, an evaluation or a sweep.",

@@ -537,6 +537,7 @@ impl Builder {
                     | R::kw_sweep
                     | R::kw_report
                     | R::kw_on
+                    | R::kw_then
             )
         })
     }
@@ -716,8 +717,17 @@ impl Builder {
         let span = self.span(&p);
         match p.as_rule() {
             R::expr => {
+                let chained = p.clone().into_inner().any(|c| c.as_rule() == R::kw_then);
                 let mut it = Self::meaningful(p);
                 let lo = self.expr(it.next().unwrap());
+                if chained {
+                    let mut steps = vec![lo];
+                    steps.extend(it.map(|e| self.expr(e)));
+                    return Expr {
+                        kind: ExprKind::Then(steps),
+                        span,
+                    };
+                }
                 match it.next() {
                     Some(hi) => Expr {
                         kind: ExprKind::Range(Box::new(lo), Box::new(self.expr(hi))),

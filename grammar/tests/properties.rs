@@ -62,6 +62,15 @@ fn expr() -> impl Strategy<Value = String> {
                         .collect();
                     format!("{f}({})", a.join(", "))
                 }),
+            // A composite task: calls or names chained with `then`.
+            prop::collection::vec(
+                prop_oneof![
+                    ident(),
+                    (ident(), ident()).prop_map(|(f, a)| format!("{f}({a} = 1)"))
+                ],
+                2..4
+            )
+            .prop_map(|xs| xs.join(" then ")),
         ]
     })
 }

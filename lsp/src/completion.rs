@@ -213,9 +213,12 @@ fn top_level(doc: &Document, text: &str, off: usize) -> Vec<CompletionItem> {
     if line.contains('=') {
         let kw = words.first().copied().unwrap_or("");
         return match kw {
-            "task" => builtins::of_kind(Kind::Degradation)
-                .map(builtin_item)
-                .collect(),
+            // After a whole step, `then` chains another (a composite task); else a
+            // degradation or a task to start one.
+            "task" if line.trim_end().ends_with(')') && line.ends_with(char::is_whitespace) => {
+                vec![keyword("then", "apply another degradation after this one")]
+            }
+            "task" => values(doc, &Ty::Task, off),
             "let" => values(doc, &Ty::Task, off),
             _ => vec![],
         };

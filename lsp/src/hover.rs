@@ -79,7 +79,7 @@ pub fn hover(doc: &Document, pos: Position) -> Option<Hover> {
     {
         // Only where it is a keyword: at the start of an item or statement.
         let line = text[..start].rsplit('\n').next().unwrap_or("");
-        if line.trim().is_empty() || matches!(word, "extends" | "over") {
+        if line.trim().is_empty() || matches!(word, "extends" | "over" | "then") {
             return Some(md(format!("**{word}**: {d}")));
         }
     }
@@ -156,7 +156,7 @@ fn named(doc: &Document, word: &str, global: usize, role: Option<&Resolved>) -> 
                 checker
                     .value(mid, &b.value, &Ty::Task, None)
                     .map(|v| match v {
-                        mio_engine::ir::Value::Task(t) => t.degradation.to_string(),
+                        mio_engine::ir::Value::Task(t) => t.text(),
                         other => other.to_string(),
                     })
             } else {

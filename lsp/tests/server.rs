@@ -327,3 +327,47 @@ fn the_executor_setting_completes_and_hovers_like_any_setting() {
         "{h}"
     );
 }
+
+#[test]
+fn composite_tasks_complete_hover_and_check_like_any_task() {
+    let mut s = TestServer::start(false);
+    let uri = "file:///tmp/mio-lsp-test/composite.mio";
+    let text = "use paper\n\ntask murky = blur(sigma = 1.0..2.0) then paper.noise\n\nworkflow w {\n  data d = images(\"imgs\", patch = 64px)\n  model net = srresnet(channels = 8)\n  train net on d { strategy = mixed, tasks = [murky, paper.jpeg], iters = 10 }\n  eval net on d { tasks = [murky then jpeg(quality = 20)] }\n}\n";
+    let d = s.open(uri, text);
+    assert_eq!(d, json!([]), "a composite checks like any task");
+    // After a whole step: `then`; after `then`: degradations and tasks.
+    let head = "use paper\n\ntask t = blur(sigma = 2.0) \n";
+    s.change(uri, 2, head);
+    s.diagnostics(uri);
+    let (l, c) = pos(head, "(sigma = 2.0) ", 14);
+    assert_eq!(
+        labels(&s.at("textDocument/completion", uri, l, c)),
+        ["then"]
+    );
+    let next = "use paper\n\ntask t = blur(sigma = 2.0) then \n";
+    s.change(uri, 3, next);
+    s.diagnostics(uri);
+    let (l, c) = pos(next, "then ", 5);
+    let got = labels(&s.at("textDocument/completion", uri, l, c));
+    assert!(
+        got.contains(&"noise".to_string()) && got.contains(&"paper.rain_out".to_string()),
+        "{got:?}"
+    );
+    // Hover: `then` says what it does; a composite task shows its steps.
+    s.change(uri, 4, text);
+    s.diagnostics(uri);
+    let hover = |s: &mut TestServer, needle: &str, after: usize| {
+        let (l, c) = pos(text, needle, after);
+        s.at("textDocument/hover", uri, l, c)["contents"]["value"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let h = hover(&mut s, "then paper", 1);
+    assert!(h.contains("composite task"), "{h}");
+    let h = hover(&mut s, "[murky,", 2);
+    assert!(
+        h.contains("blur(sigma = 1.0..2.0, size = 7..21) then noise(sigma = 15.0..50.0)"),
+        "{h}"
+    );
+}

@@ -60,6 +60,9 @@ pub enum Degradation {
     Haze { a: Sampled, beta: Sampled },
     /// Gamma darkening.
     Lowlight { gamma: Sampled },
+    /// A composite ("unknown") degradation: its steps applied one after the other, each with a
+    /// generator of its own derived from the image's and the step's place in the chain.
+    Chain(Vec<Degradation>),
 }
 
 /// A catalog default (`1.0..3.0`, `7..21`, `-45deg..45deg`, `4`, `bicubic`) as an argument.
@@ -156,21 +159,36 @@ impl Degradation {
         Degradation::from_args(key, &args).ok()
     }
 
-    pub fn key(&self) -> &'static str {
+    /// The degradation's kind: its built-in's name (`noise`), or for a composite its steps'
+    /// names in order (`blur then sr then noise`), as the language writes it.
+    pub fn key(&self) -> String {
         match self {
-            Degradation::Sr { .. } => "sr",
-            Degradation::Blur { .. } => "blur",
-            Degradation::Noise { .. } => "noise",
-            Degradation::Jpeg { .. } => "jpeg",
-            Degradation::Rain { .. } => "rain",
-            Degradation::Haze { .. } => "haze",
-            Degradation::Lowlight { .. } => "lowlight",
+            Degradation::Sr { .. } => "sr".into(),
+            Degradation::Blur { .. } => "blur".into(),
+            Degradation::Noise { .. } => "noise".into(),
+            Degradation::Jpeg { .. } => "jpeg".into(),
+            Degradation::Rain { .. } => "rain".into(),
+            Degradation::Haze { .. } => "haze".into(),
+            Degradation::Lowlight { .. } => "lowlight".into(),
+            Degradation::Chain(steps) => steps
+                .iter()
+                .map(Degradation::key)
+                .collect::<Vec<_>>()
+                .join(" then "),
+        }
+    }
+
+    /// The steps a composite applies in order; a single degradation is its own one step.
+    pub fn steps(&self) -> &[Degradation] {
+        match self {
+            Degradation::Chain(steps) => steps,
+            one => std::slice::from_ref(one),
         }
     }
 
     /// Degrades `img`. `rng` should be derived for this image (see [`Rng::derive`]); `depth`
     /// (haze only) is a depth map in [0, 1] of the image's size, else the synthetic prior is used.
-    /// Returns the image and the parameters drawn.
+    /// Returns the image and the parameters drawn (a composite's in step order).
     pub fn apply(
         &self,
         img: &Image,
@@ -178,6 +196,20 @@ impl Degradation {
         depth: Option<&[f32]>,
     ) -> (Image, Vec<(&'static str, f64)>) {
         match *self {
+            Degradation::Chain(ref steps) => {
+                // One seed for the chain from the image's generator, then one generator per
+                // step: a step draws the same whatever the steps before it drew.
+                let base = rng.next_u64();
+                let mut out = img.clone();
+                let mut drawn = vec![];
+                for (i, step) in steps.iter().enumerate() {
+                    let mut r = Rng::derive(base, &["step", &i.to_string()]);
+                    let (next, d) = step.apply(&out, &mut r, depth);
+                    out = next;
+                    drawn.extend(d);
+                }
+                (out, drawn)
+            }
             Degradation::Sr { scale, kernel } => (
                 super_resolution(img, scale, kernel),
                 vec![("scale", scale as f64)],

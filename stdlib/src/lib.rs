@@ -7,6 +7,7 @@ pub use mio_catalog::{
     PRELUDES, REFERENCE_TASK_INDEX,
 };
 
+pub mod analysis;
 pub mod data;
 pub mod degrade;
 pub mod fsio;

@@ -448,3 +448,66 @@ fn every_degradation_takes_images_of_any_size() {
         }
     }
 }
+
+#[test]
+fn a_composite_degrades_as_its_steps_one_after_the_other() {
+    let img = image::load(&repo("data/test/chelsea.png")).unwrap().image;
+    let fixed = Sampled::Fixed;
+    let blur = Degradation::Blur {
+        sigma: fixed(2.0),
+        size: fixed(9.0),
+    };
+    let sr = Degradation::paper("sr").unwrap();
+    let jpeg = Degradation::Jpeg {
+        quality: fixed(40.0),
+    };
+    // Steps that draw nothing: the chain is exactly the three applied in turn.
+    let chain = Degradation::Chain(vec![blur.clone(), sr.clone(), jpeg.clone()]);
+    let mut rng = rng_for(3, "c", "chelsea.png");
+    let (out, drawn) = chain.apply(&img, &mut rng, None);
+    let by_hand = {
+        let r = &mut rng_for(0, "any", "x");
+        let a = blur.apply(&img, r, None).0;
+        let b = sr.apply(&a, r, None).0;
+        jpeg.apply(&b, r, None).0
+    };
+    assert_eq!(out, by_hand, "blur, then x4 down and up, then JPEG");
+    assert_eq!(
+        drawn.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        ["sigma", "size", "scale", "quality"],
+        "the parameters of every step, in order"
+    );
+    assert_eq!(chain.key(), "blur then sr then jpeg");
+    assert_eq!(chain.steps().len(), 3);
+    // Steps that draw: the same seed gives the same bytes, another seed other draws, and each
+    // step leaves its mark (darker than the noise alone, noisier than the darkening alone).
+    let random = Degradation::Chain(vec![
+        Degradation::Lowlight {
+            gamma: Sampled::Range(1.5, 2.5),
+        },
+        Degradation::Noise {
+            sigma: Sampled::Range(10.0, 30.0),
+        },
+    ]);
+    let run = |seed: u64| random.apply(&img, &mut rng_for(seed, "c", "chelsea.png"), None);
+    let (a, da) = run(1);
+    let (b, db) = run(1);
+    let (c, dc) = run(2);
+    assert_eq!(a, b);
+    assert_eq!(da, db);
+    assert_ne!(da, dc, "another seed draws other parameters");
+    assert_ne!(a, c);
+    let mean = |i: &Image| i.data.iter().map(|&v| v as f64).sum::<f64>() / i.data.len() as f64;
+    assert!(mean(&a) < mean(&img) * 0.8, "the low-light step darkens");
+    let gamma = da[0].1;
+    let dark_only = Degradation::Lowlight {
+        gamma: Sampled::Fixed(gamma),
+    }
+    .apply(&img, &mut rng_for(0, "x", "y"), None)
+    .0;
+    let psnr = mio_stdlib::metrics::psnr(&dark_only, &a, 0, false).unwrap();
+    assert!(
+        psnr < 30.0,
+        "the noise step adds noise on the darkened image ({psnr:.1} dB from it)"
+    );
+}

@@ -124,7 +124,7 @@ impl<'p> Checker<'p> {
     /// name as its definition (so `--set` can change its arguments). Reports unknown names.
     pub fn task_call_expr(&mut self, m: ModId, e: &Expr) -> Option<Expr> {
         match &e.kind {
-            ExprKind::Call(_) => Some(e.clone()),
+            ExprKind::Call(_) | ExprKind::Then(_) => Some(e.clone()),
             ExprKind::Path(p) => match self.lookup(m, p)? {
                 Sym::Task(_, b) => Some(b.value.clone()),
                 Sym::Let(mid, b) => self.task_call_expr(mid, &b.value),
@@ -191,12 +191,9 @@ impl<'p> Checker<'p> {
         if !self.enter(&key, at) {
             return None;
         }
-        let call = self.call(m, &b.value, Kind::Degradation);
+        let steps = self.task_steps(m, &b.value);
         self.expanding.pop();
-        let task = call.map(|degradation| ir::Task {
-            name: b.name.name.clone(),
-            degradation,
-        });
+        let task = steps.map(|steps| ir::Task::of_steps(b.name.name.clone(), steps));
         self.tasks.insert(key, task.clone());
         task
     }

@@ -152,13 +152,13 @@ impl<'p> Checker<'p> {
                     Sym::Task(mid, b) => self.task(mid, b, e.span).map(Value::Task),
                     Sym::Let(mid, b) => self.expand_let(mid, b, ty, param, e.span),
                 },
-                ExprKind::Call(_) => {
-                    // An inline task: `noise(sigma = 60)`.
-                    let call = self.call(m, e, Kind::Degradation)?;
-                    Some(Value::Task(ir::Task {
-                        name: mio_grammar::format::flat(e),
-                        degradation: call,
-                    }))
+                ExprKind::Call(_) | ExprKind::Then(_) => {
+                    // An inline task: `noise(sigma = 60)`, `blur(sigma = 2) then noise(sigma = 10)`.
+                    let steps = self.task_steps(m, e)?;
+                    Some(Value::Task(ir::Task::of_steps(
+                        mio_grammar::format::flat(e),
+                        steps,
+                    )))
                 }
                 _ => {
                     self.mismatch(e, ty, param);
@@ -403,6 +403,55 @@ impl<'p> Checker<'p> {
     }
 
     /// Checks a call (or a bare name, the call with its defaults) of a built-in of `kind`.
+    /// The degradations a task expression applies, in order: one call, or steps joined by
+    /// `then`, each a call or the name of a task (a composite's steps spliced in). Every step
+    /// is checked; `None` if any is wrong.
+    pub fn task_steps(&mut self, m: ModId, e: &Expr) -> Option<Vec<ir::Call>> {
+        match &e.kind {
+            ExprKind::Then(parts) => {
+                let mut steps = Some(vec![]);
+                for part in parts {
+                    let got = match &part.kind {
+                        ExprKind::Call(_) => self.call(m, part, Kind::Degradation).map(|c| vec![c]),
+                        ExprKind::Path(_) => match self.value(m, part, &Ty::Task, None) {
+                            Some(Value::Task(t)) => Some(t.steps().cloned().collect()),
+                            _ => None,
+                        },
+                        _ => {
+                            self.emit(
+                                Diagnostic::new(
+                                    Code::TypeMismatch,
+                                    part.span,
+                                    format!(
+                                        "a step of a composite task is a degradation or a task, found {}",
+                                        part.kind.describe()
+                                    ),
+                                    "not a degradation",
+                                )
+                                .help("for example: blur(sigma = 2.0) then sr(scale = 4) then paper.noise"),
+                            );
+                            None
+                        }
+                    };
+                    steps = match (steps, got) {
+                        (Some(mut all), Some(more)) => {
+                            all.extend(more);
+                            Some(all)
+                        }
+                        _ => None,
+                    };
+                }
+                steps
+            }
+            // Another task's name: its steps (`task wet = paper.rain`).
+            ExprKind::Path(_) => match self.value(m, e, &Ty::Task, None) {
+                Some(Value::Task(t)) => Some(t.steps().cloned().collect()),
+                _ => None,
+            },
+            _ => self.call(m, e, Kind::Degradation).map(|c| vec![c]),
+        }
+    }
+
     pub fn call(&mut self, m: ModId, e: &Expr, kind: Kind) -> Option<ir::Call> {
         let (callee, args, args_span) = match &e.kind {
             ExprKind::Call(c) => (&c.callee, c.args.as_slice(), c.args_span),

@@ -320,25 +320,30 @@ impl<'p> Checker<'p> {
                         get(&settings, "degrade"),
                         sw.block.get("param"),
                     ) {
-                        let params: Vec<&str> =
-                            mio_catalog::builtins::lookup(Kind::Degradation, &t.degradation.name)
-                                .map(|d| d.params.iter().map(|p| p.name).collect())
+                        // A composite's parameters are its steps' (the sweep changes the first
+                        // step that has it).
+                        let mut params: Vec<&str> = vec![];
+                        for c in t.steps() {
+                            let more = mio_catalog::builtins::lookup(Kind::Degradation, &c.name)
+                                .map(|d| d.params.iter().map(|p| p.name).collect::<Vec<_>>())
                                 .unwrap_or_default();
+                            for p in more {
+                                if !params.contains(&p) {
+                                    params.push(p);
+                                }
+                            }
+                        }
                         if !params.contains(&name.as_str()) {
                             let help =
                                 crate::diagnostic::did_you_mean(name, params.iter().copied())
                                     .unwrap_or_else(|| {
-                                        format!(
-                                            "`{}` takes: {}",
-                                            t.degradation.name,
-                                            params.join(", ")
-                                        )
+                                        format!("`{}` takes: {}", t.kind(), params.join(", "))
                                     });
                             self.emit(
                                 Diagnostic::new(
                                     Code::UnknownArgument,
                                     b.value.span,
-                                    format!("`{}` has no parameter `{name}`", t.degradation.name),
+                                    format!("`{}` has no parameter `{name}`", t.kind()),
                                     "not a parameter of the degradation",
                                 )
                                 .help(help),
@@ -481,8 +486,8 @@ impl<'p> Checker<'p> {
         if known.is_empty() {
             return;
         }
-        let kinds: Vec<&str> = known.iter().map(|t| t.degradation.name.as_str()).collect();
-        if !kinds.contains(&task.degradation.name.as_str()) {
+        let kinds: Vec<String> = known.iter().map(ir::Task::kind).collect();
+        if !kinds.contains(&task.kind()) {
             self.emit(
                 Diagnostic::new(
                     Code::NoPromptForTask,
@@ -492,7 +497,7 @@ impl<'p> Checker<'p> {
                         task.name,
                         kinds.join(", ")
                     ),
-                    format!("{user} needs a `{}` prompt", task.degradation.name),
+                    format!("{user} needs a `{}` prompt", task.kind()),
                 )
                 .help("explicit prompts exist only for the degradations a model was trained on"),
             );
@@ -548,10 +553,7 @@ impl<'p> Checker<'p> {
                 self.quiet += 1;
                 let degradation = self.call(m, &e, mio_catalog::Kind::Degradation);
                 self.quiet -= 1;
-                Some(ir::Task {
-                    name: name.to_string(),
-                    degradation: degradation?,
-                })
+                Some(ir::Task::new(name.to_string(), degradation?))
             })
             .collect()
     }
@@ -614,6 +616,8 @@ impl<'p> Checker<'p> {
                     );
                     return None;
                 }
+                // Tasks written but wrong are reported where they are wrong.
+                None if t.block.get("tasks").is_some() => return None,
                 // A misspelt `strategy` (reported as an unknown setting) is not mixed training.
                 None if t.block.settings.iter().any(|b| {
                     b.name.name != "strategy" && closest(&b.name.name, ["strategy"]).is_some()

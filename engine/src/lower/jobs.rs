@@ -30,10 +30,22 @@ pub fn device(wf: &ir::Workflow) -> Result<String> {
     }
 }
 
-/// The stdlib degradation a checked task applies.
+/// The stdlib degradation a checked task applies (a chain for a composite task).
 pub fn degradation(task: &ir::Task) -> Result<Degradation> {
-    let args: Vec<(String, Arg)> = task
-        .degradation
+    let mut steps = task
+        .steps()
+        .map(|c| step(task, c))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(if steps.len() == 1 {
+        steps.remove(0)
+    } else {
+        Degradation::Chain(steps)
+    })
+}
+
+/// One degradation call of a task.
+fn step(task: &ir::Task, call: &ir::Call) -> Result<Degradation> {
+    let args: Vec<(String, Arg)> = call
         .args
         .iter()
         .map(|(n, v)| {
@@ -51,7 +63,7 @@ pub fn degradation(task: &ir::Task) -> Result<Degradation> {
             Ok((n.clone(), arg))
         })
         .collect::<Result<_>>()?;
-    Degradation::from_args(&task.degradation.name, &args).map_err(LowerError)
+    Degradation::from_args(&call.name, &args).map_err(LowerError)
 }
 
 /// A task with the id a network gives it.
@@ -60,7 +72,7 @@ pub fn task(t: &ir::Task, id: usize) -> Result<TaskSpec> {
         id,
         name: t.name.clone(),
         degradation: degradation(t)?,
-        text: t.degradation.to_string(),
+        text: t.text(),
     })
 }
 
@@ -194,11 +206,10 @@ fn trained_tasks<'a>(wf: &'a ir::Workflow, model: &str) -> &'a [ir::Task] {
 /// The id a network gives a task: its own task of that name, else its task with the same
 /// degradation (`noise_out` is told to the network as `noise`).
 pub fn task_id(tasks: &[ir::Task], task: &ir::Task) -> Option<usize> {
-    tasks.iter().position(|t| t.name == task.name).or_else(|| {
-        tasks
-            .iter()
-            .position(|t| t.degradation.name == task.degradation.name)
-    })
+    tasks
+        .iter()
+        .position(|t| t.name == task.name)
+        .or_else(|| tasks.iter().position(|t| t.kind() == task.kind()))
 }
 
 /// A declared model with its network and tasks.
@@ -366,6 +377,10 @@ pub fn eval(wf: &ir::Workflow, index: usize) -> Result<job::Eval> {
         labels,
         images: setting_int(&e.settings, "images", "eval")? as usize,
         save_images,
+        table: match e.setting("table") {
+            Some(Value::Str(s)) => Some(s.clone()),
+            _ => None,
+        },
         model,
     })
 }
@@ -400,7 +415,11 @@ pub fn sweep(wf: &ir::Workflow, index: usize) -> Result<job::Sweep> {
             let mut points = vec![];
             for v in values {
                 let mut at = t.clone();
-                match at.degradation.args.iter_mut().find(|(n, _)| n == param) {
+                // A composite's first step that has the parameter.
+                let slot = std::iter::once(&mut at.degradation)
+                    .chain(at.then.iter_mut())
+                    .find_map(|c| c.args.iter_mut().find(|(n, _)| n == param));
+                match slot {
                     Some((_, slot)) => *slot = Value::Float(v),
                     None => return bug(format!("`{}` has no `{param}`", t.name)),
                 }

@@ -121,6 +121,10 @@ pub struct EvalImage {
     /// With a task classifier: the task it guessed, and whether that was right.
     pub predicted: Option<Option<String>>,
     pub correct: Option<bool>,
+    /// A prompted model's latent prompt for the image (the extractors' outputs, the one the
+    /// classifier's guess picked for explicit prompts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Vec<f32>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! Line charts through plotters: as PNG for the files a user opens outside a browser (each
+//! Line charts (and scatter plots) through plotters: as PNG for the files a user opens outside a browser (each
 //! training stage's loss curve beside its `losses.jsonl`, the report's loss chart), and as SVG
 //! for the report (embedded as they are in report.html): the same drawing on both backends.
 //! PNG text is drawn with a bundled font (DejaVu Sans, assets/LICENSE-DejaVu.txt), so nothing
@@ -45,7 +45,14 @@ fn draw(
     log_y: bool,
 ) -> Result<(), String> {
     let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
-    draw_on(&root, title, labels, series, log_y)
+    draw_on(&root, title, labels, series, log_y, Mark::Line)
+}
+
+/// How a series is drawn: joined by a line, or as separate dots.
+#[derive(Clone, Copy, PartialEq)]
+enum Mark {
+    Line,
+    Dot,
 }
 
 /// Draws the chart on any plotters backend.
@@ -55,6 +62,7 @@ fn draw_on<DB: DrawingBackend>(
     (x_label, y_label): (&str, &str),
     series: &[(String, Vec<(f64, f64)>)],
     log_y: bool,
+    mark: Mark,
 ) -> Result<(), String> {
     font_registered();
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
@@ -99,15 +107,28 @@ fn draw_on<DB: DrawingBackend>(
                 .map_err(err)?;
             for (k, (name, p)) in series.iter().enumerate() {
                 let colour = COLOURS[k % COLOURS.len()];
-                c.draw_series(LineSeries::new(
-                    p.iter().filter(finite).copied(),
-                    colour.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
-                });
+                let drawn = match mark {
+                    Mark::Line => c.draw_series(LineSeries::new(
+                        p.iter().filter(finite).copied(),
+                        colour.stroke_width(2),
+                    )),
+                    Mark::Dot => c.draw_series(
+                        p.iter()
+                            .filter(finite)
+                            .map(|&xy| Circle::new(xy, 4, colour.filled())),
+                    ),
+                };
+                drawn
+                    .map_err(err)?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| {
+                        // A line, or a short thick one that reads as a dot.
+                        let (a, b, width) = match mark {
+                            Mark::Line => (0, 16, 2),
+                            Mark::Dot => (5, 11, 8),
+                        };
+                        PathElement::new(vec![(x + a, y), (x + b, y)], colour.stroke_width(width))
+                    });
             }
             if series.len() > 1 {
                 c.configure_series_labels()
@@ -140,12 +161,32 @@ pub fn line_chart_svg(
     let mut s = String::new();
     {
         let root = SVGBackend::with_string(&mut s, (640, 360)).into_drawing_area();
-        draw_on(&root, title, labels, series, log_y)?;
+        draw_on(&root, title, labels, series, log_y, Mark::Line)?;
     }
-    Ok(s.replace(
+    Ok(svg_fonts(s))
+}
+
+/// Groups of (x, y) points as coloured dots, one colour and legend entry a group: an SVG
+/// document of 640 x 480.
+pub fn scatter_svg(
+    title: &str,
+    labels: (&str, &str),
+    groups: &[(String, Vec<(f64, f64)>)],
+) -> Result<String, String> {
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (640, 480)).into_drawing_area();
+        draw_on(&root, title, labels, groups, false, Mark::Dot)?;
+    }
+    Ok(svg_fonts(s))
+}
+
+/// Text in DejaVu Sans, else the browser's sans-serif.
+fn svg_fonts(s: String) -> String {
+    s.replace(
         &format!("font-family=\"{FAMILY}\""),
         "font-family=\"DejaVu Sans, sans-serif\"",
-    ))
+    )
 }
 
 /// Writes the chart as a PNG of 800 x 450 pixels (atomically, through a rename).

@@ -131,7 +131,7 @@ fn from_file(
     let tasks: Vec<(String, String)> = j
         .tasks
         .iter()
-        .map(|t| (t.name.clone(), t.degradation.key().to_string()))
+        .map(|t| (t.name.clone(), t.degradation.key()))
         .collect();
     let (vm, _) = crate::run::restore::read_classifier(file, &tasks, &ctx.device)
         .map_err(|e| fail(name, NodeError::read(file, e)))?;

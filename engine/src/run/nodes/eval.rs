@@ -37,7 +37,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, e: &Eval, dir: &Path) -> Result<(), R
             .ok_or_else(|| f(NodeError::Missing("the task classifier".into())))?;
         let names: Vec<(String, String)> = trained
             .iter()
-            .map(|t| (t.name.clone(), t.degradation.key().to_string()))
+            .map(|t| (t.name.clone(), t.degradation.key()))
             .collect();
         let c = crate::run::restore::load_classifier(&cdir, &names, &ctx.device)
             .map_err(|e| f(NodeError::read(&cdir, e)))?;
@@ -105,6 +105,23 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, e: &Eval, dir: &Path) -> Result<(), R
                     e.model.name, task.name
                 ))));
             }
+            // An adaptive prompt is read from the whole image, as restoring reads it; kept
+            // (with an explicit one) for the report's analysis of what the prompts learn.
+            let z = match z {
+                Some(z) => Some(z),
+                None => to_tensor(&lq, &ctx.device)
+                    .and_then(|x| crate::run::restore::at_least_min_side(&x))
+                    .and_then(|x| net.adaptive_latent(&x))
+                    .map_err(compute(name))?,
+            };
+            let prompt = match &z {
+                Some(z) => Some(
+                    z.flatten_all()
+                        .and_then(|v| v.to_vec1::<f32>())
+                        .map_err(compute(name))?,
+                ),
+                None => None,
+            };
             let out = restore(&net, &lq, z.as_ref(), 0)
                 .map_err(|e| f(NodeError::compute(format!("{}: {e}", lq_path.display()))))?;
             let about = |e: String| {
@@ -158,7 +175,10 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, e: &Eval, dir: &Path) -> Result<(), R
                 input,
                 output,
                 predicted: guess.map(|g| trained.get(g).map(|t| t.name.clone())),
-                correct: guess.map(|g| Some(g) == truth),
+                // A task the model has no prompt of its own for (a composite it never
+                // trained on) has no right guess.
+                correct: guess.filter(|_| truth.is_some()).map(|g| Some(g) == truth),
+                prompt,
             });
         }
         ctx.progress().note(&format!(

@@ -1,11 +1,12 @@
 //! The work of each kind of node, one file each: synthesise a test set (`testset.rs`), train a
 //! stage (`train.rs`), train the task classifier (`classifier.rs`), evaluate (`eval.rs`),
-//! sweep (`sweep.rs`), the PSNR after each stage (`curves.rs`), gather the report (`report.rs`; `run/render/` writes it out). A node
+//! sweep (`sweep.rs`), the PSNR after each stage (`curves.rs`), gather the report (`report.rs`, with what the prompts learn in `analysis.rs`; `run/render/` writes it out). A node
 //! runs from its [`JobFile`] alone (its lowered job, the folders of its inputs) and writes
 //! into the folder it is given (its partial folder, published by [`execute`] when it returns),
 //! so it runs the same in the scheduler's thread and in a `mio worker` process of its own.
 //! What they share is in `common.rs`.
 
+mod analysis;
 mod classifier;
 pub(crate) mod common;
 mod curves;

@@ -285,6 +285,25 @@ fn gather(jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeErr
         }
         grids.push(group);
     }
+    let mut prompts = vec![];
+    for EvalRow {
+        workflow,
+        results,
+        note,
+        ..
+    } in &evals
+    {
+        let label = if matrix.is_some() {
+            format!("{workflow}: {}{note}", results.model)
+        } else {
+            format!("{}{note}", results.model)
+        };
+        let file = format!(
+            "prompts_{}.svg",
+            label_file(&format!("{workflow}_{}", results.eval))
+        );
+        prompts.extend(super::analysis::analyse(results, &label, file, dir)?);
+    }
     Ok(Document {
         title,
         warnings: training_warnings(jf),
@@ -294,7 +313,21 @@ fn gather(jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeErr
         stages,
         sweeps,
         grids,
+        prompts,
     })
+}
+
+/// A name made safe for a file name.
+fn label_file(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
@@ -328,6 +361,8 @@ struct EvalRow<'a> {
     /// An explicit-prompt model given the true task, beside its classifier's guesses, needs
     /// telling apart in the tables.
     note: &'static str,
+    /// The named table it goes into (`table = "..."`), else the one of its task list.
+    table: Option<String>,
 }
 
 /// Every eval result the report reads, in plan order.
@@ -349,32 +384,59 @@ fn eval_results(jf: &JobFile) -> Result<Vec<EvalRow<'_>>, NodeError> {
                 input,
                 results,
                 note,
+                table: e.table.clone(),
             });
         }
     }
     Ok(out)
 }
 
+/// One table per task list, and one per `table` name (its evaluations' tasks side by side,
+/// in first-seen order; a model evaluated on several of its columns is one row).
+/// What puts evaluations in one table: a `table` name, or (`Err`) their list of tasks.
+type TableKey = Result<String, Vec<String>>;
+
 fn build_tables(evals: &[EvalRow], baseline: Option<&str>, matrix: bool) -> Vec<Table> {
-    // Group by the list of tasks, keeping first-seen order.
-    let mut groups: Vec<(Vec<String>, Vec<usize>)> = vec![];
+    // Groups in first-seen order: a named table, or the evaluations of one task list.
+    let mut groups: Vec<(TableKey, Vec<usize>)> = vec![];
     for (k, e) in evals.iter().enumerate() {
-        let tasks = task_names(&e.results);
-        match groups.iter_mut().find(|(t, _)| *t == tasks) {
+        let key = e.table.clone().ok_or_else(|| task_names(&e.results));
+        match groups.iter_mut().find(|(g, _)| *g == key) {
             Some((_, v)) => v.push(k),
-            None => groups.push((tasks, vec![k])),
+            None => groups.push((key, vec![k])),
         }
     }
     let mut tables = vec![];
-    for (tasks, members) in groups {
-        let first = &evals[members[0]].results;
-        for metric in &first.metrics {
-            let metric = metric.clone();
-            let mut rows = vec![Row {
-                label: "input (degraded)".into(),
-                model: None,
-                values: task_means(first, false, &metric),
-            }];
+    for (key, members) in groups {
+        let mut tasks: Vec<String> = vec![];
+        for &m in &members {
+            for t in task_names(&evals[m].results) {
+                if !tasks.contains(&t) {
+                    tasks.push(t);
+                }
+            }
+        }
+        let mut metrics: Vec<String> = vec![];
+        for &m in &members {
+            for metric in &evals[m].results.metrics {
+                if !metrics.contains(metric) {
+                    metrics.push(metric.clone());
+                }
+            }
+        }
+        // Each column's values from an evaluation's means, by task name.
+        let place = |values: &mut [Option<f64>], result: &EvalResults, means: Vec<Option<f64>>| {
+            for (t, v) in task_names(result).iter().zip(means) {
+                if let Some(i) = tasks.iter().position(|x| x == t) {
+                    if values[i].is_none() {
+                        values[i] = v;
+                    }
+                }
+            }
+        };
+        for metric in metrics {
+            let mut input = vec![None; tasks.len()];
+            let mut rows: Vec<Row> = vec![];
             for &m in &members {
                 let EvalRow {
                     workflow: wf,
@@ -382,22 +444,44 @@ fn build_tables(evals: &[EvalRow], baseline: Option<&str>, matrix: bool) -> Vec<
                     note,
                     ..
                 } = &evals[m];
+                place(&mut input, j, task_means(j, false, &metric));
                 let model = j.model.clone();
                 let label = if matrix {
                     format!("{wf}: {model}{note}")
                 } else {
                     format!("{model}{note}")
                 };
-                rows.push(Row {
-                    label,
-                    model: Some(model),
-                    values: task_means(j, true, &metric),
-                });
+                // In a named table a model's evaluations fill one row; otherwise each
+                // evaluation is a row of its own (the same model on two data sets).
+                let same = rows.iter().position(|r| r.label == label);
+                let at = match same.filter(|_| key.is_ok()) {
+                    Some(at) => at,
+                    None => {
+                        rows.push(Row {
+                            label,
+                            model: Some(model),
+                            values: vec![None; tasks.len()],
+                        });
+                        rows.len() - 1
+                    }
+                };
+                place(&mut rows[at].values, j, task_means(j, true, &metric));
             }
+            rows.insert(
+                0,
+                Row {
+                    label: "input (degraded)".into(),
+                    model: None,
+                    values: input,
+                },
+            );
             let baseline =
                 baseline.and_then(|b| rows.iter().position(|r| r.model.as_deref() == Some(b)));
             tables.push(Table {
-                caption: tasks.join(", "),
+                caption: match &key {
+                    Ok(name) => name.clone(),
+                    Err(_) => tasks.join(", "),
+                },
                 metric,
                 tasks: tasks.clone(),
                 rows,

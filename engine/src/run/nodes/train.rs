@@ -97,7 +97,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Train, dir: &Path) -> Result<(), 
             .iter()
             .map(|t| NetworkTask {
                 name: t.name.clone(),
-                degradation: t.degradation.key().to_string(),
+                degradation: t.degradation.key(),
             })
             .collect(),
     };

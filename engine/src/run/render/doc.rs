@@ -52,6 +52,40 @@ pub struct Accuracy {
     pub images: usize,
 }
 
+/// What a prompted model's prompts learned on one evaluation (the paper's Figure 4).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PromptAnalysis {
+    pub eval: String,
+    /// The model as the tables name its row.
+    pub label: String,
+    pub images: usize,
+    pub tasks: usize,
+    /// The Calinski-Harabasz index of the prompts over the true tasks (infinite: each task
+    /// always got one prompt of its own; `None`: fewer than two tasks).
+    pub chi: Option<f64>,
+    /// The prompts projected on their first two principal components, coloured by task.
+    pub figure: Figure,
+    /// Explicit prompts chosen by the task classifier: what it guessed for each task.
+    pub confusion: Option<Confusion>,
+}
+
+/// Counts of true task (rows) against guessed task (columns).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Confusion {
+    pub truth: Vec<String>,
+    pub guessed: Vec<String>,
+    pub counts: Vec<Vec<usize>>,
+}
+
+/// The index as the report prints it.
+pub fn chi(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_infinite() => "∞ (one prompt per task)".into(),
+        Some(x) => format!("{x:.1}"),
+        None => "-".into(),
+    }
+}
+
 /// A chart: the file the Markdown links to and the SVG the HTML inlines.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Figure {
@@ -113,6 +147,8 @@ pub struct Document {
     pub stages: Vec<StageCurve>,
     pub sweeps: Vec<Sweep>,
     pub grids: Vec<GridGroup>,
+    /// What the prompts learned, one per evaluation of a prompted model.
+    pub prompts: Vec<PromptAnalysis>,
 }
 
 /// A value as the tables show it: SSIM with four decimals, the rest with two.
@@ -132,6 +168,13 @@ pub fn delta(v: Option<f64>, metric: &str) -> String {
         None => "".into(),
     }
 }
+
+/// What the prompts section says before its table.
+pub const PROMPTS_INTRO: &str =
+    "Each test image's latent prompt (the extractors' output: read from \
+the image for adaptive prompts, the chosen task's for explicit ones). CHI is the Calinski-Harabasz \
+index over the true tasks: higher means the tasks' prompts lie apart and each task's together; \
+the plots project the prompts on their first two principal components.";
 
 /// The line a classifier's accuracy gets.
 pub fn accuracy_line(a: &Accuracy) -> String {

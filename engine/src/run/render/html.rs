@@ -84,6 +84,48 @@ pub fn render(d: &Document) -> String {
     for a in &d.accuracy {
         let _ = write!(html, "<p>{}</p>", escape(&doc::accuracy_line(a)));
     }
+    if !d.prompts.is_empty() {
+        let _ = write!(
+            html,
+            "<h2>What the prompts learn</h2><p>{}</p><table><tr><th>model</th><th>eval</th><th>images</th><th>tasks</th><th>CHI</th></tr>",
+            escape(doc::PROMPTS_INTRO)
+        );
+        for p in &d.prompts {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&p.label),
+                escape(&p.eval),
+                p.images,
+                p.tasks,
+                escape(&doc::chi(p.chi))
+            );
+        }
+        html.push_str("</table>");
+        for p in &d.prompts {
+            html.push_str(&p.figure.svg);
+            if let Some(c) = &p.confusion {
+                let _ = write!(
+                    html,
+                    "<p>Task classifier of {} on {}: true task (rows) against its guess (columns).</p><table><tr><th>true \\ guessed</th>",
+                    escape(&p.label),
+                    escape(&p.eval)
+                );
+                for g in &c.guessed {
+                    let _ = write!(html, "<th>{}</th>", escape(g));
+                }
+                html.push_str("</tr>");
+                for (t, row) in c.truth.iter().zip(&c.counts) {
+                    let _ = write!(html, "<tr><td>{}</td>", escape(t));
+                    for n in row {
+                        let _ = write!(html, "<td>{n}</td>");
+                    }
+                    html.push_str("</tr>");
+                }
+                html.push_str("</table>");
+            }
+        }
+    }
     if let Some(f) = &d.loss {
         let _ = write!(html, "<h2>Training loss</h2>{}", f.svg);
     }

@@ -38,6 +38,28 @@ pub fn table(t: &Table) -> String {
     s
 }
 
+/// A classifier's confusion matrix: true tasks down, guesses across.
+fn confusion(p: &doc::PromptAnalysis, c: &doc::Confusion) -> String {
+    let mut s = format!(
+        "Task classifier of {} on {}: true task (rows) against its guess (columns).\n\n| true \\ guessed |",
+        p.label, p.eval
+    );
+    for g in &c.guessed {
+        let _ = write!(s, " {g} |");
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---:|".repeat(c.guessed.len()));
+    s.push('\n');
+    for (t, row) in c.truth.iter().zip(&c.counts) {
+        let _ = write!(s, "| {t} |");
+        for n in row {
+            let _ = write!(s, " {n} |");
+        }
+        s.push('\n');
+    }
+    s
+}
+
 pub fn render(d: &Document) -> String {
     let mut md = format!("# {}\n\n", d.title);
     if !d.warnings.is_empty() {
@@ -63,6 +85,35 @@ pub fn render(d: &Document) -> String {
     }
     for a in &d.accuracy {
         let _ = writeln!(md, "{}\n", doc::accuracy_line(a));
+    }
+    if !d.prompts.is_empty() {
+        let _ = writeln!(
+            md,
+            "## What the prompts learn\n\n{}\n\n| model | eval | images | tasks | CHI |\n|---|---|---:|---:|---:|",
+            doc::PROMPTS_INTRO
+        );
+        for p in &d.prompts {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                p.label,
+                p.eval,
+                p.images,
+                p.tasks,
+                doc::chi(p.chi)
+            );
+        }
+        md.push('\n');
+        for p in &d.prompts {
+            let _ = writeln!(
+                md,
+                "![prompts of {} on {}]({})\n",
+                p.label, p.eval, p.figure.file
+            );
+            if let Some(c) = &p.confusion {
+                let _ = writeln!(md, "{}", confusion(p, c));
+            }
+        }
     }
     if d.loss.is_some() {
         let _ = writeln!(md, "## Training loss\n\n![training loss](loss.png)\n");
