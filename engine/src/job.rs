@@ -134,7 +134,32 @@ pub struct Classifier {
     pub iters: u64,
     pub lr: f64,
     pub batch: usize,
+    /// Side of the training crops.
+    #[serde(default = "classifier_patch")]
+    pub patch: usize,
+    /// Flip and rotate the crops.
+    #[serde(default = "no_augment")]
+    pub augment: mio_stdlib::data::Augment,
+    /// Rescale and recolour the regions before degrading them.
+    #[serde(default = "no_regions")]
+    pub regions: mio_stdlib::regions::RegionAugment,
     pub checkpoint_every: u64,
+}
+
+fn classifier_patch() -> usize {
+    64
+}
+fn no_augment() -> mio_stdlib::data::Augment {
+    mio_stdlib::data::Augment {
+        flip: false,
+        rot90: false,
+    }
+}
+fn no_regions() -> mio_stdlib::regions::RegionAugment {
+    mio_stdlib::regions::RegionAugment {
+        scale: (1.0, 1.0),
+        colour: false,
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

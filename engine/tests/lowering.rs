@@ -167,6 +167,8 @@ fn values(builtin: &str, param: &str) -> Option<(&'static str, &'static str)> {
         ("classifier", "iters") => ("", "100"),
         ("classifier", "lr") => ("", "1e-2"),
         ("classifier", "batch") => ("", "4"),
+        ("classifier", "patch") => ("", "32"),
+        ("classifier", "augment") => ("", "[flip, scale]"),
         ("slurm", "partition") => ("", "\"gpu\""),
         ("slurm", "gpus") => ("", "1"),
         ("slurm", "eval_gpus") => ("", "1"),

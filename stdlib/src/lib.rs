@@ -15,6 +15,7 @@ pub mod image;
 pub mod kernels;
 pub mod metrics;
 pub mod models;
+pub mod regions;
 pub mod resize;
 pub mod rng;
 mod simd;

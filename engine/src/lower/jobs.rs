@@ -147,6 +147,9 @@ pub fn metric(c: &ir::Call) -> Result<job::Metric> {
     })
 }
 
+/// The range the classifier's `scale` augmentation draws each region's zoom from.
+pub const CLASSIFIER_ZOOM: (f64, f64) = (0.4, 1.0);
+
 /// A data source.
 pub fn source(d: &ir::Data) -> Result<job::Source> {
     let c = &d.source;
@@ -316,6 +319,15 @@ pub fn classifier(wf: &ir::Workflow, model: &str) -> Result<job::Classifier> {
             iters: 0,
             lr: 0.0,
             batch: 1,
+            patch: 0,
+            augment: Augment {
+                flip: false,
+                rot90: false,
+            },
+            regions: mio_stdlib::regions::RegionAugment {
+                scale: (1.0, 1.0),
+                colour: false,
+            },
             checkpoint_every: 1,
         });
     }
@@ -327,6 +339,16 @@ pub fn classifier(wf: &ir::Workflow, model: &str) -> Result<job::Classifier> {
         "classifier" => {}
         other => return bug(format!("no lowering for the classifier `{other}`")),
     }
+    let augmentations: Vec<&str> = match arg(c, "augment")? {
+        Value::List(l) => l
+            .iter()
+            .map(|w| {
+                w.as_word()
+                    .map_or_else(|| bug(format!("the augmentation `{w}`")), Ok)
+            })
+            .collect::<Result<_>>()?,
+        other => return bug(format!("`augment` is `{other}`")),
+    };
     Ok(job::Classifier {
         model: model.to_string(),
         seed: seed(wf)?,
@@ -336,6 +358,19 @@ pub fn classifier(wf: &ir::Workflow, model: &str) -> Result<job::Classifier> {
         iters: int(c, "iters")? as u64,
         lr: float(c, "lr")?,
         batch: int(c, "batch")?.max(1),
+        patch: int(c, "patch")?,
+        augment: Augment {
+            flip: augmentations.contains(&"flip"),
+            rot90: augmentations.contains(&"rot90"),
+        },
+        regions: mio_stdlib::regions::RegionAugment {
+            scale: if augmentations.contains(&"scale") {
+                CLASSIFIER_ZOOM
+            } else {
+                (1.0, 1.0)
+            },
+            colour: augmentations.contains(&"colour"),
+        },
         checkpoint_every: setting_int(&t.settings, "checkpoint_every", "train")?.max(1),
     })
 }

@@ -15,8 +15,34 @@ use crate::job::{Classifier, JobFile};
 use crate::run::artifact::ClassifierInfo;
 use crate::run::error::{NodeError, RunError};
 
-/// The classifier's draws get a stage index of their own, apart from the training stages.
-const STAGE: usize = 1000;
+/// The classifier's draws get a seed of their own, apart from the training stages'.
+const SALT: u64 = 1000;
+/// Pixels of the regions degraded at a time (about 100 MB); a fresh set every `REFRESH` steps.
+const REGION_PIXELS: usize = 32 << 20;
+const REFRESH: u64 = 1000;
+
+/// The side of the regions: four crops wide, at most 384 pixels (at least the crop).
+fn region_side(patch: usize) -> usize {
+    (4 * patch).min(384).max(patch)
+}
+
+/// The regions of a round: as many as fit the pixel budget, between 64 and 1,024.
+fn regions(
+    set: &mio_stdlib::data::TrainSet,
+    j: &Classifier,
+    round: u64,
+) -> mio_stdlib::regions::RegionPool {
+    mio_stdlib::regions::RegionPool::build(
+        set,
+        &j.tasks,
+        j.seed ^ SALT,
+        round,
+        (REGION_PIXELS / region_side(j.patch).pow(2)).clamp(64, 1024),
+        region_side(j.patch),
+        j.patch,
+        j.regions,
+    )
+}
 
 pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result<(), RunError> {
     let name = &jf.name;
@@ -44,7 +70,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result
         },
     )
     .map_err(compute(name))?;
-    let (iters, lr, batch) = (j.iters, j.lr, j.batch);
+    let (iters, batch) = (j.iters, j.batch);
     let ckpt = dir.join("classifier.ckpt.safetensors");
     let mut start = resumable_steps(ctx, name, &ckpt);
     if start > 0 {
@@ -57,6 +83,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result
         mio_stdlib::trainer::save_checkpoint(&ckpt, &vars, opt, None, done).map_err(compute(name))
     };
     let started = Instant::now();
+    let mut pool: Option<(u64, mio_stdlib::regions::RegionPool)> = None;
     let mut board =
         crate::run::tensorboard::Board::open(jf, jf.name.split('/').next().unwrap_or(""), &j.model);
     for step in start..iters {
@@ -66,8 +93,24 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result
             }
             return Err(RunError::Interrupted { node: name.clone() });
         }
-        let b = set.batch(&j.tasks, j.seed, STAGE, step, batch);
+        let round = step / REFRESH;
+        if pool.as_ref().is_none_or(|(r, _)| *r != round) {
+            pool = Some((round, regions(&set, j, round)));
+        }
+        let b = pool.as_ref().expect("built above").1.batch(
+            j.seed ^ SALT,
+            step,
+            batch,
+            j.patch,
+            j.augment,
+        );
         let (lq, _, ids) = b.to_tensors(&ctx.device).map_err(compute(name))?;
+        // A tenth of the rate for the last quarter.
+        let lr = if step >= iters - iters / 4 {
+            j.lr * 0.1
+        } else {
+            j.lr
+        };
         let logits = net.forward(&lq).map_err(compute(name))?;
         let loss = TaskClassifier::loss(&logits, &ids).map_err(compute(name))?;
         let value = loss.to_scalar::<f32>().map_err(compute(name))?;
@@ -82,11 +125,12 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result
             save(&opt, done)?;
         }
     }
-    // Accuracy on fresh crops, for the report.
+    // Accuracy on crops of regions it never saw, for the report.
     let mut right = 0;
     let mut total = 0;
+    let held_out = regions(&set, j, u64::MAX);
     for step in 0..8u64 {
-        let b = set.batch(&j.tasks, j.seed, STAGE + 1, step, 16);
+        let b = held_out.batch(j.seed ^ SALT, step, 16, j.patch, j.augment);
         let (lq, _, _) = b.to_tensors(&ctx.device).map_err(compute(name))?;
         let pred = net.predict(&lq).map_err(compute(name))?;
         right += pred

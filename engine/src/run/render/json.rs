@@ -1,5 +1,5 @@
-//! `results.json`: the tables, the classifiers' accuracy, the sweeps and the stage curves as
-//! data.
+//! `results.json`: the tables, the classifiers' accuracy, the sweeps, the stage curves and
+//! what the prompts learned, as data.
 
 use serde_json::{json, Value as Json};
 
@@ -11,6 +11,7 @@ pub fn render(d: &Document) -> Json {
         .iter()
         .map(|t| {
             json!({
+                "caption": t.caption,
                 "tasks": t.tasks,
                 "metric": t.metric,
                 "baseline": t.baseline.map(|b| t.rows[b].label.clone()),
@@ -34,5 +35,30 @@ pub fn render(d: &Document) -> Json {
         .iter()
         .map(|s| json!({"model": s.model, "tasks": s.tasks, "psnr": s.rows}))
         .collect();
-    json!({"title": d.title, "tables": tables, "classifier": classifier, "sweeps": sweeps, "stages": stages})
+    // The index is a number, or `null` where undefined; an infinite one (each task always got
+    // a prompt of its own) is the string "inf", JSON having no infinity.
+    let prompts: Vec<Json> = d
+        .prompts
+        .iter()
+        .map(|p| {
+            let chi = match p.chi {
+                Some(x) if x.is_infinite() => json!("inf"),
+                other => json!(other),
+            };
+            json!({
+                "eval": p.eval,
+                "model": p.label,
+                "images": p.images,
+                "tasks": p.tasks,
+                "chi": chi,
+                "figure": p.figure.file,
+                "confusion": p.confusion.as_ref().map(|c| json!({
+                    "truth": c.truth,
+                    "guessed": c.guessed,
+                    "counts": c.counts,
+                })),
+            })
+        })
+        .collect();
+    json!({"title": d.title, "tables": tables, "classifier": classifier, "sweeps": sweeps, "stages": stages, "prompts": prompts})
 }
