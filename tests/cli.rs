@@ -166,7 +166,7 @@ fn plan_lists_nodes_in_dependency_order() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let plan = text(&out.stdout);
     assert!(
-        plan.starts_with("workflows/quickstart.mio: 40 node(s) in 1 workflow(s)"),
+        plan.starts_with("workflows/quickstart.mio: 59 node(s) in 1 workflow(s)"),
         "{plan}"
     );
     let pos = |s: &str| plan.find(s).unwrap_or_else(|| panic!("{s} not in\n{plan}"));
