@@ -86,6 +86,21 @@ impl Workspace {
             .collect()
     }
 
+    /// `mio run tiny.mio -q` from the file's folder, as users run it; the report's Markdown.
+    fn run_here(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_mio"))
+            .args(["run", "tiny.mio", "-q"])
+            .current_dir(&self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(self.dir.join("runs/tiny/report.md")).unwrap()
+    }
+
     fn edit(&self, from: &str, to: &str) {
         let text = std::fs::read_to_string(&self.file).unwrap();
         assert!(text.contains(from), "{from}");
@@ -447,17 +462,7 @@ workflow tiny {{
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mio"))
-        .args(["run", "tiny.mio", "-q"])
-        .current_dir(&ws.dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let md = std::fs::read_to_string(ws.dir.join("runs/tiny/report.md")).unwrap();
+    let md = ws.run_here();
     assert!(
         md.contains("**noise** (input | net | ground truth)"),
         "{md}"
@@ -519,17 +524,7 @@ task udc_real = paper.udc
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mio"))
-        .args(["run", "tiny.mio", "-q"])
-        .current_dir(&ws.dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let md = std::fs::read_to_string(ws.dir.join("runs/tiny/report.md")).unwrap();
+    let md = ws.run_here();
     // One table for the composites and the real pairs, the model one row across them.
     assert!(md.contains("## PSNR on Unknown"), "{md}");
     assert!(

@@ -176,6 +176,15 @@ pub fn resolve_task(task: &str, sets: &[String], style: Style) -> Result<ir::Tas
     let mut checker = check::Checker::new(&program);
     let mut result = None;
     if let Some(expr) = expr {
+        // The task's name: the last segment of a name, else the expression as written.
+        let name = match &expr.kind {
+            mio_grammar::ExprKind::Path(p) => p
+                .segments
+                .last()
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+            _ => mio_grammar::format::flat(&expr),
+        };
         let call = checker.task_call_expr(Program::ROOT, &expr);
         if call
             .as_ref()
@@ -193,14 +202,6 @@ pub fn resolve_task(task: &str, sets: &[String], style: Style) -> Result<ir::Tas
                     .help("write the steps with the values you want: --task \"blur(sigma = 2.0) then noise(sigma = 30)\""),
                 );
             } else {
-                let name = match &expr.kind {
-                    mio_grammar::ExprKind::Path(p) => p
-                        .segments
-                        .last()
-                        .map(|s| s.name.clone())
-                        .unwrap_or_default(),
-                    _ => mio_grammar::format::flat(&expr),
-                };
                 result = match checker.value(Program::ROOT, &expr, &mio_catalog::Ty::Task, None) {
                     Some(ir::Value::Task(t)) => Some(ir::Task { name, ..t }),
                     _ => None,
@@ -220,14 +221,6 @@ pub fn resolve_task(task: &str, sets: &[String], style: Style) -> Result<ir::Tas
                     );
                 }
             }
-            let name = match &expr.kind {
-                mio_grammar::ExprKind::Path(p) => p
-                    .segments
-                    .last()
-                    .map(|s| s.name.clone())
-                    .unwrap_or_default(),
-                _ => mio_grammar::format::flat(&expr),
-            };
             result = checker
                 .call(Program::ROOT, &call, mio_catalog::Kind::Degradation)
                 .map(|degradation| ir::Task::new(name, degradation));
