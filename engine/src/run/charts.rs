@@ -66,7 +66,7 @@ fn draw_on<DB: DrawingBackend>(
 ) -> Result<(), String> {
     font_registered();
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    let finite = |&&(_, y): &&(f64, f64)| y.is_finite() && (!log_y || y > 0.0);
+    let finite = |&&(x, y): &&(f64, f64)| x.is_finite() && y.is_finite() && (!log_y || y > 0.0);
     let pts: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|(_, p)| p.iter().filter(finite).copied())
@@ -283,6 +283,37 @@ mod tests {
         // An empty chart is still a valid document.
         let e = line_chart_svg("nothing", ("x", "y"), &[], false).unwrap();
         assert!(e.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn a_scatter_draws_a_dot_per_point_in_its_group_colour() {
+        let groups = vec![
+            (
+                "noise".to_string(),
+                vec![(0.0, 0.0), (1.0, 0.5), (2.0, 1.0)],
+            ),
+            ("rain".to_string(), vec![(-1.0, 2.0), (f64::NAN, 1.0)]),
+        ];
+        let s = scatter_svg("Prompts", ("first", "second"), &groups).unwrap();
+        assert!(s.trim_end().ends_with("</svg>"));
+        // Three dots of the first colour, one of the second (the NaN point is left out).
+        let dots = |colour: &str| {
+            s.split("<circle")
+                .skip(1)
+                .filter(|c| {
+                    c.split("/>")
+                        .next()
+                        .unwrap_or("")
+                        .to_ascii_lowercase()
+                        .contains(colour)
+                })
+                .count()
+        };
+        assert_eq!(dots("#1f77b4"), 3, "{s}");
+        assert_eq!(dots("#d62728"), 1, "{s}");
+        for want in ["Prompts", "first", "second", "noise", "rain"] {
+            assert!(s.contains(want), "no `{want}`");
+        }
     }
 
     #[test]
