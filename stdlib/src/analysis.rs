@@ -51,11 +51,10 @@ pub fn calinski_harabasz(points: &[Vec<f64>], labels: &[usize]) -> Option<f64> {
             .map(|(p, _)| dist2(p, &c))
             .sum::<f64>();
     }
-    let ratio = (between / (k - 1) as f64) / (within / (n - k) as f64);
     if within == 0.0 {
         return Some(if between > 0.0 { f64::INFINITY } else { 0.0 });
     }
-    Some(ratio)
+    Some((between / (k - 1) as f64) / (within / (n - k) as f64))
 }
 
 /// The points projected on their first two principal components (centred; the components by

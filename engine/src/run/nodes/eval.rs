@@ -107,12 +107,13 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, e: &Eval, dir: &Path) -> Result<(), R
             }
             // An adaptive prompt is read from the whole image, as restoring reads it; kept
             // (with an explicit one) for the report's analysis of what the prompts learn.
+            let adaptive = matches!(net.spec.prompt, PromptMode::Adaptive { .. });
             let z = match z {
-                Some(z) => Some(z),
-                None => to_tensor(&lq, &ctx.device)
+                None if adaptive => to_tensor(&lq, &ctx.device)
                     .and_then(|x| crate::run::restore::at_least_min_side(&x))
                     .and_then(|x| net.adaptive_latent(&x))
                     .map_err(compute(name))?,
+                z => z,
             };
             let prompt = match &z {
                 Some(z) => Some(

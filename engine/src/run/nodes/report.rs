@@ -142,7 +142,7 @@ fn gather(jf: &JobFile, report: &Report, dir: &Path) -> Result<Document, NodeErr
             false,
         )
         .map_err(|e| NodeError::write(dir.join("stages.svg"), e))?;
-        let file = format!("stages_{}.svg", model.replace([':', ' ', '/'], "_"));
+        let file = format!("stages_{}.svg", label_file(&model));
         stages.push(StageCurve {
             figure: figure(dir, file, svg)?,
             model,
