@@ -10,9 +10,12 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var};
 use mio_stdlib::kernels::conv::{conv2d_op, set_fast};
 use mio_stdlib::kernels::depthwise::depthwise_op;
+use mio_stdlib::kernels::tokens::depthwise_tokens;
 use mio_stdlib::models::network::{Arch, Network, Spec, SrResNetConfig};
+use mio_stdlib::models::promptir::PromptIrConfig;
 use mio_stdlib::models::restormer::RestormerConfig;
 use mio_stdlib::models::swinir::SwinConfig;
+use mio_stdlib::models::uformer::UformerConfig;
 use mio_stdlib::models::PromptMode;
 use mio_stdlib::train::{Adam, AdamConfig, Loss};
 
@@ -49,8 +52,27 @@ fn restormer_small() -> RestormerConfig {
     }
 }
 
+/// The small Uformer the CPU suite trains: embed 16, window 4 (patches of 64).
+fn uformer_small() -> UformerConfig {
+    UformerConfig {
+        embed: 16,
+        depths: [1, 2, 2, 2, 2, 2, 2, 2, 1],
+        window: 4,
+        ..UformerConfig::reference()
+    }
+}
+
+/// The small PromptIR the CPU suite trains: the small Restormer's body, the reference's prompts.
+fn promptir_small() -> PromptIrConfig {
+    PromptIrConfig {
+        body: restormer_small(),
+        ..PromptIrConfig::reference()
+    }
+}
+
 /// The standard networks for a device: on the CPU, the quickstart's SRResNet, the reference
-/// SRResNet with explicit prompts and a small Restormer and SwinIR at batch 8, patch 48; on a
+/// SRResNet with explicit prompts and a small Restormer, SwinIR and PromptIR at batch 8, patch
+/// 48, and a small Uformer at batch 8, patch 64 (16 of its windows); on a
 /// GPU, the reference configurations at the paper's batch and patch (128).
 pub fn standard_cases(gpu: bool) -> Vec<NetCase> {
     let srresnet = |channels, blocks| {
@@ -91,6 +113,20 @@ pub fn standard_cases(gpu: bool) -> Vec<NetCase> {
                 48,
             ),
             case("swinir60", Arch::SwinIr(swin), PromptMode::None, 8, 48),
+            case(
+                "uformer16",
+                Arch::Uformer(uformer_small()),
+                PromptMode::None,
+                8,
+                64,
+            ),
+            case(
+                "promptir16",
+                Arch::PromptIr(promptir_small()),
+                PromptMode::None,
+                8,
+                48,
+            ),
         ]
     }
 }
@@ -210,6 +246,10 @@ pub fn kernel_cases(rounds: usize) -> candle_core::Result<Vec<(String, f64)>> {
     let (x, w) = (var((8, 64, 64, 64))?, var((64, 64, 3, 3))?);
     // A depthwise 3x3 over 144 channels of 8 images of 64x64 (Restormer's level-1 qkv_dwconv).
     let (dx, dw) = (var((8, 144, 64, 64))?, var((144, 1, 3, 3))?);
+    // The same on 8 grids of 64x64 tokens of 128 channels, channels last, with a bias
+    // (Uformer-B's level-1 LeFF).
+    let (tx, tw) = (var((8, 64, 64, 128))?, var((128, 1, 3, 3))?);
+    let tb = Var::from_tensor(&Tensor::rand(-1f32, 1f32, 128, &dev)?)?;
     let mut out = vec![];
     for (label, fast) in [("mio", true), ("candle", false)] {
         set_fast(fast);
@@ -223,7 +263,26 @@ pub fn kernel_cases(rounds: usize) -> candle_core::Result<Vec<(String, f64)>> {
             y.sum_all().expect("sum").backward().expect("backward");
         });
         out.push((format!("{label}.dwconv3x3_fwd_bwd"), depthwise));
+        let tokens = time(rounds, 20.0, &dev, || {
+            let y = depthwise_tokens(&tx, &tw, &tb).expect("token depthwise");
+            y.sum_all().expect("sum").backward().expect("backward");
+        });
+        out.push((format!("{label}.dwtokens3x3_fwd_bwd"), tokens));
     }
     set_fast(true);
+    // The token grid through mio's channels-first kernel, transposed there and back: what
+    // the channels-last kernel saves.
+    let transposed = time(rounds, 20.0, &dev, || {
+        let first = tx
+            .permute((0, 3, 1, 2))
+            .and_then(|t| t.contiguous())
+            .expect("permute");
+        let y = depthwise_op(&first, &tw, 1, 1)
+            .and_then(|y| y.broadcast_add(&tb.reshape((1, 128, 1, 1))?))
+            .and_then(|y| y.permute((0, 2, 3, 1))?.contiguous())
+            .expect("depthwise");
+        y.sum_all().expect("sum").backward().expect("backward");
+    });
+    out.push(("mio.dwtokens3x3_transposed_fwd_bwd".into(), transposed));
     Ok(out)
 }

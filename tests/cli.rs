@@ -506,7 +506,7 @@ fn the_papers_table_plans_as_slurm_jobs_with_their_dependencies() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let plan = text(&out.stdout);
     assert!(
-        plan.starts_with("workflows/paper/table.mio: 111 step(s) as Slurm jobs"),
+        plan.starts_with("workflows/paper/table.mio: 174 step(s) as Slurm jobs"),
         "{plan}"
     );
     let line = |name: &str| {

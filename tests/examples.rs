@@ -124,6 +124,8 @@ fn the_transformers_train_with_prompts_and_each_stage_draws_its_loss() {
         "| restormer_ep |",
         "| restormer_ep (true task) |",
         "| swinir_ap |",
+        "| uformer_ap |",
+        "| promptir |",
     ] {
         assert!(md.contains(row), "{row} missing:\n{md}");
     }
@@ -143,7 +145,8 @@ fn the_transformers_train_with_prompts_and_each_stage_draws_its_loss() {
                 .starts_with("train-")
         })
         .collect();
-    assert_eq!(stages.len(), 6);
+    // Three stages each for Restormer, SwinIR and Uformer; PromptIR's mixed training is one.
+    assert_eq!(stages.len(), 10);
     for s in stages {
         assert!(
             mio_stdlib::image::load(&s.join("loss.png")).is_ok(),

@@ -11,7 +11,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from torch_models import Restormer, SRResNet
+from torch_models import PromptIR, Restormer, SRResNet, Uformer
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--device", default="cpu")
@@ -102,6 +102,12 @@ if not gpu and wanted("kernels"):
     dw = torch.rand(144, 1, 3, 3, requires_grad=True)
     dwconv = lambda: F.conv2d(dx, dw, padding=1, groups=144).sum().backward()
     print(f"torch.dwconv3x3_fwd_bwd {timed(dwconv):.2f}")
+    # LeFF's depthwise convolution as the reference runs it: tokens to channels-first and back.
+    tx = torch.rand(8, 64, 64, 128, requires_grad=True)
+    tw = torch.rand(128, 1, 3, 3, requires_grad=True)
+    tb = torch.rand(128, requires_grad=True)
+    tokens = lambda: F.conv2d(tx.permute(0, 3, 1, 2), tw, tb, padding=1, groups=128).permute(0, 2, 3, 1).sum().backward()
+    print(f"torch.dwtokens3x3_fwd_bwd {timed(tokens):.2f}")
 
 # The networks of `mio bench` (src/bench.rs standard_cases): name, builder, batch, patch.
 if gpu:
@@ -115,6 +121,8 @@ else:
         ("srresnet32x4", lambda: Prompted(SRResNet(32, 4), False), 8, 48),
         ("srresnet64x16ep", lambda: Prompted(SRResNet(64, 16, prompt_in=1), True), 8, 48),
         ("restormer16", lambda: Prompted(Restormer(16, (2, 2, 2, 2), 2, (1, 2, 4, 8)), False), 8, 48),
+        ("uformer16", lambda: Prompted(Uformer(16, (1, 2, 2, 2, 2, 2, 2, 2, 1), ws=4), False), 8, 64),
+        ("promptir16", lambda: Prompted(PromptIR(16, (2, 2, 2, 2), 2, (1, 2, 4, 8)), False), 8, 48),
     ]
 for name, build, batch, patch in cases:
     if not wanted(name):

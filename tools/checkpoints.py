@@ -8,8 +8,8 @@ check that a model exported by `mio export` loads into PyTorch (by hand).
 (`{"params": ..., "params_ema": ...}` in a `.pth`), its task maps as the reference ships them
 (`type7.npy`: float64 [7, S, S], the reference's task order blur, noise, jpeg, rain, haze,
 low light, sr), a task classifier (`{"params": ...}`), and PyTorch's outputs on fixed inputs
-(`io.safetensors`); and the prompted SwinIR and Restormer fixtures of tools/reference.py as
-`.pth` files. Nothing in mio depends on this file.
+(`io.safetensors`); and the SwinIR, Restormer, Uformer and PromptIR fixtures of
+tools/reference.py as `.pth` files (Uformer's with its `relative_position_index` buffers). Nothing in mio depends on this file.
 """
 import json
 import sys
@@ -57,10 +57,11 @@ def make():
     # The prompted SwinIR and Restormer of tools/reference.py's fixtures, as BasicSR saves them:
     # the same weights read through the .pth path must restore as PyTorch does.
     data = OUT.parent
-    for arch in ("swinir", "restormer"):
-        weights = load_file(data / arch / "explicit.safetensors")
-        torch.save({"params": weights}, data / arch / "explicit.pth")
-    print(f"wrote {OUT}, swinir/explicit.pth, restormer/explicit.pth")
+    for arch, name in (("swinir", "explicit"), ("restormer", "explicit"), ("uformer", "explicit"),
+                       ("promptir", "plain")):
+        weights = load_file(data / arch / f"{name}.safetensors")
+        torch.save({"params": weights}, data / arch / f"{name}.pth")
+    print(f"wrote {OUT} and the .pth files of swinir, restormer, uformer and promptir")
 
 
 def load(folder):

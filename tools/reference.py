@@ -15,8 +15,12 @@ Writes under stdlib/tests/data/:
                                  Restormer paper and MiOIR's Restormer_EP/_AP, with their
                                  parameter names; and the reference configuration's parameter
                                  counts (restormer/counts.json)
+  uformer/*.safetensors          small Uformers (plain, EP, AP) written in PyTorch from MIOIR.md
+                                 and MiOIR's Uformer/_EP/_AP, with their parameter names (the
+                                 saved `relative_position_index` buffers too); Uformer-B's counts
+  promptir/*.safetensors         a small PromptIR (its own prompt blocks); the reference's count
 Run one part with `tools/reference.sh restormer` (parts: pairs bicubic jpeg srresnet swinir
-restormer); no argument runs them all.
+restormer uformer promptir); no argument runs them all.
 Run through tools/reference.sh. The pairs are made here (numpy seeded), so they do not depend
 on mio; mio's tests read them and must agree with the numbers.
 """
@@ -31,7 +35,7 @@ from PIL import Image
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from torch_models import Extractor, Restormer, SRResNet
+from torch_models import Extractor, PromptIR, Restormer, SRResNet, Uformer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -299,11 +303,56 @@ def make_restormer():
     print("restormer: plain, explicit, adaptive; reference parameters", json.dumps(counts))
 
 
+def save_case(net, x, source, folder, name):
+    """Weights nudged off their initial values (so every LayerNorm and modulator matters), the
+    input and PyTorch's output."""
+    from safetensors.torch import save_file
+
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        y = net(x, source)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, OUT / folder / f"{name}.safetensors")
+    io = {"x": x, "y": y}
+    if source is not None and source is not x:
+        io["source"] = source
+    save_file(io, OUT / folder / f"{name}_io.safetensors")
+
+
+def make_uformer():
+    (OUT / "uformer").mkdir(parents=True, exist_ok=True)
+    counts = {name: sum(p.numel() for p in Uformer(prompt_in=pin).parameters())
+              for name, pin in (("plain", 0), ("explicit", 1), ("adaptive", 3))}
+    (OUT / "uformer" / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
+    torch.manual_seed(3)
+    for name, prompt_in in (("plain", 0), ("explicit", 1), ("adaptive", 3)):
+        # Window 2: sides multiples of 32; a non-square input, so a height/width mix-up fails.
+        net = Uformer(embed=4, depths=(1, 2, 1, 1, 2, 1, 1, 1, 2), heads=(1, 1, 2, 2, 4, 4, 2, 2, 1), ws=2,
+                      mlp_ratio=4.0, modulator=True, prompt_in=prompt_in, pdim=8).eval()
+        x = torch.rand(2, 3, 32, 64)
+        source = {0: None, 1: torch.rand(2, 1, 32, 32), 3: x}[prompt_in]
+        save_case(net, x, source, "uformer", name)
+    print("uformer: plain, explicit, adaptive; Uformer-B parameters", json.dumps(counts))
+
+
+def make_promptir():
+    (OUT / "promptir").mkdir(parents=True, exist_ok=True)
+    counts = {"plain": sum(p.numel() for p in PromptIR().parameters())}
+    (OUT / "promptir" / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
+    torch.manual_seed(4)
+    # Prompt sizes other than the levels' sides, so the bilinear resize is exercised.
+    net = PromptIR(dim=6, blocks=(1, 2, 1, 1), refinement=1, heads=(1, 2, 2, 3), expansion=2.66, bias=True,
+                   pdims=(4, 8, 10), sizes=(6, 4, 3), plen=3).eval()
+    save_case(net, torch.rand(2, 3, 16, 40), None, "promptir", "plain")
+    print("promptir: plain; reference parameters", json.dumps(counts))
+
+
 if __name__ == "__main__":
     import sys
 
     parts = {"pairs": [make_pairs], "bicubic": [make_bicubic], "jpeg": [make_jpeg], "srresnet": [make_srresnet],
-             "swinir": [make_swinir, make_swinir_prompted], "restormer": [make_restormer]}
+             "swinir": [make_swinir, make_swinir_prompted], "restormer": [make_restormer],
+             "uformer": [make_uformer], "promptir": [make_promptir]}
     for part in sys.argv[1:] or list(parts):
         for make in parts[part]:
             make()

@@ -223,3 +223,231 @@ class Classifier(nn.Module):
 
     def forward(self, x):
         return self.lastOut(self.CondNet(x).mean(dim=(2, 3)))
+
+
+def tokens_modulate(t, z, scale, shift):
+    """The same on tokens `[B, N, C]`."""
+    return t * scale(z)[:, None, :] + shift(z)[:, None, :] + t
+
+
+def shift_mask(h, w, ws, s):
+    """-100 between positions of a shifted window that came from different regions."""
+    region = torch.zeros(h, w)
+    cuts = lambda n: ((0, n - ws), (n - ws, n - s), (n - s, n))
+    for i, (a, b) in enumerate(cuts(h)):
+        for j, (c, d) in enumerate(cuts(w)):
+            region[a:b, c:d] = 3 * i + j
+    win = region.view(h // ws, ws, w // ws, ws).permute(0, 2, 1, 3).reshape(-1, ws * ws)
+    diff = win[:, None, :] - win[:, :, None]
+    return torch.where(diff != 0, torch.tensor(-100.0), torch.tensor(0.0))
+
+
+class WindowAttention(nn.Module):
+    """Uformer's window attention: `qkv.to_q`, `qkv.to_kv` (linear projection), a relative
+    position bias table with its index saved as a buffer, `proj`."""
+
+    def __init__(self, c, heads, ws):
+        super().__init__()
+        self.heads, self.ws = heads, ws
+        self.relative_position_bias_table = nn.Parameter(torch.randn((2 * ws - 1) ** 2, heads) * 0.02)
+        ys, xs = torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")
+        pos = torch.stack([ys.flatten(), xs.flatten()])
+        rel = (pos[:, :, None] - pos[:, None, :]).permute(1, 2, 0) + (ws - 1)
+        self.register_buffer("relative_position_index", rel[..., 0] * (2 * ws - 1) + rel[..., 1])
+        self.qkv = nn.Module()
+        self.qkv.to_q = nn.Linear(c, c)
+        self.qkv.to_kv = nn.Linear(c, 2 * c)
+        self.proj = nn.Linear(c, c)
+
+    def forward(self, x, mask=None):
+        bw, n, c = x.shape
+        hd = c // self.heads
+        q = self.qkv.to_q(x).reshape(bw, n, self.heads, hd).transpose(1, 2) * hd ** -0.5
+        kv = self.qkv.to_kv(x).reshape(bw, n, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
+        attn = q @ kv[0].transpose(-2, -1)
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        attn = attn + bias.view(n, n, -1).permute(2, 0, 1)[None]
+        if mask is not None:
+            nw = mask.shape[0]
+            attn = (attn.view(bw // nw, nw, self.heads, n, n) + mask[None, :, None]).view(bw, self.heads, n, n)
+        out = attn.softmax(-1) @ kv[1]
+        return self.proj(out.transpose(1, 2).reshape(bw, n, c))
+
+
+class LeFF(nn.Module):
+    """Linear, GELU, 3x3 depthwise conv over the token grid, GELU, linear."""
+
+    def __init__(self, c, hidden):
+        super().__init__()
+        self.linear1 = nn.Sequential(nn.Linear(c, hidden), nn.GELU())
+        self.dwconv = nn.Sequential(nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden), nn.GELU())
+        self.linear2 = nn.Sequential(nn.Linear(hidden, c))
+
+    def forward(self, x, h, w):
+        b, n, _ = x.shape
+        t = self.linear1(x).transpose(1, 2).reshape(b, -1, h, w)
+        t = self.dwconv(t).flatten(2).transpose(1, 2)
+        return self.linear2(t)
+
+
+class LeWinBlock(nn.Module):
+    def __init__(self, c, heads, ws, shift, mlp_ratio, modulator):
+        super().__init__()
+        self.ws, self.shift = ws, shift
+        self.modulator = nn.Embedding(ws * ws, c) if modulator else None
+        self.norm1 = nn.LayerNorm(c)
+        self.attn = WindowAttention(c, heads, ws)
+        self.norm2 = nn.LayerNorm(c)
+        self.mlp = LeFF(c, int(c * mlp_ratio))
+
+    def forward(self, x, h, w):
+        b, n, c = x.shape
+        ws, s = self.ws, self.shift
+        t = self.norm1(x).view(b, h, w, c)
+        if s:
+            t = torch.roll(t, (-s, -s), (1, 2))
+        win = t.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)
+        if self.modulator is not None:
+            win = win + self.modulator.weight
+        out = self.attn(win, shift_mask(h, w, ws, s).to(x.device) if s else None)
+        t = out.view(b, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+        if s:
+            t = torch.roll(t, (s, s), (1, 2))
+        x = x + t.reshape(b, n, c)
+        return x + self.mlp(self.norm2(x), h, w)
+
+
+class UformerLayer(nn.Module):
+    def __init__(self, c, depth, heads, ws, mlp_ratio, modulator):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            [LeWinBlock(c, heads, ws, 0 if i % 2 == 0 else ws // 2, mlp_ratio, modulator) for i in range(depth)])
+
+    def forward(self, x, h, w):
+        for blk in self.blocks:
+            x = blk(x, h, w)
+        return x
+
+
+class Uformer(nn.Module):
+    """Uformer (Wang et al., CVPR 2022) as MiOIR trains it (Uformer-B: embed 32, window 8, LeFF,
+    modulators in the decoder), tokens `[B, H*W, C]` throughout; prompted as MiOIR's
+    Uformer_EP/_AP: five extractors, modulating the bottleneck and each decoder level in token
+    layout and the output before the global residual."""
+
+    def __init__(self, embed=32, depths=(1, 2, 8, 8, 2, 8, 8, 2, 1), heads=(1, 2, 4, 8, 16, 16, 8, 4, 2),
+                 ws=8, mlp_ratio=4.0, modulator=True, prompt_in=0, pdim=64):
+        super().__init__()
+        e = embed
+        enc = [e, 2 * e, 4 * e, 8 * e]
+        dec = [16 * e, 8 * e, 4 * e, 2 * e]
+        self.input_proj = nn.Module()
+        self.input_proj.proj = nn.Sequential(nn.Conv2d(3, e, 3, 1, 1), nn.LeakyReLU(inplace=True))
+        self.output_proj = nn.Module()
+        self.output_proj.proj = nn.Sequential(nn.Conv2d(2 * e, 3, 3, 1, 1))
+        for i in range(4):
+            setattr(self, f"encoderlayer_{i}", UformerLayer(enc[i], depths[i], heads[i], ws, mlp_ratio, False))
+            down = nn.Module()
+            down.conv = nn.Sequential(nn.Conv2d(enc[i], 2 * enc[i], 4, 2, 1))
+            setattr(self, f"dowsample_{i}", down)
+        self.conv = UformerLayer(16 * e, depths[4], heads[4], ws, mlp_ratio, False)
+        ups_in = [16 * e, 16 * e, 8 * e, 4 * e]
+        for i in range(4):
+            up = nn.Module()
+            up.deconv = nn.Sequential(nn.ConvTranspose2d(ups_in[i], dec[i] // 2, 2, 2))
+            setattr(self, f"upsample_{i}", up)
+            setattr(self, f"decoderlayer_{i}",
+                    UformerLayer(dec[i], depths[5 + i], heads[5 + i], ws, mlp_ratio, modulator))
+        self.prompted = prompt_in > 0
+        if self.prompted:
+            for i in range(1, 6):
+                setattr(self, f"F_ext_net{i}", Extractor(prompt_in, pdim))
+            for i, ch in enumerate([16 * e, 16 * e, 8 * e, 4 * e, 2 * e, 3]):
+                setattr(self, f"prompt_scale{i}", nn.Linear(pdim, ch))
+                setattr(self, f"prompt_shift{i}", nn.Linear(pdim, ch))
+
+    def forward(self, x, source=None):
+        b, _, h, w = x.shape
+        if self.prompted:
+            zs = [getattr(self, f"F_ext_net{i}")(source) for i in range(1, 6)]
+            which = [0, 0, 1, 2, 3, 4]
+            mod = lambda t, i: tokens_modulate(t, zs[which[i]], getattr(self, f"prompt_scale{i}"),
+                                               getattr(self, f"prompt_shift{i}"))
+        else:
+            mod = lambda t, i: t
+        to_img = lambda t, hh, ww: t.transpose(1, 2).reshape(b, -1, hh, ww)
+        to_tok = lambda t: t.flatten(2).transpose(1, 2)
+        y = to_tok(self.input_proj.proj(x))
+        skips, sizes = [], []
+        hh, ww = h, w
+        for i in range(4):
+            y = getattr(self, f"encoderlayer_{i}")(y, hh, ww)
+            skips.append(y)
+            sizes.append((hh, ww))
+            y = to_tok(getattr(self, f"dowsample_{i}").conv(to_img(y, hh, ww)))
+            hh, ww = hh // 2, ww // 2
+        y = mod(self.conv(y, hh, ww), 0)
+        for i in range(4):
+            up = to_tok(getattr(self, f"upsample_{i}").deconv(to_img(y, hh, ww)))
+            hh, ww = sizes[3 - i]
+            y = torch.cat([up, skips[3 - i]], -1)
+            y = mod(getattr(self, f"decoderlayer_{i}")(y, hh, ww), i + 1)
+        out = self.output_proj.proj(to_img(y, h, w))
+        if self.prompted:
+            out = modulate(out, zs[4], self.prompt_scale5, self.prompt_shift5)
+        return x + out
+
+
+class PromptGen(nn.Module):
+    """PromptIR's prompt block: `prompt_len` learnt components weighted by a softmax of a linear
+    map of the pooled features, resized bilinearly to the features, then a 3x3 conv."""
+
+    def __init__(self, pdim, plen, size, lin):
+        super().__init__()
+        self.prompt_param = nn.Parameter(torch.rand(1, plen, pdim, size, size))
+        self.linear_layer = nn.Linear(lin, plen)
+        self.conv3x3 = nn.Conv2d(pdim, pdim, 3, 1, 1, bias=False)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        weights = F.softmax(self.linear_layer(x.mean(dim=(2, 3))), dim=1)
+        prompt = (weights[:, :, None, None, None] * self.prompt_param).sum(1)
+        return self.conv3x3(F.interpolate(prompt, (h, w), mode="bilinear"))
+
+
+class PromptIR(Restormer):
+    """PromptIR (Potlapalli et al., NeurIPS 2023): a Restormer body whose decoder reads three
+    prompt blocks; each prompt is concatenated to the features, passed through a transformer
+    block (`noise_level*`) and reduced (`reduce_noise_level*`). The reference's channel counts
+    are these for dim 48."""
+
+    def __init__(self, dim=48, blocks=(4, 6, 6, 8), refinement=4, heads=(1, 2, 4, 8), expansion=2.66,
+                 bias=False, pdims=(64, 128, 320), sizes=(64, 32, 16), plen=5):
+        super().__init__(dim, blocks, refinement, heads, expansion, bias)
+        d = dim
+        self.up4_3 = Resample(4 * d, 8 * d, True)
+        self.reduce_chan_level3 = nn.Conv2d(6 * d, 4 * d, 1, bias=bias)
+        self.up3_2 = Resample(4 * d, 8 * d, True)
+        for i, (pd, size, lin) in enumerate(zip(pdims, sizes, (2 * d, 4 * d, 8 * d)), 1):
+            setattr(self, f"prompt{i}", PromptGen(pd, plen, size, lin))
+        feats = {1: 2 * d, 2: 4 * d, 3: 8 * d}
+        for i in (1, 2, 3):
+            ch = feats[i] + pdims[i - 1]
+            setattr(self, f"noise_level{i}", TransformerBlock(ch, heads[2], expansion, bias))
+            setattr(self, f"reduce_noise_level{i}", nn.Conv2d(ch, 2 * d if i == 1 else 4 * d, 1, bias=bias))
+
+    def noise(self, t, i):
+        t = torch.cat([t, getattr(self, f"prompt{i}")(t)], 1)
+        return getattr(self, f"reduce_noise_level{i}")(getattr(self, f"noise_level{i}")(t))
+
+    def forward(self, x, source=None):
+        e1 = self.encoder_level1(self.patch_embed.proj(x))
+        e2 = self.encoder_level2(self.down1_2(e1))
+        e3 = self.encoder_level3(self.down2_3(e2))
+        lat = self.noise(self.latent(self.down3_4(e3)), 3)
+        d3 = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(lat), e3], 1)))
+        d3 = self.noise(d3, 2)
+        d2 = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(d3), e2], 1)))
+        d2 = self.noise(d2, 1)
+        d1 = self.decoder_level1(torch.cat([self.up2_1(d2), e1], 1))
+        return self.output(self.refinement(d1)) + x

@@ -99,6 +99,55 @@ pub const BACKBONES: &[Builtin] = &[
               four extractors modulate the latent, decoder level 3, decoder levels 2 and 1 with the \
               refinement, and the output conv.",
     },
+    Builtin {
+        name: "uformer",
+        kind: Kind::Backbone,
+        params: &[
+            p("embed", INT, "32", "Channels at the first level (level i has embed x 2^i, the bottleneck 16x).").min(Incl(1.0)),
+            p("depths", INT_LIST, "[1, 2, 8, 8, 2, 8, 8, 2, 1]", "LeWin blocks at the nine places: four encoder levels, the bottleneck, four decoder levels."),
+            p("heads", INT_LIST, "[1, 2, 4, 8, 16, 16, 8, 4, 2]", "Attention heads at the same nine places."),
+            p("window", INT, "8", "Attention window size in pixels; training patches must be a multiple of 16 windows (four halvings).")
+                .min(Incl(1.0))
+                .unit("px"),
+            p("mlp_ratio", FLOAT, "4.0", "Hidden size of LeFF (the locally-enhanced feed-forward network) relative to the level's channels.")
+                .min(Excl(0.0)),
+            p("modulator", Ty::Bool, "true", "Whether the decoder's blocks add a learnt modulator to each window before attention."),
+            p("prompt", PROMPT, "none", "How the task is told to the network: `none`, `explicit(...)` or `adaptive(...)`."),
+            WEIGHTS, PARAM_KEY, MAPS, CLASSIFIER_FILE,
+        ],
+        doc: "Uformer (the reference's Uformer-B): a four-level U of LeWin transformer blocks (window attention \
+              with a relative position bias, shifted windows in every other block, LeFF with a 3x3 depthwise \
+              convolution), 4x4 stride-2 convolutions down, 2x2 transposed convolutions up, learnt modulators \
+              in the decoder, plus the input. The reference configuration (embed 32, depths [1, 2, 8, 8, 2, 8, \
+              8, 2, 1], window 8) has 50.9 M parameters (51.5 M prompted). Training patches must be multiples of \
+              16 windows (128 pixels at window 8); at test time images are padded to that multiple and then \
+              to a square, as the reference tests them. With a prompt (the reference's Uformer_EP/_AP), five \
+              extractors modulate the bottleneck, each decoder level and the output.",
+    },
+    Builtin {
+        name: "promptir",
+        kind: Kind::Backbone,
+        params: &[
+            p("dim", INT, "48", "Channels at the first level.").min(Incl(1.0)),
+            p("blocks", INT_LIST, "[4, 6, 6, 8]", "Transformer blocks at each of the four levels."),
+            p("refinement", INT, "4", "Refinement blocks at full resolution.").min(Incl(0.0)),
+            p("heads", INT_LIST, "[1, 2, 4, 8]", "Attention heads at each level (the prompt blocks use the third entry)."),
+            p("ffn_expansion", FLOAT, "2.66", "Hidden size of the gated feed-forward network relative to the level's channels.")
+                .min(Excl(0.0)),
+            p("bias", Ty::Bool, "false", "Whether convolutions carry a bias."),
+            p("prompt_dims", INT_LIST, "[64, 128, 320]", "Channels of the prompts at decoder level 2, decoder level 3 and the latent."),
+            p("prompt_sizes", INT_LIST, "[64, 32, 16]", "Side of each learnt prompt component, resized bilinearly to the features.")
+                .unit("px"),
+            p("prompt_len", INT, "5", "Learnt components per prompt block.").min(Incl(1.0)),
+            WEIGHTS, PARAM_KEY,
+        ],
+        doc: "PromptIR: a Restormer body whose decoder reads three prompt blocks of its own (a softmax over the \
+              pooled features weighs learnt components, resized to the features and convolved; concatenated \
+              to the features, through a transformer block, reduced). It has no `prompt` setting: the \
+              reference trains it as M and S only (its \"PromptIR-EP/AP\" rows are Restormer's EP/AP models). \
+              The reference configuration has 35.4 M parameters. Training patches must be a multiple of 8; at \
+              test time images are padded to a multiple of 8.",
+    },
 ];
 
 pub const PROMPTS: &[Builtin] = &[

@@ -78,6 +78,171 @@ impl RestormerConfig {
     }
 }
 
+/// Uformer (Wang et al.) as the reference trains it: a four-level U of LeWin transformer blocks
+/// (window attention with a relative position bias, shifted windows in every other block, a
+/// LeFF feed-forward network) with learnt modulators in the decoder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UformerConfig {
+    /// Channels at the first level (level i has `embed * 2^i`; the bottleneck 16x).
+    pub embed: usize,
+    /// LeWin blocks: four encoder levels, the bottleneck, four decoder levels.
+    pub depths: [usize; 9],
+    /// Attention heads at the same nine places.
+    pub heads: [usize; 9],
+    /// The attention window; inputs' sides must be multiples of 16 windows (four halvings).
+    pub window: usize,
+    /// LeFF's hidden size relative to the level's channels.
+    pub mlp_ratio: f64,
+    /// Whether the decoder's blocks add a learnt modulator to each window before attention.
+    pub modulator: bool,
+}
+
+impl UformerConfig {
+    /// The paper's reference configuration, Uformer-B (50.9 M parameters; 51.5 M prompted).
+    pub fn reference() -> Self {
+        UformerConfig {
+            embed: 32,
+            depths: [1, 2, 8, 8, 2, 8, 8, 2, 1],
+            heads: [1, 2, 4, 8, 16, 16, 8, 4, 2],
+            window: 8,
+            mlp_ratio: 4.0,
+            modulator: true,
+        }
+    }
+
+    /// The channels at each of the nine places (the decoder works on the concatenation of the
+    /// upsampled features and the skip: twice the encoder's).
+    pub fn channels(&self) -> [usize; 9] {
+        let e = self.embed;
+        [e, 2 * e, 4 * e, 8 * e, 16 * e, 16 * e, 8 * e, 4 * e, 2 * e]
+    }
+
+    pub fn side_multiple(&self) -> usize {
+        16 * self.window
+    }
+
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = vec![];
+        let bad: Vec<String> = self
+            .heads
+            .iter()
+            .zip(self.channels())
+            .zip(UFORMER_PLACES)
+            .filter(|((&h, c), _)| h < 1 || c % h != 0)
+            .map(|((h, c), place)| format!("{h} heads at {place} ({c} channels)"))
+            .collect();
+        if !bad.is_empty() {
+            let ch = self.channels();
+            out.push(Problem {
+                param: "heads",
+                message: format!(
+                    "attention heads must divide their level's channels: {}",
+                    bad.join(", ")
+                ),
+                label: "does not divide the channels".into(),
+                help: format!(
+                    "the nine places have {} channels; pick heads that divide them",
+                    ch.map(|c| c.to_string()).join(", ")
+                ),
+            });
+        }
+        if self.depths.contains(&0) {
+            out.push(Problem {
+                param: "depths",
+                message: "every level of a Uformer needs at least one block".into(),
+                label: "a level without blocks".into(),
+                help: "give each of the nine places a depth of 1 or more, e.g. [1, 2, 8, 8, 2, 8, 8, 2, 1]"
+                    .into(),
+            });
+        }
+        out
+    }
+}
+
+/// The nine places of a Uformer's `depths` and `heads`, for messages.
+pub const UFORMER_PLACES: [&str; 9] = [
+    "encoder level 1",
+    "encoder level 2",
+    "encoder level 3",
+    "encoder level 4",
+    "the bottleneck",
+    "decoder level 4",
+    "decoder level 3",
+    "decoder level 2",
+    "decoder level 1",
+];
+
+/// PromptIR (Potlapalli et al.): a Restormer body whose decoder reads three prompt blocks of
+/// its own. The reference's channel counts follow from `dim` 48 and the prompt sizes here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptIrConfig {
+    pub body: RestormerConfig,
+    /// Channels of the prompts at decoder levels 2, 3 and the latent.
+    pub prompt_dims: [usize; 3],
+    /// Side of each learnt prompt component (resized bilinearly to the features).
+    pub prompt_sizes: [usize; 3],
+    /// Learnt components per prompt block.
+    pub prompt_len: usize,
+}
+
+impl PromptIrConfig {
+    /// The reference configuration (35.4 M parameters).
+    pub fn reference() -> Self {
+        PromptIrConfig {
+            body: RestormerConfig::reference(),
+            prompt_dims: [64, 128, 320],
+            prompt_sizes: [64, 32, 16],
+            prompt_len: 5,
+        }
+    }
+
+    /// Channels of each prompt block's transformer block (`noise_level{1,2,3}`): the features
+    /// and the prompt side by side.
+    pub fn noise_channels(&self) -> [usize; 3] {
+        let (d, p) = (self.body.dim, self.prompt_dims);
+        [2 * d + p[0], 4 * d + p[1], 8 * d + p[2]]
+    }
+
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = self.body.problems();
+        let h = self.body.heads[2];
+        let bad: Vec<String> = self
+            .noise_channels()
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| h < 1 || c % h != 0)
+            .map(|(i, c)| format!("prompt block {} ({c} channels)", i + 1))
+            .collect();
+        if !bad.is_empty() {
+            out.push(Problem {
+                param: "heads",
+                message: format!(
+                    "the prompt blocks attend with level 3's {h} heads, which must divide their \
+                     channels: {}",
+                    bad.join(", ")
+                ),
+                label: "does not divide the prompt blocks' channels".into(),
+                help: "the prompt blocks have the level's channels plus `prompt_dims`; pick a \
+                       third entry of `heads` (or `prompt_dims`) that divides them"
+                    .into(),
+            });
+        }
+        if self.prompt_len == 0 || self.prompt_dims.contains(&0) || self.prompt_sizes.contains(&0) {
+            out.push(Problem {
+                param: "prompt_len",
+                message: "PromptIR's prompt blocks need at least one component of at least one \
+                          channel and one pixel"
+                    .into(),
+                label: "an empty prompt".into(),
+                help: "use the reference's `prompt_len = 5`, `prompt_dims = [64, 128, 320]`, \
+                       `prompt_sizes = [64, 32, 16]`"
+                    .into(),
+            });
+        }
+        out
+    }
+}
+
 /// How a model is told its task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PromptMode {
@@ -110,17 +275,26 @@ pub enum Arch {
     SrResNet(SrResNetConfig),
     SwinIr(SwinConfig),
     Restormer(RestormerConfig),
+    Uformer(UformerConfig),
+    PromptIr(PromptIrConfig),
 }
 
 impl Arch {
-    /// What the sides of an input must be multiples of: SwinIR's window, Restormer's three
-    /// halvings (training patches too).
+    /// What the sides of an input must be multiples of: SwinIR's window, Restormer's and
+    /// PromptIR's three halvings, Uformer's four halvings of its window (training patches too).
     pub fn side_multiple(&self) -> usize {
         match self {
             Arch::SrResNet(_) => 1,
             Arch::SwinIr(cfg) => cfg.window,
-            Arch::Restormer(_) => RestormerConfig::SIDE_MULTIPLE,
+            Arch::Restormer(_) | Arch::PromptIr(_) => RestormerConfig::SIDE_MULTIPLE,
+            Arch::Uformer(cfg) => cfg.side_multiple(),
         }
+    }
+
+    /// Whether test-time inputs are padded to a square as well (the reference's Uformer test
+    /// does: reflected, half on each side of the short one).
+    pub fn pads_to_square(&self) -> bool {
+        matches!(self, Arch::Uformer(_))
     }
 }
 
@@ -154,10 +328,15 @@ impl Arch {
                 because: "its `window`",
                 param: Some("window"),
             }),
-            Arch::Restormer(_) => Some(SideRule {
+            Arch::Restormer(_) | Arch::PromptIr(_) => Some(SideRule {
                 multiple: RestormerConfig::SIDE_MULTIPLE,
                 because: "its downsampling",
                 param: None,
+            }),
+            Arch::Uformer(c) => Some(SideRule {
+                multiple: c.side_multiple(),
+                because: "16 x its `window` (four halvings)",
+                param: Some("window"),
             }),
         }
     }
@@ -169,6 +348,8 @@ impl Arch {
             Arch::SrResNet(_) => vec![],
             Arch::SwinIr(c) => c.problems(),
             Arch::Restormer(c) => c.problems(),
+            Arch::Uformer(c) => c.problems(),
+            Arch::PromptIr(c) => c.problems(),
         }
     }
 }

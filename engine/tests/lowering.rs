@@ -129,6 +129,21 @@ fn values(builtin: &str, param: &str) -> Option<(&'static str, &'static str)> {
         ("restormer", "heads") => ("", "[1, 1, 1, 1]"),
         ("restormer", "ffn_expansion") => ("", "2.0"),
         ("restormer", "bias") => ("", "true"),
+        ("uformer", "embed") => ("", "16"),
+        ("uformer", "depths") => ("", "[1, 1, 1, 1, 1, 1, 1, 1, 1]"),
+        ("uformer", "heads") => ("", "[1, 1, 1, 1, 1, 1, 1, 1, 1]"),
+        ("uformer", "window") => ("", "4px"),
+        ("uformer", "mlp_ratio") => ("", "2.0"),
+        ("uformer", "modulator") => ("", "false"),
+        ("promptir", "dim") => ("", "24"),
+        ("promptir", "blocks") => ("", "[1, 1, 1, 1]"),
+        ("promptir", "refinement") => ("", "1"),
+        ("promptir", "heads") => ("", "[1, 1, 1, 1]"),
+        ("promptir", "ffn_expansion") => ("", "2.0"),
+        ("promptir", "bias") => ("", "true"),
+        ("promptir", "prompt_dims") => ("", "[8, 8, 8]"),
+        ("promptir", "prompt_sizes") => ("", "[8, 4, 2]"),
+        ("promptir", "prompt_len") => ("", "2"),
         ("explicit", "dim") => ("", "16"),
         ("explicit", "map_size") => ("", "64px"),
         ("adaptive", "dim") => ("", "16"),
@@ -250,8 +265,16 @@ fn place(kind: Kind, builtin: &str, text: &str) -> Case {
     let mut c = Case::base();
     match kind {
         Kind::Backbone => {
-            // (Transformers need patches that are multiples of their windows: 32 is.)
-            c.backbone = if text.contains("prompt") {
+            // (Transformers need patches that are multiples of their windows: 32 is, and
+            // 128 for Uformer's 16 windows of 8.)
+            if builtin == "uformer" {
+                c.train_data = r#"images("imgs", patch = 128px, batch = 2)"#.into();
+            }
+            c.backbone = if builtin == "promptir" {
+                // Its prompts are its own: nothing to interpolate.
+                c.sweep = None;
+                text.into()
+            } else if text.contains("prompt") {
                 text.into()
             } else {
                 text.replacen('(', "(prompt = explicit, ", 1)
@@ -537,11 +560,15 @@ fn init_scale_scales_the_initial_weights() {
 
 #[test]
 fn the_catalog_defaults_are_the_reference_configurations() {
-    use mio_catalog::config::{Arch, RestormerConfig, SrResNetConfig, SwinConfig};
+    use mio_catalog::config::{
+        Arch, PromptIrConfig, RestormerConfig, SrResNetConfig, SwinConfig, UformerConfig,
+    };
     for (name, want) in [
         ("srresnet", Arch::SrResNet(SrResNetConfig::reference())),
         ("swinir", Arch::SwinIr(SwinConfig::reference())),
         ("restormer", Arch::Restormer(RestormerConfig::reference())),
+        ("uformer", Arch::Uformer(UformerConfig::reference())),
+        ("promptir", Arch::PromptIr(PromptIrConfig::reference())),
     ] {
         let call = mio_engine::resolve_backbone(name, "--arch").unwrap();
         let spec = mio_engine::lower::network(&call, vec![]).unwrap();

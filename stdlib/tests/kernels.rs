@@ -644,3 +644,126 @@ fn no_input_gradient_is_computed_for_an_input_nothing_flows_back_to() {
     let theirs = run(xv.as_tensor(), w.as_tensor(), &r, 1, 1, false);
     assert!(max_rel(g.get(w.as_tensor()).unwrap(), &theirs[2]) < 1e-4);
 }
+
+#[test]
+fn token_depthwise_equals_the_channels_first_convolution_and_its_gradients() {
+    use mio_stdlib::kernels::tokens::depthwise_tokens;
+    let mut rng = Rng::derive(13, &["token depthwise"]);
+    // Grids of one pixel, one row, one column, odd channel counts (no vector-width multiple),
+    // and a LeFF-sized one.
+    let shapes = [
+        (1, 1, 1, 1),
+        (2, 1, 5, 3),
+        (1, 6, 1, 7),
+        (2, 4, 6, 5),
+        (1, 7, 9, 13),
+        (2, 16, 16, 64),
+    ];
+    for &(b, h, w, c) in &shapes {
+        let x = random(&mut rng, &[b, h, w, c]);
+        let wt = random(&mut rng, &[c, 1, 3, 3]);
+        let bias = random(&mut rng, &[c]);
+        let r = random(&mut rng, &[b, h, w, c]);
+        let ours = grads_of(&[x.clone(), wt.clone(), bias.clone()], &r, |t| {
+            depthwise_tokens(&t[0], &t[1], &t[2]).unwrap()
+        });
+        // candle's grouped convolution over the channels-first grid, plus the bias.
+        let theirs = grads_of(&[x, wt, bias], &r, |t| {
+            let first = t[0].permute((0, 3, 1, 2)).unwrap().contiguous().unwrap();
+            let y = first
+                .conv2d(&t[1], 1, 1, 1, c)
+                .unwrap()
+                .broadcast_add(&t[2].reshape((1, c, 1, 1)).unwrap())
+                .unwrap();
+            y.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap()
+        });
+        let context = format!("grid {:?}", (b, h, w, c));
+        let names = ["output", "input grad", "weight grad", "bias grad"];
+        assert_close(&ours, &theirs, 1e-4, &names, &context);
+    }
+}
+
+#[test]
+fn row_norm_and_gelu_equal_candles_ops_and_their_gradients() {
+    use mio_stdlib::kernels::gate::gelu;
+    use mio_stdlib::kernels::norm::row_norm;
+    let mut rng = Rng::derive(16, &["transformer ops"]);
+    // Rows of odd and vector-sized widths, more rows than one task takes.
+    for (n, c) in [(1, 1), (3, 7), (300, 16), (520, 60)] {
+        let r = random(&mut rng, &[2, n, c]);
+        let x = ((random(&mut rng, &[2, n, c]) * 3.0).unwrap() + 1.5).unwrap();
+        let inputs = [x, random(&mut rng, &[c]), random(&mut rng, &[c])];
+        let ours = grads_of(&inputs, &r, |t| row_norm(&t[0], &t[1], &t[2]).unwrap());
+        let theirs = grads_of(&inputs, &r, |t| {
+            let mean = t[0].mean_keepdim(2).unwrap();
+            let centred = t[0].broadcast_sub(&mean).unwrap();
+            let var = centred.sqr().unwrap().mean_keepdim(2).unwrap();
+            centred
+                .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+                .unwrap()
+                .broadcast_mul(&t[1])
+                .unwrap()
+                .broadcast_add(&t[2])
+                .unwrap()
+        });
+        let names = ["output", "input grad", "weight grad", "bias grad"];
+        assert_close(&ours, &theirs, 1e-4, &names, &format!("row norm {n}x{c}"));
+        let t = (random(&mut rng, &[3, n, c]) * 4.0).unwrap();
+        let r = random(&mut rng, &[3, n, c]);
+        let ours = grads_of(&[t.clone()], &r, |t| gelu(&t[0]).unwrap());
+        let theirs = grads_of(&[t], &r, |t| t[0].gelu_erf().unwrap());
+        assert_close(
+            &ours,
+            &theirs,
+            1e-5,
+            &["output", "input grad"],
+            &format!("gelu {n}x{c}"),
+        );
+    }
+}
+
+#[test]
+fn window_softmax_equals_candles_ops_and_their_gradients() {
+    use mio_stdlib::kernels::attention::window_softmax;
+    let mut rng = Rng::derive(17, &["window softmax"]);
+    // 2 images x 4 windows, 3 heads, windows of 9 positions; with and without a mask.
+    let (b, nw, heads, n) = (2, 4, 3, 9);
+    let logits = (random(&mut rng, &[b * nw, heads, n, n]) * 4.0).unwrap();
+    let bias = random(&mut rng, &[heads, n, n]);
+    let r = random(&mut rng, &[b * nw, heads, n, n]);
+    let mask: Vec<f32> = (0..nw * n * n)
+        .map(|i| if (i * 7) % 5 == 0 { -100.0 } else { 0.0 })
+        .collect();
+    let mask = Tensor::from_vec(mask, (nw, n, n), &Device::Cpu).unwrap();
+    for m in [None, Some(&mask)] {
+        let ours = grads_of(&[logits.clone(), bias.clone()], &r, |t| {
+            window_softmax(&t[0], &t[1], m).unwrap()
+        });
+        let theirs = grads_of(&[logits.clone(), bias.clone()], &r, |t| {
+            let mut a = t[0].broadcast_add(&t[1].unsqueeze(0).unwrap()).unwrap();
+            if let Some(m) = m {
+                a = a
+                    .reshape((b, nw, heads, n, n))
+                    .unwrap()
+                    .broadcast_add(&m.unsqueeze(1).unwrap().unsqueeze(0).unwrap())
+                    .unwrap()
+                    .reshape((b * nw, heads, n, n))
+                    .unwrap();
+            }
+            let e = a
+                .broadcast_sub(&a.max_keepdim(3).unwrap())
+                .unwrap()
+                .exp()
+                .unwrap();
+            e.broadcast_div(&e.sum_keepdim(3).unwrap()).unwrap()
+        });
+        let names = ["output", "logits grad", "bias grad"];
+        assert_close(
+            &ours,
+            &theirs,
+            1e-5,
+            &names,
+            &format!("mask {}", m.is_some()),
+        );
+    }
+}

@@ -513,6 +513,23 @@ impl<'p> Checker<'p> {
                     seen_named = true;
                     match b.params.iter().position(|p| p.name == n.name) {
                         Some(i) => i,
+                        None if b.name == "promptir" && n.name == "prompt" => {
+                            self.emit(
+                                Diagnostic::new(
+                                    Code::UnknownArgument,
+                                    n.span,
+                                    "`promptir` has no parameter `prompt`: its prompt blocks are \
+                                     its own",
+                                    "unknown parameter",
+                                )
+                                .help(
+                                    "the reference trains PromptIR as M and S only; its \
+                                     PromptIR-EP/AP rows are Restormer's: \
+                                     `restormer(prompt = explicit)` or `restormer(prompt = adaptive)`",
+                                ),
+                            );
+                            continue;
+                        }
                         None => {
                             meant.extend(closest(&n.name, b.params.iter().map(|p| p.name)));
                             let help = did_you_mean(&n.name, b.params.iter().map(|p| p.name))

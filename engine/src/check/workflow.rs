@@ -351,8 +351,17 @@ impl<'p> Checker<'p> {
                         }
                     }
                     if model_ok && !over_param {
-                        let prompt = wf.model(&sw.model.name).map(|x| x.prompt);
+                        let model = wf.model(&sw.model.name);
+                        let prompt = model.map(|x| x.prompt);
                         if prompt == Some(PromptKind::None) {
+                            // PromptIR's prompt blocks are part of it: no prompt to set.
+                            let help = if model.is_some_and(|m| m.backbone.name == "promptir") {
+                                "PromptIR's prompts are its own and cannot be set; sweep a \
+                                 `restormer(prompt = explicit)` or `restormer(prompt = adaptive)` \
+                                 (the reference's PromptIR-EP/AP rows)"
+                            } else {
+                                "give the backbone `prompt = explicit` or `prompt = adaptive`"
+                            };
                             self.emit(
                                 Diagnostic::new(
                                     Code::NoPrompt,
@@ -360,9 +369,7 @@ impl<'p> Checker<'p> {
                                     format!("`{}` has no prompt to interpolate", sw.model.name),
                                     "model without prompt",
                                 )
-                                .help(
-                                    "give the backbone `prompt = explicit` or `prompt = adaptive`",
-                                ),
+                                .help(help),
                             );
                         } else if prompt == Some(PromptKind::Explicit) {
                             for key in ["from", "to"] {
@@ -760,32 +767,34 @@ impl<'p> Checker<'p> {
             _ => e.span,
         };
         // The rest is the configuration's own rule (`mio_catalog::config`), on a copy that it
-        // can hold: a negative count read as 0 (which every rule refuses), and a Restormer list
-        // without its four levels (reported here) as one level each.
+        // can hold: a negative count read as 0 (which every rule refuses), and a list without
+        // one entry per level (reported here) as one level each.
         let mut counts = c.clone();
-        if c.name == "restormer" {
-            for name in ["blocks", "heads"] {
-                let n = c.arg(name).and_then(Value::as_list).map_or(0, |l| l.len());
-                if n != 4 {
-                    if let Some((_, v)) = counts.args.iter_mut().find(|(k, _)| k == name) {
-                        *v = Value::List(vec![Value::Int(1); 4]);
-                    }
-                    let example = if name == "blocks" {
-                        "[4, 6, 6, 8]"
-                    } else {
-                        "[1, 2, 4, 8]"
-                    };
-                    self.emit(
-                        Diagnostic::new(
-                            Code::BackboneShape,
-                            arg_span(name),
-                            format!("Restormer has four levels but `{name}` lists {n}"),
-                            "needs four entries",
-                        )
-                        .help(format!("one entry per level, e.g. `{name} = {example}`")),
-                    );
-                }
+        let mut reshaped = false;
+        for &(backbone, name, n, what, example) in LEVEL_LISTS {
+            if c.name != backbone {
+                continue;
             }
+            let got = c.arg(name).and_then(Value::as_list).map_or(0, |l| l.len());
+            if got == n {
+                continue;
+            }
+            if let Some((_, v)) = counts.args.iter_mut().find(|(k, _)| k == name) {
+                *v = Value::List(vec![Value::Int(1); n]);
+            }
+            reshaped = true;
+            self.emit(
+                Diagnostic::new(
+                    Code::BackboneShape,
+                    arg_span(name),
+                    format!(
+                        "{} has {what} but `{name}` lists {got}",
+                        display_name(backbone)
+                    ),
+                    format!("needs {} entries", number_word(n)),
+                )
+                .help(format!("one entry per level, e.g. `{name} = {example}`")),
+            );
         }
         for (_, v) in &mut counts.args {
             if let Value::List(l) = v {
@@ -799,6 +808,11 @@ impl<'p> Checker<'p> {
         let Ok(spec) = crate::lower::network(&counts, vec![]) else {
             return;
         };
+        // A list read as one per level says nothing about the rules between the settings
+        // (PromptIR's prompt blocks' channels): they are checked once the list is whole.
+        if reshaped && c.name == "promptir" {
+            return;
+        }
         for p in spec.arch.problems() {
             self.emit(
                 Diagnostic::new(Code::BackboneShape, arg_span(p.param), p.message, p.label)
@@ -858,11 +872,73 @@ impl<'p> Checker<'p> {
                     ),
                 )
                 .help(format!(
-                    "use patch = {} or {}",
-                    lower.max(multiple),
-                    lower + multiple
+                    "use patch = {}",
+                    if lower == 0 {
+                        multiple.to_string()
+                    } else {
+                        format!("{lower} or {}", lower + multiple)
+                    }
                 )),
             );
         }
+    }
+}
+
+/// The list settings that need one entry per level: backbone, setting, entries, what the
+/// levels are, an example.
+const LEVEL_LISTS: &[(&str, &str, usize, &str, &str)] = &[
+    ("restormer", "blocks", 4, "four levels", "[4, 6, 6, 8]"),
+    ("restormer", "heads", 4, "four levels", "[1, 2, 4, 8]"),
+    ("promptir", "blocks", 4, "four levels", "[4, 6, 6, 8]"),
+    ("promptir", "heads", 4, "four levels", "[1, 2, 4, 8]"),
+    (
+        "promptir",
+        "prompt_dims",
+        3,
+        "three prompt blocks",
+        "[64, 128, 320]",
+    ),
+    (
+        "promptir",
+        "prompt_sizes",
+        3,
+        "three prompt blocks",
+        "[64, 32, 16]",
+    ),
+    (
+        "uformer",
+        "depths",
+        9,
+        "nine places (four encoder levels, the bottleneck, four decoder levels)",
+        "[1, 2, 8, 8, 2, 8, 8, 2, 1]",
+    ),
+    (
+        "uformer",
+        "heads",
+        9,
+        "nine places (four encoder levels, the bottleneck, four decoder levels)",
+        "[1, 2, 4, 8, 16, 16, 8, 4, 2]",
+    ),
+];
+
+/// A backbone's name as its paper writes it.
+fn display_name(backbone: &str) -> &str {
+    match backbone {
+        "restormer" => "Restormer",
+        "promptir" => "PromptIR",
+        "uformer" => "Uformer",
+        "swinir" => "SwinIR",
+        "srresnet" => "SRResNet",
+        other => other,
+    }
+}
+
+/// A small count in words, for labels.
+fn number_word(n: usize) -> String {
+    match n {
+        3 => "three".into(),
+        4 => "four".into(),
+        9 => "nine".into(),
+        n => n.to_string(),
     }
 }

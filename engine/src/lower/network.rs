@@ -2,7 +2,10 @@
 //! one place a backbone's and a prompt's names are matched. It needs no tensors, so the checker
 //! uses it too (patch multiples and the backbone's own constraints come from the configuration).
 
-use mio_catalog::config::{Arch, PromptMode, RestormerConfig, Spec, SrResNetConfig, SwinConfig};
+use mio_catalog::config::{
+    Arch, PromptIrConfig, PromptMode, RestormerConfig, Spec, SrResNetConfig, SwinConfig,
+    UformerConfig,
+};
 
 use super::values::{boolean, bug, call, float, int, ints, Result};
 use crate::ir;
@@ -22,25 +25,33 @@ pub fn network(b: &ir::Call, tasks: Vec<String>) -> Result<Spec> {
             window: int(b, "window")?,
             mlp_ratio: float(b, "mlp_ratio")?,
         }),
-        "restormer" => {
-            let four = |name: &str| -> Result<[usize; 4]> {
-                ints(b, name)?.try_into().map_or_else(
-                    |_| bug(format!("restormer's `{name}` does not have four entries")),
-                    Ok,
-                )
-            };
-            Arch::Restormer(RestormerConfig {
-                dim: int(b, "dim")?,
-                blocks: four("blocks")?,
-                refinement: int(b, "refinement")?,
-                heads: four("heads")?,
-                ffn_expansion: float(b, "ffn_expansion")?,
-                bias: boolean(b, "bias")?,
-            })
-        }
+        "restormer" => Arch::Restormer(restormer_body(b)?),
+        "uformer" => Arch::Uformer(UformerConfig {
+            embed: int(b, "embed")?,
+            depths: fixed(b, "depths")?,
+            heads: fixed(b, "heads")?,
+            window: int(b, "window")?,
+            mlp_ratio: float(b, "mlp_ratio")?,
+            modulator: boolean(b, "modulator")?,
+        }),
+        "promptir" => Arch::PromptIr(PromptIrConfig {
+            body: restormer_body(b)?,
+            prompt_dims: fixed(b, "prompt_dims")?,
+            prompt_sizes: fixed(b, "prompt_sizes")?,
+            prompt_len: int(b, "prompt_len")?,
+        }),
         other => return bug(format!("no lowering for the backbone `{other}`")),
     };
-    let p = call(b.arg("prompt"), "the backbone's prompt")?;
+    // PromptIR has no `prompt` setting: its prompt blocks are part of it.
+    let Some(p) = b.arg("prompt") else {
+        return Ok(Spec {
+            arch,
+            prompt: PromptMode::None,
+            map_size: 0,
+            tasks,
+        });
+    };
+    let p = call(Some(p), "the backbone's prompt")?;
     let (prompt, map_size) = match p.name.as_str() {
         "none" => (PromptMode::None, 0),
         "explicit" => (
@@ -62,5 +73,25 @@ pub fn network(b: &ir::Call, tasks: Vec<String>) -> Result<Spec> {
         prompt,
         map_size,
         tasks,
+    })
+}
+
+/// A list setting with exactly `N` entries (the checker reports other lengths).
+fn fixed<const N: usize>(b: &ir::Call, name: &str) -> Result<[usize; N]> {
+    ints(b, name)?.try_into().map_or_else(
+        |_| bug(format!("{}'s `{name}` does not have {N} entries", b.name)),
+        Ok,
+    )
+}
+
+/// Restormer's body (PromptIR's too).
+fn restormer_body(b: &ir::Call) -> Result<RestormerConfig> {
+    Ok(RestormerConfig {
+        dim: int(b, "dim")?,
+        blocks: fixed(b, "blocks")?,
+        refinement: int(b, "refinement")?,
+        heads: fixed(b, "heads")?,
+        ffn_expansion: float(b, "ffn_expansion")?,
+        bias: boolean(b, "bias")?,
     })
 }

@@ -173,6 +173,20 @@ pub fn export(
             prompt: prompt.into(),
             dim,
         },
+        Arch::Uformer(c) => ExportArch {
+            kind: "uformer".into(),
+            channels: Some(c.embed),
+            blocks: None,
+            prompt: prompt.into(),
+            dim,
+        },
+        Arch::PromptIr(c) => ExportArch {
+            kind: "promptir".into(),
+            channels: Some(c.body.dim),
+            blocks: None,
+            prompt: prompt.into(),
+            dim,
+        },
     };
     let info = ExportInfo {
         backbone: loaded.backbone.clone(),

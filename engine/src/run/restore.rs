@@ -30,8 +30,9 @@ pub fn to_image(t: &Tensor) -> candle_core::Result<Image> {
 }
 
 /// The network's output for `x` `[1, 3, H, W]`, padded at the bottom and right to its side
-/// multiple. `z`: the latent prompt (required for explicit prompts; adaptive networks compute
-/// theirs from the input when it is `None`).
+/// multiple, and for a backbone the reference tests on squares (Uformer) then reflected on
+/// both sides of the short side to a square. `z`: the latent prompt (required for explicit
+/// prompts; adaptive networks compute theirs from the input when it is `None`).
 fn forward(net: &Network, x: &Tensor, z: Option<&Tensor>) -> candle_core::Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let m = net.side_multiple();
@@ -41,7 +42,43 @@ fn forward(net: &Network, x: &Tensor, z: Option<&Tensor>) -> candle_core::Result
     } else {
         x.clone()
     };
+    if net.spec.arch.pads_to_square() && h + ph != w + pw {
+        let (hp, wp) = (h + ph, w + pw);
+        let side = hp.max(wp);
+        // Both sides are multiples of `m`, so the difference splits evenly when `m` is even.
+        let (top, left) = ((side - hp) / 2, (side - wp) / 2);
+        let square = reflect_pad(&xp, 2, top, side - hp - top)?;
+        let square = reflect_pad(&square, 3, left, side - wp - left)?;
+        let out = net.forward_latent(&square, z)?;
+        return out.narrow(2, top, h)?.narrow(3, left, w);
+    }
     net.forward_latent(&xp, z)?.narrow(2, 0, h)?.narrow(3, 0, w)
+}
+
+/// `x` extended by `before` and `after` samples along `dim`, reflected about the edge samples
+/// (PyTorch's `reflect`), repeatedly where the padding is longer than the axis.
+pub fn reflect_pad(
+    x: &Tensor,
+    dim: usize,
+    before: usize,
+    after: usize,
+) -> candle_core::Result<Tensor> {
+    let n = x.dim(dim)?;
+    if before + after == 0 {
+        return Ok(x.clone());
+    }
+    let period = 2 * (n.max(2) - 1) as i64;
+    let idx: Vec<u32> = (-(before as i64)..(n + after) as i64)
+        .map(|i| {
+            if n == 1 {
+                return 0;
+            }
+            let r = i.rem_euclid(period);
+            (if r < n as i64 { r } else { period - r }) as u32
+        })
+        .collect();
+    x.contiguous()?
+        .index_select(&Tensor::new(idx.as_slice(), x.device())?, dim)
 }
 
 /// Images with a side under this are extended (edge pixels repeated) to it before they go
@@ -346,5 +383,81 @@ impl Loaded {
             });
         }
         z.ok_or_else(|| "an empty prompt mix".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio_catalog::config::{Arch, PromptMode, Spec, UformerConfig};
+
+    #[test]
+    fn reflect_pad_is_pytorchs_reflect() {
+        let x = Tensor::arange(0f32, 4.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 4))
+            .unwrap();
+        let p: Vec<f32> = reflect_pad(&x, 1, 2, 3)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        // torch.nn.functional.pad(torch.arange(4.)[None], (2, 3), mode="reflect")
+        assert_eq!(p, [2.0, 1.0, 0.0, 1.0, 2.0, 3.0, 2.0, 1.0, 0.0]);
+        // Longer than the axis: reflected again.
+        let p: Vec<f32> = reflect_pad(&x, 1, 0, 7)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(p, [0.0, 1.0, 2.0, 3.0, 2.0, 1.0, 0.0, 1.0, 2.0, 3.0, 2.0]);
+    }
+
+    #[test]
+    fn uformer_restores_a_wide_image_through_a_reflected_square() {
+        let cfg = UformerConfig {
+            embed: 4,
+            depths: [1; 9],
+            heads: [1; 9],
+            window: 2,
+            mlp_ratio: 2.0,
+            modulator: true,
+        };
+        let spec = Spec {
+            arch: Arch::Uformer(cfg),
+            prompt: PromptMode::None,
+            map_size: 0,
+            tasks: vec![],
+        };
+        let dev = Device::Cpu;
+        let net = Network::new(spec, 3, &dev).unwrap();
+        // 40 x 70: padded to 64 x 96, then 16 reflected rows above and below to 96 x 96.
+        let x = Tensor::rand(0f32, 1.0, (1, 3, 40, 70), &dev).unwrap();
+        let out = forward(&net, &x, None).unwrap();
+        assert_eq!(out.dims(), &[1, 3, 40, 70]);
+        let padded = x
+            .pad_with_same(2, 0, 24)
+            .unwrap()
+            .pad_with_same(3, 0, 26)
+            .unwrap();
+        let square = reflect_pad(&padded, 2, 16, 16).unwrap();
+        let want = net
+            .forward_latent(&square, None)
+            .unwrap()
+            .narrow(2, 16, 40)
+            .unwrap()
+            .narrow(3, 0, 70)
+            .unwrap();
+        let diff: f32 = (out - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-6, "{diff}");
     }
 }

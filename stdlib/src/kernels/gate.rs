@@ -1,7 +1,7 @@
 //! Restormer's gated feed-forward activation, `gelu(a) * b` for the two halves `a`, `b` of the
 //! channels of `[B, 2C, H, W]` (GELU with the exact erf), as one candle custom op on the CPU:
 //! with candle's ops it is a strided split, an erf per element from libm, and a backward of
-//! several more nodes.
+//! several more nodes. The plain GELU of the transformers' MLPs (SwinIR, Uformer's LeFF) too.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -12,7 +12,7 @@ use super::conv::{dims4, fast, slice};
 /// x = n ln 2 + r with |r| <= ln 2 / 2, e^r from its degree-6 Taylor polynomial (relative
 /// error under 2e-7), times 2^n built in the exponent bits. Below -87 it is 0.
 #[inline]
-fn exp_neg(x: f32) -> f32 {
+pub(super) fn exp_neg(x: f32) -> f32 {
     let x = x.max(-87.0);
     // Rounded to the nearest integer by adding and taking away 1.5 * 2^23, which leaves no
     // fraction bits: `f32::round` is a call into libm on the baseline x86-64 target and
@@ -133,6 +133,72 @@ impl candle_core::CustomOp2 for GatedGeluGrad {
                 gv[i] = d[i] * gelu;
             }
         });
+        Ok((CpuStorage::F32(g), l1.shape().clone()))
+    }
+}
+
+/// GELU with the exact erf, `x * Phi(x)`, element by element: one custom op on the CPU (candle's
+/// `gelu_erf` calls libm's scalar erf per element and records a backward of several nodes).
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    if fast() && x.device().is_cpu() && x.dtype() == DType::F32 {
+        return x.contiguous()?.apply_op1(Gelu);
+    }
+    x.gelu_erf()
+}
+
+/// Elements per rayon task of the element-wise ops.
+const CHUNK: usize = 1 << 14;
+
+struct Gelu;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "mio-gelu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "the input")?;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, x)| {
+                for (o, &v) in o.iter_mut().zip(x) {
+                    *o = gelu_and_slope(v).0;
+                }
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&dy.contiguous()?, &GeluGrad)?))
+    }
+}
+
+/// `(x, dy)` to `dy * gelu'(x)`.
+struct GeluGrad;
+
+impl candle_core::CustomOp2 for GeluGrad {
+    fn name(&self) -> &'static str {
+        "mio-gelu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "the input")?;
+        let dy = slice(s2, l2, "the output gradient")?;
+        let mut g = vec![0f32; x.len()];
+        g.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+            .for_each(|(g, (x, d))| {
+                for ((g, &v), &d) in g.iter_mut().zip(x).zip(d) {
+                    *g = d * gelu_and_slope(v).1;
+                }
+            });
         Ok((CpuStorage::F32(g), l1.shape().clone()))
     }
 }

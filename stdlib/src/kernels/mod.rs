@@ -1,8 +1,11 @@
 //! Fast CPU kernels for what candle does slowly (issue 5): convolution forward and backward
 //! (with the bias and activation fused in), depthwise convolution, prompt modulation, and
-//! Restormer's channel LayerNorm and gated GELU;
+//! Restormer's channel LayerNorm and gated GELU; the channels-last depthwise convolution of
+//! Uformer's tokens (tokens.rs);
 //! and the allocator setting that training on the CPU needs.
 
+pub mod attention;
+pub mod bias;
 pub mod conv;
 pub mod depthwise;
 pub mod direct;
@@ -11,6 +14,7 @@ pub mod modulate;
 pub mod norm;
 pub mod resblock;
 mod scratch;
+pub mod tokens;
 
 /// glibc returns freed multi-megabyte blocks to the system at once and maps them again on the
 /// next allocation, so every tensor of a training step costs page faults and zeroing (measured

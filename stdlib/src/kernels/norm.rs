@@ -3,9 +3,10 @@
 //! With candle's ops it is nine graph nodes whose reductions run across the strided channel
 //! dimension on one thread; here each image is a task, its statistics are accumulated plane by
 //! plane (contiguous rows, vectorised), and the backward is two passes: the input's gradient,
-//! and the weight's and bias's.
+//! and the weight's and bias's. And the transformers' LayerNorm over the last dimension of
+//! tokens ([`row_norm`]), the same ops on contiguous rows.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use super::conv::{dims4, fast, slice};
@@ -221,6 +222,201 @@ impl CustomOp2 for NormParamGrad {
         for (k, o) in out.iter_mut().enumerate() {
             *o = per_image.iter().map(|s| s[k]).sum::<f64>() as f32;
         }
+        Ok((CpuStorage::F32(out), Shape::from(2 * c)))
+    }
+}
+
+/// `torch.nn.LayerNorm(C)`: each row of `C` values along the last dimension normalised (eps
+/// 1e-5, biased variance), times `weight`, plus `bias` (`[C]` each). On the CPU one op whose
+/// rows are contiguous runs (SwinIR's and Uformer's tokens); candle's ops elsewhere.
+pub fn row_norm(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if fast() && x.device().is_cpu() && [x, weight, bias].iter().all(|t| t.dtype() == DType::F32) {
+        return x
+            .contiguous()?
+            .apply_op3(&weight.contiguous()?, &bias.contiguous()?, RowNorm);
+    }
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    centred
+        .broadcast_div(&(var + EPS as f64)?.sqrt()?)?
+        .broadcast_mul(weight)?
+        .broadcast_add(bias)
+}
+
+/// Rows per rayon task.
+const ROWS: usize = 256;
+
+/// A row's mean and reciprocal standard deviation (two passes, as stable as PyTorch's).
+#[inline]
+fn row_statistics(row: &[f32]) -> (f32, f32) {
+    let inv = 1.0 / row.len() as f32;
+    let mean = row.iter().sum::<f32>() * inv;
+    let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() * inv;
+    (mean, 1.0 / (var + EPS).sqrt())
+}
+
+fn row_width(l: &Layout, weight: usize, bias: usize) -> Result<usize> {
+    let c = *l.dims().last().unwrap_or(&0);
+    if c == 0 || weight != c || bias != c {
+        candle_core::bail!(
+            "row norm: rows of {c} values but a weight of {weight} and a bias of {bias}"
+        );
+    }
+    Ok(c)
+}
+
+struct RowNorm;
+
+impl CustomOp3 for RowNorm {
+    fn name(&self) -> &'static str {
+        "mio-row-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "the input")?;
+        let weight = slice(s2, l2, "the weight")?;
+        let bias = slice(s3, l3, "the bias")?;
+        let c = row_width(l1, weight.len(), bias.len())?;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(c * ROWS)
+            .zip(x.par_chunks(c * ROWS))
+            .for_each(|(o, x)| {
+                for (o, row) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                    let (mean, rstd) = row_statistics(row);
+                    for (((o, &v), &w), &b) in o.iter_mut().zip(row).zip(weight).zip(bias) {
+                        *o = (v - mean) * rstd * w + b;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let dx = x.apply_op3_no_bwd(weight, &dy, &RowNormInputGrad)?;
+        let params = x.apply_op2_no_bwd(&dy, &RowNormParamGrad)?;
+        let c = weight.dim(0)?;
+        Ok((
+            Some(dx),
+            Some(params.narrow(0, 0, c)?),
+            Some(params.narrow(0, c, c)?),
+        ))
+    }
+}
+
+/// `(x, weight, dy)` to the input's gradient: `rstd * (g - mean(g) - xhat * mean(g * xhat))`
+/// per row, with `g = dy * weight`.
+struct RowNormInputGrad;
+
+impl CustomOp3 for RowNormInputGrad {
+    fn name(&self) -> &'static str {
+        "mio-row-norm-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "the input")?;
+        let weight = slice(s2, l2, "the weight")?;
+        let dy = slice(s3, l3, "the output gradient")?;
+        let c = row_width(l1, weight.len(), weight.len())?;
+        let inv = 1.0 / c as f32;
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(c * ROWS)
+            .zip(x.par_chunks(c * ROWS).zip(dy.par_chunks(c * ROWS)))
+            .for_each(|(o, (x, d))| {
+                for ((o, row), d) in o
+                    .chunks_exact_mut(c)
+                    .zip(x.chunks_exact(c))
+                    .zip(d.chunks_exact(c))
+                {
+                    let (mean, rstd) = row_statistics(row);
+                    let (mut mg, mut mgx) = (0f32, 0f32);
+                    for ((&v, &dv), &w) in row.iter().zip(d).zip(weight) {
+                        let g = dv * w;
+                        mg += g;
+                        mgx += g * (v - mean) * rstd;
+                    }
+                    let (mg, mgx) = (mg * inv, mgx * inv);
+                    for (((o, &v), &dv), &w) in o.iter_mut().zip(row).zip(d).zip(weight) {
+                        let xhat = (v - mean) * rstd;
+                        *o = rstd * (dv * w - mg - xhat * mgx);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// `(x, dy)` to `[2C]`: the weight's gradient (the sum of `dy * xhat` over rows) then the
+/// bias's (the sum of `dy`).
+struct RowNormParamGrad;
+
+impl CustomOp2 for RowNormParamGrad {
+    fn name(&self) -> &'static str {
+        "mio-row-norm-param-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "the input")?;
+        let dy = slice(s2, l2, "the output gradient")?;
+        let c = *l1.dims().last().unwrap_or(&0);
+        if c == 0 {
+            candle_core::bail!("row norm: empty rows");
+        }
+        let sums = x
+            .par_chunks(c * ROWS)
+            .zip(dy.par_chunks(c * ROWS))
+            .map(|(x, d)| {
+                let mut part = vec![0f32; 2 * c];
+                for (row, d) in x.chunks_exact(c).zip(d.chunks_exact(c)) {
+                    let (mean, rstd) = row_statistics(row);
+                    let (pw, pb) = part.split_at_mut(c);
+                    for (((sw, sb), &v), &dv) in pw.iter_mut().zip(pb.iter_mut()).zip(row).zip(d) {
+                        *sw += dv * (v - mean) * rstd;
+                        *sb += dv;
+                    }
+                }
+                part.into_iter().map(f64::from).collect::<Vec<f64>>()
+            })
+            .reduce(
+                || vec![0f64; 2 * c],
+                |mut a, b| {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x += y;
+                    }
+                    a
+                },
+            );
+        let out: Vec<f32> = sums.into_iter().map(|v| v as f32).collect();
         Ok((CpuStorage::F32(out), Shape::from(2 * c)))
     }
 }

@@ -14,9 +14,12 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod network;
 pub mod prompt;
+pub mod promptir;
 pub mod restormer;
 pub mod srresnet;
 pub mod swinir;
+pub mod uformer;
+mod window;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarMap;
@@ -51,6 +54,8 @@ pub enum InitRule {
     /// Normal with this standard deviation (`trunc_normal_` at the std the references use
     /// truncates nowhere that matters); biases 0.
     Normal(f64),
+    /// Uniform in [lo, hi), weights and biases alike.
+    Uniform(f64, f64),
     Const(f64),
 }
 
@@ -157,6 +162,7 @@ pub fn init_by(
                 (0..n).map(|_| rng.range(-bound, bound) as f32).collect()
             }
             InitRule::Const(v) => vec![v as f32; n],
+            InitRule::Uniform(lo, hi) => (0..n).map(|_| rng.range(lo, hi) as f32).collect(),
             InitRule::ScaledKaiming(_) | InitRule::Normal(_) if is_bias => vec![0.0; n],
             InitRule::ScaledKaiming(scale) => {
                 let std = scale * (2.0 / fan_in as f64).sqrt();
@@ -561,6 +567,84 @@ mod tests {
             // Non-square: the depthwise kernel and the attention must not care.
             check_all_gradients(&vm, (2, 3, 16, 24), forward, &format!("restormer {mode:?}"));
         }
+    }
+
+    #[test]
+    fn uformer_and_promptir_gradients_and_initialisation() {
+        use super::promptir::{PromptIr, PromptIrConfig};
+        use super::restormer::RestormerConfig;
+        use super::uformer::{init_rule, Uformer, UformerConfig};
+        let cfg = UformerConfig {
+            embed: 4,
+            depths: [1, 2, 1, 1, 2, 1, 1, 1, 2],
+            heads: [1, 2, 2, 4, 4, 4, 2, 2, 1],
+            window: 2,
+            mlp_ratio: 2.0,
+            modulator: true,
+        };
+        for mode in MODES {
+            let vm = VarMap::new();
+            let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+            let net = Uformer::new(&cfg, mode, vb).unwrap();
+            init_by(&vm, 6, init_rule).unwrap();
+            let forward = |x: &Tensor| {
+                let z = latent_source(mode, x).map(|s| net.latent(&s).unwrap().unwrap());
+                if let Some(z) = &z {
+                    assert_eq!(z.dims(), &[2, 5 * 8]);
+                }
+                net.forward(x, z.as_ref()).unwrap()
+            };
+            check_all_gradients(&vm, (2, 3, 32, 64), forward, &format!("uformer {mode:?}"));
+            let odd = Tensor::zeros((1, 3, 32, 48), DType::F32, &Device::Cpu).unwrap();
+            let z = latent_source(mode, &odd).map(|s| net.latent(&s).unwrap().unwrap());
+            let err = net.forward(&odd, z.as_ref()).unwrap_err().to_string();
+            assert!(err.contains("multiples of 32"), "{err}");
+        }
+        // The reference's initialisation: modulators standard normal, linear layers std 0.02
+        // with zero biases, LayerNorm at 1 and 0, convolutions PyTorch's default.
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        Uformer::new(&UformerConfig::reference(), PromptMode::None, vb).unwrap();
+        init_by(&vm, 0, init_rule).unwrap();
+        let std_of = |n: &str| -> f32 {
+            let v: Vec<f32> = vm.data().lock().unwrap()[n]
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt()
+        };
+        assert!((std_of("decoderlayer_0.blocks.3.modulator.weight") - 1.0).abs() < 0.05);
+        assert!((std_of("encoderlayer_2.blocks.1.attn.qkv.to_kv.weight") - 0.02).abs() < 0.002);
+        assert_eq!(std_of("conv.blocks.0.mlp.linear1.0.bias"), 0.0);
+        assert_eq!(std_of("decoderlayer_3.blocks.0.norm2.weight"), 1.0);
+        assert!(std_of("upsample_1.deconv.0.bias") > 0.0);
+
+        // PromptIR: every variable (the prompt components too) gets a gradient.
+        let pcfg = PromptIrConfig {
+            body: RestormerConfig {
+                dim: 4,
+                blocks: [1, 1, 1, 1],
+                refinement: 1,
+                heads: [1, 2, 2, 4],
+                ffn_expansion: 2.0,
+                bias: false,
+            },
+            prompt_dims: [4, 6, 8],
+            prompt_sizes: [5, 3, 2],
+            prompt_len: 3,
+        };
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let net = PromptIr::new(&pcfg, vb).unwrap();
+        init_by(&vm, 7, super::promptir::init_rule).unwrap();
+        check_all_gradients(&vm, (2, 3, 16, 24), |x| net.forward(x).unwrap(), "promptir");
+        let p: Vec<f32> = vm.data().lock().unwrap()["prompt2.prompt_param"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(p.iter().all(|&v| (0.0..1.0).contains(&v)) && p.iter().any(|&v| v > 0.5));
     }
 
     #[test]

@@ -9,9 +9,11 @@ use std::path::Path;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
+use super::promptir::PromptIr;
 use super::restormer::Restormer;
 use super::srresnet::SrResNet;
 use super::swinir::SwinIr;
+use super::uformer::Uformer;
 use super::{init_by, init_weights, PromptMode};
 use crate::rng::Rng;
 
@@ -21,6 +23,9 @@ enum Body {
     SrResNet(SrResNet),
     SwinIr(SwinIr),
     Restormer(Restormer),
+    Uformer(Uformer),
+    // Boxed: PromptIR's fixed arrays of layers make it several times the others' size.
+    PromptIr(Box<PromptIr>),
 }
 
 impl Body {
@@ -30,6 +35,8 @@ impl Body {
             Body::SrResNet(n) => n.latent(source),
             Body::SwinIr(n) => n.latent(source),
             Body::Restormer(n) => n.latent(source),
+            Body::Uformer(n) => n.latent(source),
+            Body::PromptIr(_) => Ok(None),
         }
     }
 
@@ -38,6 +45,8 @@ impl Body {
             Body::SrResNet(n) => n.forward(x, z),
             Body::SwinIr(n) => n.forward(x, z),
             Body::Restormer(n) => n.forward(x, z),
+            Body::Uformer(n) => n.forward(x, z),
+            Body::PromptIr(n) => n.forward(x),
         }
     }
 }
@@ -68,6 +77,15 @@ fn build_body(spec: &Spec, vb: VarBuilder) -> Result<Body> {
         }
         Arch::SwinIr(cfg) => Body::SwinIr(SwinIr::new(cfg, spec.prompt, vb)?),
         Arch::Restormer(cfg) => Body::Restormer(Restormer::new(cfg, spec.prompt, vb)?),
+        Arch::Uformer(cfg) => Body::Uformer(Uformer::new(cfg, spec.prompt, vb)?),
+        Arch::PromptIr(cfg) => {
+            if spec.prompt != PromptMode::None {
+                candle_core::bail!(
+                    "PromptIR has prompt blocks of its own and no explicit or adaptive branch"
+                );
+            }
+            Body::PromptIr(Box::new(PromptIr::new(cfg, vb)?))
+        }
     })
 }
 
@@ -81,6 +99,8 @@ impl Network {
             Arch::SrResNet(cfg) => init_weights(&varmap, seed, cfg.init_scale)?,
             Arch::SwinIr(_) => init_by(&varmap, seed, super::swinir::init_rule)?,
             Arch::Restormer(_) => init_by(&varmap, seed, super::restormer::init_rule)?,
+            Arch::Uformer(_) => init_by(&varmap, seed, super::uformer::init_rule)?,
+            Arch::PromptIr(_) => init_by(&varmap, seed, super::promptir::init_rule)?,
         }
         let maps = matches!(spec.prompt, PromptMode::Explicit { .. })
             .then(|| prompt_maps(seed, &spec.tasks, spec.map_size, dev))
@@ -166,8 +186,8 @@ impl Network {
         }
     }
 
-    /// The latent prompt of one task's map, `[1, dim]` (`[1, 4 * dim]` for Restormer's four
-    /// extractors; explicit prompts only).
+    /// The latent prompt of one task's map, `[1, dim]` (`[1, k * dim]` for the k extractors of
+    /// Restormer and Uformer; explicit prompts only).
     pub fn task_latent(&self, id: usize) -> Result<Tensor> {
         match &self.maps {
             Some(maps) => self
@@ -229,6 +249,8 @@ impl Network {
             ),
             Arch::SwinIr(c) => format!("swinir(embed = {}{prompt}, ...)", c.embed),
             Arch::Restormer(c) => format!("restormer(dim = {}{prompt}, ...)", c.dim),
+            Arch::Uformer(c) => format!("uformer(embed = {}{prompt}, ...)", c.embed),
+            Arch::PromptIr(c) => format!("promptir(dim = {}, ...)", c.body.dim),
         }
     }
 

@@ -60,7 +60,7 @@ fn l2_normalise(x: &Tensor) -> Result<Tensor> {
     x.broadcast_div(&norm)
 }
 
-fn pointwise(cin: usize, cout: usize, bias: bool, vb: VarBuilder) -> Result<Conv2d> {
+pub(super) fn pointwise(cin: usize, cout: usize, bias: bool, vb: VarBuilder) -> Result<Conv2d> {
     let cfg = Conv2dConfig::default();
     if bias {
         conv2d(cin, cout, 1, cfg, vb)
@@ -69,7 +69,7 @@ fn pointwise(cin: usize, cout: usize, bias: bool, vb: VarBuilder) -> Result<Conv
     }
 }
 
-fn conv3x3(cin: usize, cout: usize, bias: bool, vb: VarBuilder) -> Result<Conv2d> {
+pub(super) fn conv3x3(cin: usize, cout: usize, bias: bool, vb: VarBuilder) -> Result<Conv2d> {
     let cfg = Conv2dConfig {
         padding: 1,
         ..Default::default()
@@ -159,7 +159,7 @@ impl FeedForward {
     }
 }
 
-struct Block {
+pub(super) struct Block {
     norm1: ChannelNorm,
     attn: Attention,
     norm2: ChannelNorm,
@@ -167,7 +167,12 @@ struct Block {
 }
 
 impl Block {
-    fn new(dim: usize, heads: usize, cfg: &RestormerConfig, vb: VarBuilder) -> Result<Self> {
+    pub(super) fn new(
+        dim: usize,
+        heads: usize,
+        cfg: &RestormerConfig,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(Block {
             norm1: ChannelNorm::new(dim, vb.pp("norm1"))?,
             attn: Attention::new(dim, heads, cfg.bias, vb.pp("attn"))?,
@@ -176,13 +181,13 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = (x + self.attn.forward(&self.norm1.forward(x)?)?)?;
         &x + self.ffn.forward(&self.norm2.forward(&x)?)?
     }
 }
 
-fn level(
+pub(super) fn level(
     n: usize,
     dim: usize,
     heads: usize,
@@ -194,7 +199,7 @@ fn level(
         .collect()
 }
 
-fn run(blocks: &[Block], x: Tensor) -> Result<Tensor> {
+pub(super) fn run(blocks: &[Block], x: Tensor) -> Result<Tensor> {
     blocks.iter().try_fold(x, |x, b| b.forward(&x))
 }
 

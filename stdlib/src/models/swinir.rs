@@ -2,8 +2,8 @@
 //! `patch_embed.norm`, `layers.{i}.residual_group.blocks.{j}.{norm1, attn.qkv, attn.proj,
 //! attn.relative_position_bias_table, norm2, mlp.fc1, mlp.fc2}`, `layers.{i}.conv`, `norm`,
 //! `conv_after_body`, `conv_last`. The input is shifted by the RGB mean (MIOIR.md) and its
-//! sides must be multiples of the window (callers pad at test time). LayerNorm and softmax are
-//! written from differentiable ops: candle's fused versions return no gradient.
+//! sides must be multiples of the window (callers pad at test time). The window machinery is
+//! shared with Uformer (window.rs).
 //!
 //! Plain, it is BasicSR's restoration SwinIR (`upsampler = ""`: the input plus conv_last of the
 //! features). With a prompt it is MiOIR's SwinIR_EP/_AP (their `pixelshuffle` path at scale 1):
@@ -13,12 +13,14 @@
 //! `conv_last` (64 -> 3) and `prompt_{scale,shift}_last`; its output is that plus the mean,
 //! without the input added back.
 
-use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
 
 use crate::kernels::conv::{conv2d, Activation, Conv2d, Conv2dConfig};
+use crate::kernels::gate::gelu;
 
 use super::prompt::{Extractor, Modulation};
+use super::window::{attend, bias_table, merge, partition, LayerNorm, TokenLinear};
 use super::{with_latent, InitRule, PromptMode};
 
 /// The RGB mean the reference subtracts (DF2K's).
@@ -26,44 +28,14 @@ pub const RGB_MEAN: [f32; 3] = [0.4488, 0.4371, 0.4040];
 
 pub use mio_catalog::config::SwinConfig;
 
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl LayerNorm {
-    fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(LayerNorm {
-            weight: vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?,
-            bias: vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?,
-        })
-    }
-
-    /// Over the last dimension, eps 1e-5, as `torch.nn.LayerNorm`.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        centred
-            .broadcast_div(&(var + 1e-5)?.sqrt()?)?
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
-    }
-}
-
-fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
-}
-
 struct Block {
     norm1: LayerNorm,
-    qkv: Linear,
-    proj: Linear,
+    qkv: TokenLinear,
+    proj: TokenLinear,
     bias_table: Tensor,
     norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: TokenLinear,
+    fc2: TokenLinear,
     heads: usize,
     window: usize,
     shift: usize,
@@ -82,19 +54,12 @@ impl Block {
         let a = vb.pp("attn");
         Ok(Block {
             norm1: LayerNorm::new(dim, vb.pp("norm1"))?,
-            qkv: linear(dim, 3 * dim, a.pp("qkv"))?,
-            proj: linear(dim, dim, a.pp("proj"))?,
-            bias_table: a.get_with_hints(
-                ((2 * window - 1) * (2 * window - 1), heads),
-                "relative_position_bias_table",
-                candle_nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: 0.02,
-                },
-            )?,
+            qkv: TokenLinear::new(dim, 3 * dim, a.pp("qkv"))?,
+            proj: TokenLinear::new(dim, dim, a.pp("proj"))?,
+            bias_table: bias_table(window, heads, &a)?,
             norm2: LayerNorm::new(dim, vb.pp("norm2"))?,
-            fc1: linear(dim, hidden, vb.pp("mlp").pp("fc1"))?,
-            fc2: linear(hidden, dim, vb.pp("mlp").pp("fc2"))?,
+            fc1: TokenLinear::new(dim, hidden, vb.pp("mlp").pp("fc1"))?,
+            fc2: TokenLinear::new(hidden, dim, vb.pp("mlp").pp("fc2"))?,
             heads,
             window,
             shift,
@@ -105,117 +70,26 @@ impl Block {
     fn forward(&self, x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
         let (b, _, c) = x.dims3()?;
         let (ws, s) = (self.window, self.shift);
-        let mut t = self.norm1.forward(x)?.reshape((b, h, w, c))?;
-        if s > 0 {
-            t = t.roll(-(s as i32), 1)?.roll(-(s as i32), 2)?;
-        }
-        // Windows: [B * nW, ws * ws, C].
-        let windows = t
-            .reshape((b, h / ws, ws, w / ws, ws, c))?
-            .permute((0, 1, 3, 2, 4, 5))?
-            .contiguous()?
-            .reshape((b * (h / ws) * (w / ws), ws * ws, c))?;
-        let attended = self.attention(&windows, b, h, w)?;
-        let mut t = attended
-            .reshape((b, h / ws, w / ws, ws, ws, c))?
-            .permute((0, 1, 3, 2, 4, 5))?
-            .contiguous()?
-            .reshape((b, h, w, c))?;
-        if s > 0 {
-            t = t.roll(s as i32, 1)?.roll(s as i32, 2)?;
-        }
+        let t = self.norm1.forward(x)?.reshape((b, h, w, c))?;
+        let windows = partition(&t, ws, s)?;
+        let attended = self.attention(&windows, h, w)?;
+        let t = merge(&attended, b, h, w, ws, s)?;
         let x = (x + t.reshape((b, h * w, c))?)?;
         let m = self
             .fc2
-            .forward(&self.fc1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?)?;
+            .forward(&gelu(&self.fc1.forward(&self.norm2.forward(&x)?)?)?)?;
         x + m
     }
 
-    fn attention(&self, x: &Tensor, b: usize, h: usize, w: usize) -> Result<Tensor> {
+    fn attention(&self, x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
         let (bw, n, c) = x.dims3()?;
         let hd = c / self.heads;
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((bw, n, 3, self.heads, hd))?
-            .permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)? * (hd as f64).powf(-0.5))?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let mut attn = q.matmul(&k.transpose(2, 3)?.contiguous()?)?;
-        let idx = relative_index(self.window, x.device())?;
-        let bias = self
-            .bias_table
-            .index_select(&idx, 0)?
-            .reshape((n, n, self.heads))?
-            .permute((2, 0, 1))?;
-        attn = attn.broadcast_add(&bias.unsqueeze(0)?)?;
-        if self.shift > 0 {
-            let mask = shift_mask(h, w, self.window, self.shift, x.device())?; // [nW, N, N]
-            let nw = mask.dim(0)?;
-            attn = attn
-                .reshape((b, nw, self.heads, n, n))?
-                .broadcast_add(&mask.unsqueeze(1)?.unsqueeze(0)?)?
-                .reshape((bw, self.heads, n, n))?;
-        }
-        let out = softmax_last(&attn)?.matmul(&v)?; // [bw, heads, N, hd]
-        self.proj
-            .forward(&out.transpose(1, 2)?.contiguous()?.reshape((bw, n, c))?)
+        let qkv = self.qkv.forward(x)?.reshape((bw, n, 3, self.heads, hd))?;
+        let q = qkv.narrow(2, 0, 1)?.squeeze(2)?;
+        let kv = qkv.narrow(2, 1, 2)?;
+        let out = attend(&q, &kv, &self.bias_table, self.window, self.shift, (h, w))?;
+        self.proj.forward(&out)
     }
-}
-
-/// Index into the bias table for every pair of positions in a window.
-fn relative_index(ws: usize, dev: &candle_core::Device) -> Result<Tensor> {
-    let n = ws * ws;
-    let mut idx = Vec::with_capacity(n * n);
-    for a in 0..n {
-        for b in 0..n {
-            let (ya, xa) = ((a / ws) as i64, (a % ws) as i64);
-            let (yb, xb) = ((b / ws) as i64, (b % ws) as i64);
-            let dy = ya - yb + ws as i64 - 1;
-            let dx = xa - xb + ws as i64 - 1;
-            idx.push((dy * (2 * ws as i64 - 1) + dx) as u32);
-        }
-    }
-    Tensor::from_vec(idx, n * n, dev)
-}
-
-/// -100 between positions of a shifted window that came from different regions, else 0.
-fn shift_mask(
-    h: usize,
-    w: usize,
-    ws: usize,
-    s: usize,
-    dev: &candle_core::Device,
-) -> Result<Tensor> {
-    let region = |i: usize, len: usize| -> usize {
-        if i < len - ws {
-            0
-        } else if i < len - s {
-            1
-        } else {
-            2
-        }
-    };
-    let (nh, nw) = (h / ws, w / ws);
-    let n = ws * ws;
-    let mut m = vec![0f32; nh * nw * n * n];
-    for wy in 0..nh {
-        for wx in 0..nw {
-            let ids: Vec<usize> = (0..n)
-                .map(|p| region(wy * ws + p / ws, h) * 3 + region(wx * ws + p % ws, w))
-                .collect();
-            let base = (wy * nw + wx) * n * n;
-            for a in 0..n {
-                for b in 0..n {
-                    if ids[a] != ids[b] {
-                        m[base + a * n + b] = -100.0;
-                    }
-                }
-            }
-        }
-    }
-    Tensor::from_vec(m, (nh * nw, n, n), dev)
 }
 
 /// The prompted model's branch and reconstruction (MiOIR's SwinIR_EP/_AP).
