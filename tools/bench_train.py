@@ -11,7 +11,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from torch_models import PromptIR, Restormer, SRResNet, Uformer
+from torch_models import PromptIR, Restormer, SRResNet, SwinIR, Uformer
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--device", default="cpu")
@@ -121,6 +121,7 @@ else:
         ("srresnet32x4", lambda: Prompted(SRResNet(32, 4), False), 8, 48),
         ("srresnet64x16ep", lambda: Prompted(SRResNet(64, 16, prompt_in=1), True), 8, 48),
         ("restormer16", lambda: Prompted(Restormer(16, (2, 2, 2, 2), 2, (1, 2, 4, 8)), False), 8, 48),
+        ("swinir60", lambda: Prompted(SwinIR(60, (2, 2, 2, 2), 6, 8, 2.0), False), 8, 48),
         ("uformer16", lambda: Prompted(Uformer(16, (1, 2, 2, 2, 2, 2, 2, 2, 1), ws=4), False), 8, 64),
         ("promptir16", lambda: Prompted(PromptIR(16, (2, 2, 2, 2), 2, (1, 2, 4, 8)), False), 8, 48),
     ]

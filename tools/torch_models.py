@@ -1,7 +1,9 @@
 """mio's networks in PyTorch, with the reference implementation's parameter names: the
 reference values (tools/reference.py) and the speed baselines (tools/bench_train.py) use them.
-Written from MIOIR.md, the Restormer paper and MiOIR's Restormer_EP/_AP; nothing in mio
-depends on this file.
+Written from MIOIR.md, the Restormer, Uformer, PromptIR and SwinIR papers and MiOIR's
+prompted classes (Uformer and PromptIR checked by hand against the reference's own
+uformer_arch.py and promptir_arch.py, SwinIR against BasicSR's output on
+stdlib/tests/data/swinir); nothing in mio depends on this file.
 
 `prompt_in` is 0 (plain), 1 (explicit prompts: `source` is a task map per image) or 3
 (adaptive prompts: `source` is the degraded input).
@@ -451,3 +453,89 @@ class PromptIR(Restormer):
         d2 = self.noise(d2, 1)
         d1 = self.decoder_level1(torch.cat([self.up2_1(d2), e1], 1))
         return self.output(self.refinement(d1)) + x
+
+
+class SwinBlock(nn.Module):
+    """SwinIR's Swin transformer block: window attention with one `qkv` projection."""
+
+    def __init__(self, c, heads, ws, shift, mlp_ratio):
+        super().__init__()
+        self.ws, self.shift, self.heads = ws, shift, heads
+        self.norm1 = nn.LayerNorm(c)
+        self.attn = nn.Module()
+        self.attn.qkv = nn.Linear(c, 3 * c)
+        self.attn.proj = nn.Linear(c, c)
+        self.attn.relative_position_bias_table = nn.Parameter(torch.randn((2 * ws - 1) ** 2, heads) * 0.02)
+        ys, xs = torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")
+        pos = torch.stack([ys.flatten(), xs.flatten()])
+        rel = (pos[:, :, None] - pos[:, None, :]).permute(1, 2, 0) + (ws - 1)
+        self.register_buffer("index", rel[..., 0] * (2 * ws - 1) + rel[..., 1], persistent=False)
+        self.norm2 = nn.LayerNorm(c)
+        self.mlp = nn.Module()
+        self.mlp.fc1 = nn.Linear(c, int(c * mlp_ratio))
+        self.mlp.fc2 = nn.Linear(int(c * mlp_ratio), c)
+
+    def forward(self, x, h, w):
+        b, n, c = x.shape
+        ws, s, heads = self.ws, self.shift, self.heads
+        t = self.norm1(x).view(b, h, w, c)
+        if s:
+            t = torch.roll(t, (-s, -s), (1, 2))
+        win = t.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)
+        bw, m, _ = win.shape
+        qkv = self.attn.qkv(win).reshape(bw, m, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+        attn = (qkv[0] * (c // heads) ** -0.5) @ qkv[1].transpose(-2, -1)
+        bias = self.attn.relative_position_bias_table[self.index.view(-1)].view(m, m, -1).permute(2, 0, 1)
+        attn = attn + bias[None]
+        if s:
+            mask = shift_mask(h, w, ws, s).to(x.device)
+            nw = mask.shape[0]
+            attn = (attn.view(bw // nw, nw, heads, m, m) + mask[None, :, None]).view(bw, heads, m, m)
+        out = self.attn.proj((attn.softmax(-1) @ qkv[2]).transpose(1, 2).reshape(bw, m, c))
+        t = out.view(b, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+        if s:
+            t = torch.roll(t, (s, s), (1, 2))
+        x = x + t.reshape(b, n, c)
+        return x + self.mlp.fc2(F.gelu(self.mlp.fc1(self.norm2(x))))
+
+
+class SwinIR(nn.Module):
+    """SwinIR at scale 1 for restoration (BasicSR's `upsampler = ""`), with its parameter names:
+    the input minus the RGB mean, conv_first, LayerNorm'd tokens through residual Swin groups
+    (each ending in a 3x3 conv and the group's input), a last LayerNorm, conv_after_body plus
+    conv_first's output, then the input plus conv_last of that."""
+
+    def __init__(self, embed=180, depths=(6, 6, 6, 6, 6, 6), heads=6, ws=8, mlp_ratio=2.0):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1), persistent=False)
+        c = embed
+        self.conv_first = nn.Conv2d(3, c, 3, 1, 1)
+        self.patch_embed = nn.Module()
+        self.patch_embed.norm = nn.LayerNorm(c)
+        self.layers = nn.ModuleList()
+        for depth in depths:
+            layer = nn.Module()
+            layer.residual_group = nn.Module()
+            layer.residual_group.blocks = nn.ModuleList(
+                [SwinBlock(c, heads, ws, 0 if j % 2 == 0 else ws // 2, mlp_ratio) for j in range(depth)])
+            layer.conv = nn.Conv2d(c, c, 3, 1, 1)
+            self.layers.append(layer)
+        self.norm = nn.LayerNorm(c)
+        self.conv_after_body = nn.Conv2d(c, c, 3, 1, 1)
+        self.conv_last = nn.Conv2d(c, 3, 3, 1, 1)
+
+    def forward(self, x, source=None):
+        b, _, h, w = x.shape
+        x = x - self.mean
+        first = self.conv_first(x)
+        c = first.shape[1]
+        tokens = self.patch_embed.norm(first.flatten(2).transpose(1, 2))
+        for layer in self.layers:
+            t = tokens
+            for blk in layer.residual_group.blocks:
+                t = blk(t, h, w)
+            r = layer.conv(t.transpose(1, 2).reshape(b, c, h, w))
+            tokens = r.flatten(2).transpose(1, 2) + tokens
+        feat = self.norm(tokens).transpose(1, 2).reshape(b, c, h, w)
+        res = self.conv_after_body(feat) + first
+        return x + self.conv_last(res) + self.mean
