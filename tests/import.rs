@@ -150,15 +150,59 @@ fn broken_option_files_are_clear_errors() {
         .unwrap()
         .replace(
             "type: SRResNet_EP\n  num_in_ch",
-            "type: Uformer_EP\n  num_in_ch",
+            "type: HAT_EP\n  num_in_ch",
         );
-    std::fs::write(dir.join("uformer.yml"), text).unwrap();
-    let o = mio(&dir, &["import", "basicsr", "uformer.yml"]);
+    std::fs::write(dir.join("hat.yml"), text).unwrap();
+    let o = mio(&dir, &["import", "basicsr", "hat.yml"]);
     assert!(o.status.success(), "{}", say(&o));
     assert!(
-        say(&o).contains("`Uformer_EP` is not a backbone mio has"),
+        say(&o).contains("`HAT_EP` is not a backbone mio has"),
         "{}",
         say(&o)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_references_uformer_and_promptir_files_become_their_backbones_and_letter_coded_tasks() {
+    let dir = workspace("transformers");
+    // The reference names its meta files by task letters (`..._rj.txt`: rain, jpeg).
+    let o = mio(
+        &dir,
+        &[
+            "import",
+            "basicsr",
+            "uformer_ep_rj.yml",
+            "uformer_ep_r.yml",
+            "-o",
+            "u.mio",
+        ],
+    );
+    assert!(o.status.success(), "{}", say(&o));
+    let text = std::fs::read_to_string(dir.join("u.mio")).unwrap();
+    for want in [
+        "model net = uformer(embed = 32, depths = [1, 2, 8, 8, 2, 8, 8, 2, 1], window = 8px, modulator = true, prompt = explicit)",
+        "strategy = sequential(order = [paper.rain, paper.jpeg])",
+        "optimizer = adamw(lr = 2e-4, betas = (0.9, 0.99), weight_decay = 0.02)",
+        "schedule = cosine_restart(min_lr = 1e-6)",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    // Its settings are all mapped (token projection and MLP are the variants mio builds).
+    assert!(!say(&o).contains("network_g"), "{}", say(&o));
+    let o = mio(
+        &dir,
+        &["import", "basicsr", "promptir_m.yml", "-o", "p.mio"],
+    );
+    assert!(o.status.success(), "{}", say(&o));
+    let text = std::fs::read_to_string(dir.join("p.mio")).unwrap();
+    assert!(text.contains("model net = promptir()"), "{text}");
+    assert!(
+        text.contains("tasks = [paper.sr, paper.blur, paper.noise, paper.jpeg, paper.rain, paper.haze, paper.lowlight]"),
+        "{text}"
+    );
+    for file in ["u.mio", "p.mio"] {
+        let o = mio(&dir, &["check", file]);
+        assert!(o.status.success(), "{file}: {}", say(&o));
+    }
 }

@@ -109,28 +109,50 @@ fn quote(s: &str) -> String {
 }
 
 /// The seven tasks' keys found in a meta file's name (`meta_info_blur_noise.txt`,
-/// `MiO_train_SR.txt`, `.../dark/...`).
+/// `MiO_train_SR.txt`, `.../dark/...`); failing those, the reference's letter codes that end
+/// its stem (`MiO-meta-DF2K_300_rj.txt`, `..._r+j+b.txt`: s sr, b blur, n noise, j jpeg, r
+/// rain, h haze, d dark).
 fn tasks_in_name(name: &str) -> Vec<&'static str> {
+    const TASKS: [&str; 7] = ["sr", "blur", "noise", "jpeg", "rain", "haze", "lowlight"];
     let lower = name.to_lowercase();
     let words: Vec<&str> = lower
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
         .collect();
     let mut out = vec![];
-    for (task, spellings) in [
-        ("sr", &["sr", "x4", "bicubic"][..]),
-        ("blur", &["blur", "deblur"]),
-        ("noise", &["noise", "noisy", "denoise", "dn"]),
-        ("jpeg", &["jpeg", "jpg", "car"]),
-        ("rain", &["rain", "derain", "rainy"]),
-        ("haze", &["haze", "hazy", "dehaze", "fog"]),
-        ("lowlight", &["lowlight", "dark", "low", "lol"]),
-    ] {
+    for (task, spellings) in TASKS.into_iter().zip([
+        &["sr", "x4", "bicubic"][..],
+        &["blur", "deblur"],
+        &["noise", "noisy", "denoise", "dn"],
+        &["jpeg", "jpg", "car"],
+        &["rain", "derain", "rainy"],
+        &["haze", "hazy", "dehaze", "fog"],
+        &["lowlight", "dark", "low", "lol"],
+    ]) {
         if words.iter().any(|w| spellings.contains(w)) {
             out.push(task);
         }
     }
-    out
+    if !out.is_empty() {
+        return out;
+    }
+    let file = lower.rsplit(['/', '\\']).next().unwrap_or(&lower);
+    let stem = file.split('.').next().unwrap_or(file);
+    let codes: String = stem
+        .rsplit(['_', '-'])
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|&c| c != '+')
+        .collect();
+    let task_of = |c: char| "sbnjrhd".find(c).map(|i| TASKS[i]);
+    if codes.is_empty() || !codes.chars().all(|c| task_of(c).is_some()) {
+        return vec![];
+    }
+    TASKS
+        .into_iter()
+        .filter(|t| codes.chars().any(|c| task_of(c) == Some(t)))
+        .collect()
 }
 
 /// Reads the option files; one that cannot be read or parsed is an error naming it.
@@ -272,6 +294,77 @@ fn backbone(o: &Options, out: &mut Out) -> String {
             "img_size",
         ]);
         "swinir"
+    } else if lower.contains("uformer") {
+        if let Some(v) = arg("embed_dim") {
+            args.push(format!("embed = {}", lit(v)));
+            used.push("embed_dim");
+        }
+        for (k, to) in [("depths", "depths"), ("num_heads", "heads")] {
+            if let Some(l) = get(net, &[k]).and_then(list) {
+                let l: Vec<String> = l.iter().map(|x| lit(*x)).collect();
+                args.push(format!("{to} = [{}]", l.join(", ")));
+                used.push(k);
+            }
+        }
+        if let Some(v) = arg("win_size") {
+            args.push(format!("window = {}px", lit(v)));
+            used.push("win_size");
+        }
+        if let Some(v) = arg("mlp_ratio") {
+            args.push(format!("mlp_ratio = {}", float(v)));
+            used.push("mlp_ratio");
+        }
+        if let Some(b) = get(net, &["modulator"]).and_then(Value::as_bool) {
+            args.push(format!("modulator = {b}"));
+            used.push("modulator");
+        }
+        // The variants mio builds: linear token projection, LeFF (the reference's choice).
+        for (k, only) in [("token_projection", "linear"), ("token_mlp", "leff")] {
+            if get(net, &[k]).and_then(text).is_none_or(|v| v == only) {
+                used.push(k);
+            }
+        }
+        used.extend(["in_chans", "dd_in", "upscale", "img_size", "qkv_bias"]);
+        "uformer"
+    } else if lower.contains("promptir") {
+        if let Some(v) = arg("dim") {
+            args.push(format!("dim = {}", lit(v)));
+            used.push("dim");
+        }
+        for (k, to) in [("num_blocks", "blocks"), ("heads", "heads")] {
+            if let Some(l) = get(net, &[k]).and_then(list) {
+                let l: Vec<String> = l.iter().map(|x| lit(*x)).collect();
+                args.push(format!("{to} = [{}]", l.join(", ")));
+                used.push(k);
+            }
+        }
+        if let Some(v) = arg("num_refinement_blocks") {
+            args.push(format!("refinement = {}", lit(v)));
+            used.push("num_refinement_blocks");
+        }
+        if let Some(v) = arg("ffn_expansion_factor") {
+            args.push(format!("ffn_expansion = {}", float(v)));
+            used.push("ffn_expansion_factor");
+        }
+        if let Some(b) = get(net, &["bias"]).and_then(Value::as_bool) {
+            args.push(format!("bias = {b}"));
+            used.push("bias");
+        }
+        if get(net, &["LayerNorm_type"])
+            .and_then(text)
+            .is_none_or(|v| v == "WithBias")
+        {
+            used.push("LayerNorm_type");
+        }
+        if get(net, &["decoder"])
+            .and_then(Value::as_bool)
+            .is_none_or(|d| d)
+        {
+            used.push("decoder");
+        }
+        used.extend(["inp_channels", "out_channels"]);
+        // Its prompt blocks are its own: no explicit or adaptive branch to ask for.
+        return finish(o, out, net, &used, "promptir", args, "");
     } else if lower.contains("restormer") {
         if let Some(v) = arg("dim") {
             args.push(format!("dim = {}", lit(v)));
@@ -307,7 +400,7 @@ fn backbone(o: &Options, out: &mut Out) -> String {
         out.skip(
             o,
             &["network_g", "type"],
-            format!("`{kind}` is not a backbone mio has (srresnet, swinir, restormer): srresnet's defaults stand in"),
+            format!("`{kind}` is not a backbone mio has (srresnet, swinir, restormer, uformer, promptir): srresnet's defaults stand in"),
         );
         return if prompt.is_empty() {
             "srresnet".into()
@@ -315,6 +408,20 @@ fn backbone(o: &Options, out: &mut Out) -> String {
             format!("srresnet({})", prompt.trim_start_matches(", "))
         };
     };
+    finish(o, out, net, &used, name, args, prompt)
+}
+
+/// The backbone call from its arguments and prompt; every key of `network_g` not `used` is
+/// reported as not mapped.
+fn finish(
+    o: &Options,
+    out: &mut Out,
+    net: &Value,
+    used: &[&str],
+    name: &str,
+    args: Vec<String>,
+    prompt: &str,
+) -> String {
     if let Some(m) = net.as_mapping() {
         for k in m.keys().filter_map(Value::as_str) {
             if !used.contains(&k) {
