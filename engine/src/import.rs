@@ -327,74 +327,18 @@ fn backbone(o: &Options, out: &mut Out) -> String {
         used.extend(["in_chans", "dd_in", "upscale", "img_size", "qkv_bias"]);
         "uformer"
     } else if lower.contains("promptir") {
-        if let Some(v) = arg("dim") {
-            args.push(format!("dim = {}", lit(v)));
-            used.push("dim");
-        }
-        for (k, to) in [("num_blocks", "blocks"), ("heads", "heads")] {
-            if let Some(l) = get(net, &[k]).and_then(list) {
-                let l: Vec<String> = l.iter().map(|x| lit(*x)).collect();
-                args.push(format!("{to} = [{}]", l.join(", ")));
-                used.push(k);
-            }
-        }
-        if let Some(v) = arg("num_refinement_blocks") {
-            args.push(format!("refinement = {}", lit(v)));
-            used.push("num_refinement_blocks");
-        }
-        if let Some(v) = arg("ffn_expansion_factor") {
-            args.push(format!("ffn_expansion = {}", float(v)));
-            used.push("ffn_expansion_factor");
-        }
-        if let Some(b) = get(net, &["bias"]).and_then(Value::as_bool) {
-            args.push(format!("bias = {b}"));
-            used.push("bias");
-        }
-        if get(net, &["LayerNorm_type"])
-            .and_then(text)
-            .is_none_or(|v| v == "WithBias")
-        {
-            used.push("LayerNorm_type");
-        }
+        restormer_body(net, &mut args, &mut used);
         if get(net, &["decoder"])
             .and_then(Value::as_bool)
             .is_none_or(|d| d)
         {
             used.push("decoder");
         }
-        used.extend(["inp_channels", "out_channels"]);
         // Its prompt blocks are its own: no explicit or adaptive branch to ask for.
         return finish(o, out, net, &used, "promptir", args, "");
     } else if lower.contains("restormer") {
-        if let Some(v) = arg("dim") {
-            args.push(format!("dim = {}", lit(v)));
-            used.push("dim");
-        }
-        for (k, to) in [("num_blocks", "blocks"), ("heads", "heads")] {
-            if let Some(l) = get(net, &[k]).and_then(list) {
-                let l: Vec<String> = l.iter().map(|x| lit(*x)).collect();
-                args.push(format!("{to} = [{}]", l.join(", ")));
-                used.push(k);
-            }
-        }
-        if let Some(v) = arg("num_refinement_blocks") {
-            args.push(format!("refinement = {}", lit(v)));
-            used.push("num_refinement_blocks");
-        }
-        if let Some(v) = arg("ffn_expansion_factor") {
-            args.push(format!("ffn_expansion = {}", float(v)));
-            used.push("ffn_expansion_factor");
-        }
-        if let Some(b) = get(net, &["bias"]).and_then(Value::as_bool) {
-            args.push(format!("bias = {b}"));
-            used.push("bias");
-        }
-        used.extend([
-            "inp_channels",
-            "out_channels",
-            "LayerNorm_type",
-            "dual_pixel_task",
-        ]);
+        restormer_body(net, &mut args, &mut used);
+        used.push("dual_pixel_task");
         "restormer"
     } else {
         out.skip(
@@ -409,6 +353,43 @@ fn backbone(o: &Options, out: &mut Out) -> String {
         };
     };
     finish(o, out, net, &used, name, args, prompt)
+}
+
+/// The arguments of a Restormer body (Restormer's and PromptIR's `network_g`): `dim`, the
+/// levels' blocks and heads, the refinement, the FFN expansion, the bias; the LayerNorm
+/// variant mio builds ("WithBias") and the channel counts (3) are taken as read.
+fn restormer_body<'a>(net: &'a Value, args: &mut Vec<String>, used: &mut Vec<&'a str>) {
+    let arg = |k: &str| get(net, &[k]).and_then(num);
+    if let Some(v) = arg("dim") {
+        args.push(format!("dim = {}", lit(v)));
+        used.push("dim");
+    }
+    for (k, to) in [("num_blocks", "blocks"), ("heads", "heads")] {
+        if let Some(l) = get(net, &[k]).and_then(list) {
+            let l: Vec<String> = l.iter().map(|x| lit(*x)).collect();
+            args.push(format!("{to} = [{}]", l.join(", ")));
+            used.push(k);
+        }
+    }
+    if let Some(v) = arg("num_refinement_blocks") {
+        args.push(format!("refinement = {}", lit(v)));
+        used.push("num_refinement_blocks");
+    }
+    if let Some(v) = arg("ffn_expansion_factor") {
+        args.push(format!("ffn_expansion = {}", float(v)));
+        used.push("ffn_expansion_factor");
+    }
+    if let Some(b) = get(net, &["bias"]).and_then(Value::as_bool) {
+        args.push(format!("bias = {b}"));
+        used.push("bias");
+    }
+    if get(net, &["LayerNorm_type"])
+        .and_then(text)
+        .is_none_or(|v| v == "WithBias")
+    {
+        used.push("LayerNorm_type");
+    }
+    used.extend(["inp_channels", "out_channels"]);
 }
 
 /// The backbone call from its arguments and prompt; every key of `network_g` not `used` is

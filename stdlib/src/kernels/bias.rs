@@ -41,16 +41,16 @@ fn sums(x: &[f32], c: usize) -> Vec<f32> {
             }
             part.into_iter().map(f64::from).collect::<Vec<f64>>()
         })
-        .reduce(
-            || vec![0f64; c],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(b) {
-                    *x += y;
-                }
-                a
-            },
-        );
+        .reduce(|| vec![0f64; c], add_f64);
     total.into_iter().map(|v| v as f32).collect()
+}
+
+/// `a + b`, element by element: how per-task partial sums are combined in a rayon reduce.
+pub(super) fn add_f64(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+    a
 }
 
 fn width(l: &Layout) -> Result<usize> {

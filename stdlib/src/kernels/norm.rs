@@ -407,15 +407,7 @@ impl CustomOp2 for RowNormParamGrad {
                 }
                 part.into_iter().map(f64::from).collect::<Vec<f64>>()
             })
-            .reduce(
-                || vec![0f64; 2 * c],
-                |mut a, b| {
-                    for (x, y) in a.iter_mut().zip(b) {
-                        *x += y;
-                    }
-                    a
-                },
-            );
+            .reduce(|| vec![0f64; 2 * c], super::bias::add_f64);
         let out: Vec<f32> = sums.into_iter().map(|v| v as f32).collect();
         Ok((CpuStorage::F32(out), Shape::from(2 * c)))
     }

@@ -127,15 +127,7 @@ fn weight_grad(g: Grid, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 acc
             },
         )
-        .reduce(
-            || vec![0f64; 10 * c],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(b) {
-                    *x += y;
-                }
-                a
-            },
-        );
+        .reduce(|| vec![0f64; 10 * c], super::bias::add_f64);
     // Tap-major to the weight's layout: channel-major, nine taps then the bias.
     let mut out = vec![0f32; 10 * c];
     for ch in 0..c {
