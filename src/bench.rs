@@ -2,8 +2,10 @@
 //! a dense 3x3 convolution and a depthwise one, forward and backward, mio's kernels against
 //! candle's) and whole networks (a training step: forward, L1 loss, backward, Adam; and the
 //! restoration of one 512x512 image). Times are medians over rounds after a warm-up; on a GPU
-//! each round waits for the device. tools/bench_train.sh runs the same cases in PyTorch on the
-//! same machine and prints the ratios.
+//! each round waits for the device. Beside each network, the data loader: how long the CPU's
+//! threads take to synthesise one of its training batches (crops degraded by the paper's seven
+//! tasks), which a GPU's step must not wait on. tools/bench_train.sh runs the same cases in
+//! PyTorch on the same machine and prints the ratios.
 
 use std::time::Instant;
 
@@ -90,6 +92,19 @@ pub fn standard_cases(gpu: bool) -> Vec<NetCase> {
                 "restormer_ep",
                 Arch::Restormer(RestormerConfig::reference()),
                 EP,
+                8,
+                128,
+            ),
+            case(
+                "swinir_small",
+                Arch::SwinIr(SwinConfig {
+                    embed: 60,
+                    depths: vec![6, 6, 6, 6],
+                    heads: 6,
+                    window: 8,
+                    mlp_ratio: 2.0,
+                }),
+                PromptMode::None,
                 8,
                 128,
             ),
@@ -222,6 +237,67 @@ pub fn infer_ms(
         Some(e) => Err(e),
         None => Ok(ms),
     }
+}
+
+/// Milliseconds for the CPU's threads to synthesise one training batch of `batch` crops of side
+/// `patch`, each degraded by one of the paper's seven tasks, from four generated 512x512
+/// images (textured, so that JPEG and the others do real work).
+pub fn loader_ms(batch: usize, patch: usize, rounds: usize, budget_s: f64) -> f64 {
+    use mio_stdlib::data::{Augment, TaskSpec, TrainSet};
+    use mio_stdlib::degrade::Degradation;
+    use mio_stdlib::image::Image;
+    use mio_stdlib::loader::Draw;
+    let side = 512.max(patch + 32);
+    let images = (0..4u32)
+        .map(|k| {
+            let mut data = Vec::with_capacity(side * side * 3);
+            for y in 0..side as u32 {
+                for x in 0..side as u32 {
+                    let h = (x ^ (y << 1)).wrapping_mul(2_654_435_761).wrapping_add(k) >> 24;
+                    for c in 0..3u32 {
+                        let smooth = (x * (c + 1) + y * (k + 2)) % 256;
+                        data.push(((smooth * 3 + h) / 4) as u8);
+                    }
+                }
+            }
+            let img = Image {
+                width: side,
+                height: side,
+                data,
+            };
+            (format!("generated{k}"), img, None)
+        })
+        .collect();
+    let set = TrainSet {
+        images,
+        patch,
+        augment: Augment {
+            flip: true,
+            rot90: true,
+        },
+    };
+    let tasks: Vec<TaskSpec> = mio_stdlib::PAPER_TASKS
+        .iter()
+        .enumerate()
+        .map(|(id, key)| TaskSpec {
+            id,
+            name: key.to_string(),
+            degradation: Degradation::paper(key).expect("a paper task"),
+            text: key.to_string(),
+        })
+        .collect();
+    let draw = Draw {
+        set: &set,
+        tasks: &tasks,
+        seed: 0,
+        stage: 0,
+        size: batch,
+    };
+    let mut step = 0;
+    time(rounds, budget_s, &Device::Cpu, || {
+        std::hint::black_box(draw.batch(step));
+        step += 1;
+    })
 }
 
 /// GFLOP/s of a 1024^3 single-precision matrix product through candle's matmul (the `gemm`

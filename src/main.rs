@@ -12,6 +12,7 @@ mod cluster;
 mod restore;
 mod watch;
 use mio_engine::{plan, Style};
+use mio_stdlib::kernels::precision::{resolve, Precision, Scoped};
 
 #[derive(Parser)]
 #[command(
@@ -544,6 +545,10 @@ struct BenchArgs {
     /// Print `case milliseconds` lines (what tools/bench_train.sh reads) instead of a table
     #[arg(long)]
     raw: bool,
+    /// The GPU's arithmetic, one or more of fp32, tf32, auto (comma-separated: each is timed;
+    /// auto: tf32 on a GPU, fp32 on the CPU, which always computes in fp32)
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    precision: Vec<String>,
 }
 
 fn bench_cmd(a: BenchArgs) -> Result<(), Failure> {
@@ -595,6 +600,21 @@ fn bench_cmd(a: BenchArgs) -> Result<(), Failure> {
             .filter(|c| wanted(&c.name))
             .collect(),
     };
+    let mut precisions = vec![];
+    for p in &a.precision {
+        match p.as_str() {
+            "auto" => precisions.push(("mio".to_string(), None)),
+            other => match Precision::parse(other) {
+                Some(p) => precisions.push((format!("mio_{other}"), Some(p))),
+                None => {
+                    return Err(user(format!(
+                        "--precision: `{other}` is not one of auto, {}",
+                        Precision::NAMES.join(", ")
+                    )))
+                }
+            },
+        }
+    }
     let threads = rayon::current_num_threads();
     let mut rows: Vec<(String, f64)> = vec![];
     // Raw lines go out as they are measured, so a case that fails later loses nothing.
@@ -610,12 +630,17 @@ fn bench_cmd(a: BenchArgs) -> Result<(), Failure> {
         }
     };
     eprintln!(
-        "mio bench on {} ({threads} CPU threads), median of up to {} rounds",
+        "mio bench on {} ({threads} CPU threads, {} arithmetic), median of up to {} rounds",
         if gpu {
             format!("{dev:?}")
         } else {
             "the CPU".into()
         },
+        precisions
+            .iter()
+            .map(|(_, p)| resolve(*p, &dev).name())
+            .collect::<Vec<_>>()
+            .join(" and "),
         a.rounds
     );
     if a.model.is_none() && wanted("gemm") {
@@ -629,14 +654,27 @@ fn bench_cmd(a: BenchArgs) -> Result<(), Failure> {
             record(name, v);
         }
     }
-    let labels: &[(&str, bool)] = if a.candle && !gpu {
-        &[("mio", true), ("candle", false)]
-    } else {
-        &[("mio", true)]
-    };
+    // (label, mio's kernels, precision)
+    let mut labels: Vec<(String, bool, Option<Precision>)> = precisions
+        .iter()
+        .map(|(label, p)| (label.clone(), true, *p))
+        .collect();
+    if a.candle && !gpu {
+        labels.push(("candle".into(), false, None));
+    }
     for c in &cases {
-        for &(label, fast) in labels {
+        if a.phase != Phase::Infer {
+            say(&format!(
+                "{}: the data loader's batch of {} crops of {}",
+                c.name, c.batch, c.patch
+            ));
+            let ms = bench::loader_ms(c.batch, c.patch, a.rounds, a.budget);
+            record(format!("loader.{}_batch", c.name), ms);
+        }
+        for (label, fast, precision) in &labels {
+            let (label, fast) = (label.as_str(), *fast);
             mio_stdlib::kernels::conv::set_fast(fast);
+            let _precision = Scoped::new(resolve(*precision, &dev));
             if a.phase != Phase::Infer {
                 say(&format!(
                     "{} ({label}): a training step at batch {}, patch {}",
@@ -676,11 +714,12 @@ fn bench_cmd(a: BenchArgs) -> Result<(), Failure> {
     }
     if !cases.is_empty() {
         println!(
-            "\n{:<18} {:>12} {:>10} {:>10} {:>16}",
-            "network", "batch x patch", "step ms", "patches/s", "512x512 ms"
+            "\n{:<24} {:>12} {:>10} {:>10} {:>16} {:>10}",
+            "network", "batch x patch", "step ms", "patches/s", "512x512 ms", "loader ms"
         );
         for c in &cases {
-            for &(label, _) in labels {
+            let loader = get(&format!("loader.{}_batch", c.name));
+            for (label, ..) in &labels {
                 let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
                 let step = get(&format!("{label}.{}_step", c.name));
                 let infer = get(&format!("{label}.{}_infer512", c.name));
@@ -690,14 +729,19 @@ fn bench_cmd(a: BenchArgs) -> Result<(), Failure> {
                     c.name.clone()
                 };
                 println!(
-                    "{name:<18} {:>12} {:>10} {:>10} {:>16}",
+                    "{name:<24} {:>12} {:>10} {:>10} {:>16} {:>10}",
                     format!("{} x {}", c.batch, c.patch),
                     show(step),
                     show(step.map(|s| c.batch as f64 / (s / 1e3))),
-                    show(infer)
+                    show(infer),
+                    show(loader)
                 );
             }
         }
+        println!(
+            "\nloader ms: the CPU's threads synthesising one batch; a GPU's stage makes it ahead \
+             on a thread of its own, so a step waits only where it is the longer"
+        );
     }
     Ok(())
 }

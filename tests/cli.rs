@@ -459,10 +459,22 @@ fn bench_measures_a_model_of_yours_and_refuses_what_does_not_fit() {
     let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
     assert_eq!(
         names,
-        ["mio.srresnet_step", "mio.srresnet_infer512"],
+        [
+            "loader.srresnet_batch",
+            "mio.srresnet_step",
+            "mio.srresnet_infer512"
+        ],
         "{stdout}"
     );
     assert!(cases.iter().all(|c| c.1 > 0.0), "{stdout}");
+    // An arithmetic mio does not have is refused by name.
+    let out = mio(&["bench", "--device", "cpu", "--precision", "fp32,bf16"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("`bf16` is not one of auto, fp32, tf32"),
+        "{err}"
+    );
     // A backbone whose settings do not fit is checked as in a file, under its flag.
     let out = mio(&["bench", "--model", "restormer(blocks = [1, 1])"]);
     assert_eq!(out.status.code(), Some(1));

@@ -11,10 +11,15 @@ if [ ! -x "$MIO_CUDA/venv/bin/python" ]; then
   "$MIO_CUDA/venv/bin/pip" install -q "nvidia-cuda-nvcc==13.0.88" "nvidia-cuda-runtime==13.0.96" "nvidia-cuda-crt==13.0.88" \
     "nvidia-nvvm==13.0.88" "nvidia-cuda-cccl==13.0.85" "nvidia-cublas==13.0.*" "nvidia-curand==10.4.0.*" "nvidia-cuda-nvrtc==13.0.*"
 fi
+if ! "$MIO_CUDA/venv/bin/python" -c "import nvidia.cudnn" 2>/dev/null; then
+  "$MIO_CUDA/venv/bin/pip" install -q "nvidia-cudnn-cu13==9.*"   # cuDNN for the convolutions (docs/cuda.md)
+fi
 _c=$("$MIO_CUDA/venv/bin/python" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')
 mkdir -p "$MIO_CUDA/link"
 for _l in cublas cublasLt cudart nvrtc; do ln -sf "$_c/lib/lib$_l.so.13" "$MIO_CUDA/link/lib$_l.so"; done
 ln -sf "$_c/lib/libcurand.so.10" "$MIO_CUDA/link/libcurand.so"
+_d=$("$MIO_CUDA/venv/bin/python" -c 'import nvidia.cudnn, os; print(list(nvidia.cudnn.__path__)[0])')
+ln -sf "$_d/lib/libcudnn.so.9" "$MIO_CUDA/link/libcudnn.so"
 if [ ! -f "$MIO_CUDA/link/libcuda.so" ]; then
   # a link-time stub for the driver library (the real libcuda.so.1 is on the GPU machine): every cu* symbol cudarc names
   grep -ohE '\bcu[A-Z][A-Za-z0-9_]+' $(find "$HOME/.cargo/registry/src" -path '*cudarc-*/src/driver/sys/*.rs' 2>/dev/null) 2>/dev/null \
@@ -23,4 +28,4 @@ if [ ! -f "$MIO_CUDA/link/libcuda.so" ]; then
 fi
 export PATH="$_c/bin:$PATH" CUDA_HOME="$_c" CUDA_ROOT="$_c" CUDA_PATH="$_c" CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export RUSTFLAGS="${RUSTFLAGS:-} -L native=$MIO_CUDA/link" CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/cuda}
-unset _c _l
+unset _c _d _l

@@ -501,6 +501,10 @@ pub const BLOCKS: &[Builtin] = &[
                 .min(Incl(1.0)),
             p("classifier", Ty::Builtin(Kind::Classifier), "classifier",
               "The task classifier trained for explicit prompts (ignored for other prompts)."),
+            p("precision", Ty::Word(&["auto", "fp32", "tf32"]), "auto",
+              "Arithmetic of the GPU's convolutions and matrix products: `fp32`, or `tf32` (tensor cores round \
+               their inputs to a 10-bit mantissa, fp32 range and sums; PyTorch's default for convolutions). \
+               `auto`: `tf32` on a GPU, `fp32` on the CPU, which always computes in fp32."),
         ],
         "How a model is trained: `train MODEL on DATA { ... }`. One node per stage in the plan.",
     ),

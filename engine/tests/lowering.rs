@@ -205,6 +205,7 @@ fn values(builtin: &str, param: &str) -> Option<(&'static str, &'static str)> {
         ("train", "grad_clip") => ("", "1.0"),
         ("train", "checkpoint_every") => ("", "5"),
         ("train", "classifier") => ("", "classifier(iters = 7)"),
+        ("train", "precision") => ("", "tf32"),
         ("eval", "tasks") => ("", "[noise]"),
         ("eval", "metrics") => ("", "[psnr]"),
         ("eval", "labels") => ("", "known"),

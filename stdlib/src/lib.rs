@@ -13,6 +13,7 @@ pub mod degrade;
 pub mod fsio;
 pub mod image;
 pub mod kernels;
+pub mod loader;
 pub mod metrics;
 pub mod models;
 pub mod regions;

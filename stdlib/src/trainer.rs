@@ -12,6 +12,8 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::VarMap;
 
 use crate::data::{TaskSpec, TrainSet};
+use crate::kernels::precision::{self, Precision};
+use crate::loader::{ahead_for, Draw, Loader};
 use crate::train::{clip_grad_norm, Adam, AdamConfig, Ema, Loss, Schedule};
 
 /// How a stage trains.
@@ -31,6 +33,10 @@ pub struct StageConfig {
     /// 0 turns clipping off.
     pub grad_clip: f64,
     pub checkpoint_every: u64,
+    /// The GPU's arithmetic (`None`: tf32 on a GPU, fp32 on the CPU). Left out of the job file
+    /// when automatic, so the runs written before it existed keep their keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
 }
 
 /// What the network is asked at each step: the restored batch for the degraded batch and the
@@ -117,53 +123,63 @@ pub fn run_stage(
         .first()
         .map(|(_, v)| v.device().clone())
         .unwrap_or(Device::Cpu);
+    let _precision = precision::Scoped::new(precision::resolve(cfg.precision, &dev));
     let mut outcome = StageOutcome {
         losses: vec![],
         checkpoint: path.exists().then(|| path.clone()),
         completed: false,
     };
-    for step in start..cfg.iters {
-        if stop_after.is_some_and(|n| step - start >= n) {
-            return Ok(outcome);
-        }
-        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            if step > start {
-                save_checkpoint(&path, &vars, &adam, ema.as_ref(), step)?;
+    let draw = Draw {
+        set,
+        tasks,
+        seed: cfg.seed,
+        stage: cfg.stage,
+        size: cfg.batch,
+    };
+    std::thread::scope(|scope| {
+        let mut loader = Loader::new(scope, draw, start..cfg.iters, ahead_for(&dev));
+        for step in start..cfg.iters {
+            if stop_after.is_some_and(|n| step - start >= n) {
+                return Ok(outcome);
+            }
+            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                if step > start {
+                    save_checkpoint(&path, &vars, &adam, ema.as_ref(), step)?;
+                    outcome.checkpoint = Some(path.clone());
+                }
+                return Ok(outcome);
+            }
+            let (lq, gt, ids) = loader.next(step).to_tensors(&dev)?;
+            let out = forward(&lq, &ids)?;
+            let loss = cfg.loss.compute(&out, &gt)?;
+            let value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+            if !value.is_finite() {
+                return Err(StageError::Diverged {
+                    step,
+                    last_checkpoint: outcome.checkpoint.clone(),
+                });
+            }
+            let mut grads = loss.backward()?;
+            if cfg.grad_clip > 0.0 {
+                clip_grad_norm(&mut grads, &adam.vars, cfg.grad_clip)?;
+            }
+            let lr = cfg.schedule.lr(cfg.lr, step, cfg.iters);
+            adam.step(&grads, lr)?;
+            drop(grads);
+            if let Some(e) = ema.as_mut() {
+                e.update(&adam.vars)?;
+            }
+            outcome.losses.push((step, value));
+            progress(step, value, lr);
+            let done = step + 1;
+            if done % cfg.checkpoint_every.max(1) == 0 || done == cfg.iters {
+                save_checkpoint(&path, &vars, &adam, ema.as_ref(), done)?;
                 outcome.checkpoint = Some(path.clone());
             }
-            return Ok(outcome);
         }
-        let batch = set.batch(tasks, cfg.seed, cfg.stage, step, cfg.batch);
-        let (lq, gt, ids) = batch.to_tensors(&dev)?;
-        let out = forward(&lq, &ids)?;
-        let loss = cfg.loss.compute(&out, &gt)?;
-        let value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-        if !value.is_finite() {
-            return Err(StageError::Diverged {
-                step,
-                last_checkpoint: outcome.checkpoint.clone(),
-            });
-        }
-        let mut grads = loss.backward()?;
-        if cfg.grad_clip > 0.0 {
-            clip_grad_norm(&mut grads, &adam.vars, cfg.grad_clip)?;
-        }
-        let lr = cfg.schedule.lr(cfg.lr, step, cfg.iters);
-        adam.step(&grads, lr)?;
-        drop(grads);
-        if let Some(e) = ema.as_mut() {
-            e.update(&adam.vars)?;
-        }
-        outcome.losses.push((step, value));
-        progress(step, value, lr);
-        let done = step + 1;
-        if done % cfg.checkpoint_every.max(1) == 0 || done == cfg.iters {
-            save_checkpoint(&path, &vars, &adam, ema.as_ref(), done)?;
-            outcome.checkpoint = Some(path.clone());
-        }
-    }
-    outcome.completed = true;
-    Ok(outcome)
+        outcome.completed = true;
+        Ok(outcome)
+    })
 }
 
 /// The variables by name, in name order (the checkpoint's and the optimizer's order).

@@ -1,7 +1,8 @@
 //! The CUDA path against the CPU: every backbone with every prompt strategy gives the same
 //! output and the same gradients on the GPU as on the CPU (where mio's own kernels run), a
-//! training step moves the weights the same way, and the convolutions that fall back to
-//! candle's CUDA kernels agree with mio's CPU kernels.
+//! training step moves the weights the same way, the convolutions on cuDNN (and candle's own)
+//! agree with mio's CPU kernels in fp32 and tf32, and the precision setting reaches the GPU's
+//! products.
 //!
 //! Built only with `--features cuda` and run on a machine with an NVIDIA GPU (docs/cuda.md
 //! says how to build here and run there); the default build and CI have neither.
@@ -10,11 +11,15 @@
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor, Var};
-use mio_stdlib::kernels::conv::conv2d_op;
+use mio_stdlib::kernels::conv::{conv2d_bias_act_op, conv2d_op, set_fast, Activation};
+use mio_stdlib::kernels::cudnn;
 use mio_stdlib::kernels::depthwise::depthwise_op;
+use mio_stdlib::kernels::precision::{Precision, Scoped};
 use mio_stdlib::models::network::{Arch, Network, Spec, SrResNetConfig};
+use mio_stdlib::models::promptir::PromptIrConfig;
 use mio_stdlib::models::restormer::RestormerConfig;
 use mio_stdlib::models::swinir::SwinConfig;
+use mio_stdlib::models::uformer::UformerConfig;
 use mio_stdlib::models::PromptMode;
 use mio_stdlib::rng::Rng;
 use mio_stdlib::train::{Adam, AdamConfig, Loss};
@@ -86,6 +91,16 @@ fn archs() -> Vec<(&'static str, Arch, usize)> {
                 heads: [1, 2, 2, 4],
                 ffn_expansion: 2.66,
                 bias: false,
+            }),
+            32,
+        ),
+        (
+            "uformer",
+            Arch::Uformer(UformerConfig {
+                embed: 8,
+                depths: [1, 1, 1, 1, 1, 1, 1, 1, 1],
+                window: 2,
+                ..UformerConfig::reference()
             }),
             32,
         ),
@@ -161,6 +176,35 @@ fn every_backbone_gives_the_cpus_output_and_gradients_on_the_gpu() {
     }
 }
 
+/// PromptIR (its own prompts only) on the GPU: the CPU's output and gradients.
+#[test]
+fn promptir_gives_the_cpus_output_and_gradients_on_the_gpu() {
+    let gpu = gpu();
+    let arch = Arch::PromptIr(PromptIrConfig {
+        body: RestormerConfig {
+            dim: 8,
+            blocks: [1, 1, 1, 1],
+            refinement: 1,
+            heads: [1, 2, 2, 4],
+            ffn_expansion: 2.66,
+            bias: false,
+        },
+        ..PromptIrConfig::reference()
+    });
+    let (y_cpu, g_cpu) = output_and_gradients(
+        &network(&arch, PromptMode::None, &Device::Cpu),
+        32,
+        &Device::Cpu,
+    );
+    let (y_gpu, g_gpu) = output_and_gradients(&network(&arch, PromptMode::None, &gpu), 32, &gpu);
+    let e = rel(&y_gpu, &y_cpu);
+    assert!(e < 1e-4, "promptir: output differs by {e}");
+    for (n, g) in &g_cpu {
+        let e = rel(&g_gpu[n], g);
+        assert!(e < 2e-3, "promptir: gradient of {n} differs by {e}");
+    }
+}
+
 #[test]
 fn adam_steps_move_the_weights_as_on_the_cpu() {
     let gpu = gpu();
@@ -204,55 +248,192 @@ fn adam_steps_move_the_weights_as_on_the_cpu() {
     }
 }
 
-#[test]
-fn candles_cuda_convolutions_agree_with_mios_cpu_kernels() {
-    let gpu = gpu();
-    let cases: [(&str, Tensor, Tensor, usize, usize); 3] = [
-        (
+/// One convolution case: input, weight, optional bias and activation, padding, stride, groups.
+struct ConvCase {
+    what: &'static str,
+    x: Tensor,
+    w: Tensor,
+    bias: Option<(Tensor, Activation)>,
+    pad: usize,
+    stride: usize,
+}
+
+fn conv_cases() -> Vec<ConvCase> {
+    let case = |what, x, w, bias, pad, stride| ConvCase {
+        what,
+        x,
+        w,
+        bias,
+        pad,
+        stride,
+    };
+    vec![
+        case(
             "dense 3x3",
             random("a", &[2, 5, 13, 17]),
             random("b", &[4, 5, 3, 3]),
+            None,
             1,
             1,
         ),
-        (
+        case(
             "dense 7x7 stride 2",
             random("c", &[2, 3, 20, 20]),
             random("d", &[6, 3, 7, 7]),
+            None,
             1,
             2,
         ),
-        (
-            "depthwise 3x3",
-            random("e", &[2, 6, 11, 9]),
-            random("f", &[6, 1, 3, 3]),
+        case(
+            "pointwise",
+            random("g", &[3, 8, 9, 10]),
+            random("h", &[5, 8, 1, 1]),
+            None,
+            0,
+            1,
+        ),
+        case(
+            "3x3 + bias",
+            random("i", &[2, 4, 12, 12]),
+            random("j", &[6, 4, 3, 3]),
+            Some((random("k", &[6]), Activation::None)),
             1,
             1,
         ),
+        case(
+            "3x3 + bias + ReLU",
+            random("l", &[2, 4, 12, 12]),
+            random("m", &[6, 4, 3, 3]).affine(1.0, -0.5).unwrap(),
+            Some((random("n", &[6]), Activation::Relu)),
+            1,
+            1,
+        ),
+        case(
+            "4x4 stride 2 + bias + LeakyReLU",
+            random("o", &[2, 4, 16, 16]),
+            random("p", &[8, 4, 4, 4]).affine(1.0, -0.5).unwrap(),
+            Some((random("q", &[8]), Activation::LeakyRelu(0.2))),
+            1,
+            2,
+        ),
+        case(
+            "depthwise 3x3",
+            random("e", &[2, 6, 11, 9]),
+            random("f", &[6, 1, 3, 3]),
+            None,
+            1,
+            1,
+        ),
+        case(
+            "depthwise 3x3 stride 2",
+            random("r", &[2, 6, 12, 12]),
+            random("s", &[6, 1, 3, 3]),
+            None,
+            1,
+            2,
+        ),
+    ]
+}
+
+/// The output and the gradients (input, weight, bias) of `sum(y^2)` for a case on `dev`.
+fn conv_run(c: &ConvCase, dev: &Device) -> Vec<(&'static str, Tensor)> {
+    let xv = Var::from_tensor(&c.x.to_device(dev).unwrap()).unwrap();
+    let wv = Var::from_tensor(&c.w.to_device(dev).unwrap()).unwrap();
+    let bv = c
+        .bias
+        .as_ref()
+        .map(|(b, _)| Var::from_tensor(&b.to_device(dev).unwrap()).unwrap());
+    let (x, w) = (xv.as_tensor(), wv.as_tensor());
+    let y = if c.what.starts_with("depthwise") {
+        depthwise_op(x, w, c.pad, c.stride).unwrap()
+    } else {
+        match (&c.bias, &bv) {
+            (Some((_, act)), Some(b)) => {
+                conv2d_bias_act_op(x, w, b.as_tensor(), c.pad, c.stride, *act).unwrap()
+            }
+            _ => conv2d_op(x, w, c.pad, c.stride).unwrap(),
+        }
+    };
+    let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    let mut out = vec![
+        ("output", y.clone()),
+        ("input gradient", g.get(x).unwrap().clone()),
+        ("weight gradient", g.get(w).unwrap().clone()),
     ];
-    for (what, x, w, pad, stride) in cases {
-        let run = |dev: &Device| {
-            let xv = Var::from_tensor(&x.to_device(dev).unwrap()).unwrap();
-            let wv = Var::from_tensor(&w.to_device(dev).unwrap()).unwrap();
-            let y = if what.starts_with("depthwise") {
-                depthwise_op(xv.as_tensor(), wv.as_tensor(), pad, stride).unwrap()
-            } else {
-                conv2d_op(xv.as_tensor(), wv.as_tensor(), pad, stride).unwrap()
-            };
-            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-            [
-                y.clone(),
-                g.get(xv.as_tensor()).unwrap().clone(),
-                g.get(wv.as_tensor()).unwrap().clone(),
-            ]
-        };
-        let (c, g) = (run(&Device::Cpu), run(&gpu));
-        for (part, (a, b)) in ["output", "input gradient", "weight gradient"]
-            .iter()
-            .zip(g.iter().zip(&c))
-        {
+    if let Some(b) = &bv {
+        out.push(("bias gradient", g.get(b.as_tensor()).unwrap().clone()));
+    }
+    out
+}
+
+/// cuDNN's convolutions (forward, both gradients, the bias gradient, grouped ones, the bias and
+/// activation pass) give mio's CPU kernels' values in fp32, and within TF32's rounding in tf32;
+/// each shape is planned once and then reused.
+#[test]
+fn cudnn_convolutions_agree_with_mios_cpu_kernels() {
+    let gpu = gpu();
+    for c in conv_cases() {
+        let cpu = conv_run(&c, &Device::Cpu);
+        for (p, tolerance) in [(Precision::Fp32, 1e-4), (Precision::Tf32, 1e-2)] {
+            let _p = Scoped::new(p);
+            let before = cudnn::planned_shapes();
+            let on_gpu = conv_run(&c, &gpu);
+            let planned = cudnn::planned_shapes();
+            assert!(planned > before, "{}: no cuDNN plan was made", c.what);
+            conv_run(&c, &gpu);
+            assert_eq!(
+                cudnn::planned_shapes(),
+                planned,
+                "{}: planned again",
+                c.what
+            );
+            for ((part, a), (_, b)) in on_gpu.iter().zip(&cpu) {
+                let e = rel(a, b);
+                assert!(e < tolerance, "{} ({p:?}): {part} differs by {e}", c.what);
+            }
+        }
+        // Candle's own CUDA convolution (the switch off) agrees too.
+        set_fast(false);
+        let theirs = conv_run(&c, &gpu);
+        set_fast(true);
+        for ((part, a), (_, b)) in theirs.iter().zip(&cpu) {
             let e = rel(a, b);
-            assert!(e < 1e-4, "{what}: {part} differs by {e}");
+            assert!(e < 1e-4, "{} (candle): {part} differs by {e}", c.what);
         }
     }
+}
+
+/// A stage's precision setting reaches cuBLAS's and cuDNN's products, and is undone after.
+#[test]
+fn tf32_changes_the_products_and_fp32_restores_them() {
+    let gpu = gpu();
+    let a = random("ga", &[256, 512]).to_device(&gpu).unwrap();
+    let b = random("gb", &[512, 256]).to_device(&gpu).unwrap();
+    let exact = a
+        .to_device(&Device::Cpu)
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .matmul(
+            &b.to_device(&Device::Cpu)
+                .unwrap()
+                .to_dtype(candle_core::DType::F64)
+                .unwrap(),
+        )
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap();
+    let fp32 = rel(&a.matmul(&b).unwrap(), &exact);
+    let tf32 = {
+        let _p = Scoped::new(Precision::Tf32);
+        rel(&a.matmul(&b).unwrap(), &exact)
+    };
+    let again = rel(&a.matmul(&b).unwrap(), &exact);
+    assert!(fp32 < 1e-5, "fp32 product off by {fp32}");
+    assert!(
+        tf32 > fp32,
+        "tf32 ({tf32}) is no rougher than fp32 ({fp32})"
+    );
+    assert!(tf32 < 1e-2, "tf32 product off by {tf32}");
+    assert!(again < 1e-5, "fp32 after tf32 off by {again}");
 }

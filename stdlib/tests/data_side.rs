@@ -423,7 +423,13 @@ fn haze_uses_a_depth_file_beside_the_image_when_there_is_one() {
     let e = mio_stdlib::degrade::depth_file(&img_path, 40, 30).unwrap_err();
     assert!(e.to_string().contains("cannot be read"), "{e}");
     // Through a test set too: the error names the depth map, not only the image.
-    let e = build_test_set(&[img_path.clone()], &spec(0, "haze"), 0, &dir.join("set")).unwrap_err();
+    let e = build_test_set(
+        std::slice::from_ref(&img_path),
+        &spec(0, "haze"),
+        0,
+        &dir.join("set"),
+    )
+    .unwrap_err();
     assert_eq!(e.path, dir.join("scene.depth.png"));
 }
 

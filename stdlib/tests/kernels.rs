@@ -420,7 +420,7 @@ fn channel_norm_and_gated_gelu_equal_candles_ops_and_their_gradients() {
     assert_close(&ours, &theirs, 1e-4, &[], "channel norm");
     let t = (random(&mut rng, &[b, 2 * c, h, w]) * 3.0).unwrap();
     let r = random(&mut rng, &[b, c, h, w]);
-    let ours = grads_of(&[t.clone()], &r, |t| gated_gelu(&t[0]).unwrap());
+    let ours = grads_of(std::slice::from_ref(&t), &r, |t| gated_gelu(&t[0]).unwrap());
     let theirs = grads_of(&[t], &r, |t| {
         (t[0].narrow(1, 0, c).unwrap().gelu_erf().unwrap() * t[0].narrow(1, c, c).unwrap()).unwrap()
     });
@@ -578,7 +578,7 @@ fn fused_residual_blocks_equal_their_separate_ops_and_their_gradients() {
             let fused = gf.get(t).unwrap().clone();
             let context = format!("{n} blocks, {name}");
             assert_close(
-                &[fused.clone()],
+                std::slice::from_ref(&fused),
                 &[gs.get(t).unwrap().clone()],
                 1e-4,
                 &[],
@@ -710,7 +710,7 @@ fn row_norm_and_gelu_equal_candles_ops_and_their_gradients() {
         assert_close(&ours, &theirs, 1e-4, &names, &format!("row norm {n}x{c}"));
         let t = (random(&mut rng, &[3, n, c]) * 4.0).unwrap();
         let r = random(&mut rng, &[3, n, c]);
-        let ours = grads_of(&[t.clone()], &r, |t| gelu(&t[0]).unwrap());
+        let ours = grads_of(std::slice::from_ref(&t), &r, |t| gelu(&t[0]).unwrap());
         let theirs = grads_of(&[t], &r, |t| t[0].gelu_erf().unwrap());
         assert_close(
             &ours,

@@ -117,6 +117,7 @@ mod stages {
             ema: 0.999,
             grad_clip: 0.0,
             checkpoint_every: 3,
+            precision: None,
         }
     }
 
@@ -460,6 +461,7 @@ fn a_curriculum_carries_weights_and_restarts_the_optimizer_per_stage() {
         ema: 0.0,
         grad_clip: 0.0,
         checkpoint_every: 100,
+        precision: None,
     };
     let dir = std::env::temp_dir().join(format!("mio-curriculum-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -504,4 +506,59 @@ fn a_curriculum_carries_weights_and_restarts_the_optimizer_per_stage() {
         after == still,
         "reloading finished stages keeps the final weights"
     );
+}
+
+/// Batches made ahead on the loader's thread are the ones made in line, step for step; a stage
+/// that stops early (the loader dropped with its queue full) does not hang.
+#[test]
+fn the_loader_makes_the_same_batches_ahead_as_in_line() {
+    use mio_stdlib::loader::{Draw, Loader};
+    let set = train_images(
+        24,
+        Augment {
+            flip: true,
+            rot90: false,
+        },
+        3,
+    );
+    let tasks = [
+        TaskSpec {
+            id: 0,
+            name: "noise".into(),
+            degradation: Degradation::Noise {
+                sigma: Sampled::Range(5.0, 50.0),
+            },
+            text: "noise(sigma = 5..50)".into(),
+        },
+        TaskSpec {
+            id: 1,
+            name: "jpeg".into(),
+            degradation: Degradation::Jpeg {
+                quality: Sampled::Range(30.0, 70.0),
+            },
+            text: "jpeg(quality = 30..70)".into(),
+        },
+    ];
+    let draw = Draw {
+        set: &set,
+        tasks: &tasks,
+        seed: 5,
+        stage: 1,
+        size: 3,
+    };
+    let inline: Vec<_> = (10..16).map(|s| draw.batch(s)).collect();
+    std::thread::scope(|scope| {
+        let mut ahead = Loader::new(scope, draw, 10..16, 2);
+        for (i, step) in (10..16).enumerate() {
+            assert_eq!(ahead.next(step), inline[i], "step {step}");
+        }
+    });
+    // Steps 10..12 of 10..1000 asked for, the rest abandoned: the scope must end.
+    std::thread::scope(|scope| {
+        let mut early = Loader::new(scope, draw, 10..1000, 3);
+        assert_eq!(early.next(10), inline[0]);
+        assert_eq!(early.next(11), inline[1]);
+    });
+    // Different steps give different crops (the comparison above could not pass by accident).
+    assert_ne!(inline[0], inline[1]);
 }

@@ -4,6 +4,7 @@
 use mio_catalog::REFERENCE_TASK_INDEX;
 use mio_stdlib::data::{Augment, TaskSpec};
 use mio_stdlib::degrade::{Arg, Degradation, Sampled};
+use mio_stdlib::kernels::precision::Precision;
 use mio_stdlib::models::PromptMode;
 use mio_stdlib::train::{AdamConfig, Loss, Schedule};
 use mio_stdlib::trainer::StageConfig;
@@ -289,6 +290,14 @@ pub fn train(wf: &ir::Workflow, model: &str, stage: usize) -> Result<job::Train>
         ema: setting_f64(&t.settings, "ema", "train")?,
         grad_clip: setting_f64(&t.settings, "grad_clip", "train")?,
         checkpoint_every: setting_int(&t.settings, "checkpoint_every", "train")?.max(1),
+        precision: match setting(&t.settings, "precision", "train")?.as_word() {
+            Some("auto") => None,
+            Some(w) => match Precision::parse(w) {
+                Some(p) => Some(p),
+                None => return bug(format!("precision `{w}`")),
+            },
+            None => return bug("precision is not a word"),
+        },
     };
     Ok(job::Train {
         model: m,

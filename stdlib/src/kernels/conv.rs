@@ -2,12 +2,18 @@
 //! as im2col/col2im over tiles of output rows, each tile one GEMM (the `gemm` crate, the one
 //! candle's matmul uses). Images are spread over rayon's threads; a batch smaller than the
 //! thread count (single-image inference) parallelises inside the GEMM instead. Candle's own conv
-//! is kept for other devices and dtypes, for grouped convolutions, and when the switch
-//! ([`set_fast`]) turns ours off for comparison.
+//! is kept for other dtypes, for grouped convolutions on the CPU, and when the switch
+//! ([`set_fast`]) turns ours off for comparison. On a GPU (the `cuda` feature) the same ops run
+//! on cuDNN (cudnn.rs): forward, both gradients and the bias gradient, grouped convolutions
+//! (depthwise) included, the bias and activation in one pass after the forward.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
+#[cfg(feature = "cuda")]
+use candle_core::CudaStorage;
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor,
+};
 use candle_nn::{Init, VarBuilder};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -121,6 +127,21 @@ impl Geometry {
         DIRECT.load(Ordering::Relaxed)
             && super::direct::available()
             && super::direct::supports(self.stride, self.pad, self.kh, self.kw)
+    }
+    #[cfg(feature = "cuda")]
+    fn cudnn(&self, groups: usize) -> super::cudnn::ConvShape {
+        super::cudnn::ConvShape {
+            batch: self.batch,
+            cin: self.cin,
+            h: self.h,
+            w: self.w,
+            cout: self.cout,
+            kh: self.kh,
+            kw: self.kw,
+            stride: self.stride,
+            pad: self.pad,
+            groups,
+        }
     }
     fn dims(&self) -> (super::direct::ImageDims, super::direct::KernelDims) {
         (
@@ -602,18 +623,23 @@ pub(super) fn dims4(l: &Layout, what: &str) -> Result<(usize, usize, usize, usiz
     })
 }
 
-/// `conv2d(x, w)`: the forward op; its backward is the two ops below.
+/// `conv2d(x, w)`: the forward op; its backward is the two ops below. `groups` other than 1
+/// (depthwise) only on a GPU.
 struct Conv2dOp {
     stride: usize,
     pad: usize,
+    groups: usize,
 }
 
 impl Conv2dOp {
     fn geometry(&self, x: &Layout, w: &Layout) -> Result<Geometry> {
         let (batch, cin, h, wd) = dims4(x, "the input")?;
         let (cout, wc, kh, kw) = dims4(w, "the weight")?;
-        if wc != cin {
-            candle_core::bail!("conv2d kernel: {cin} input channels but the weight expects {wc}");
+        if wc * self.groups != cin || cout % self.groups != 0 {
+            candle_core::bail!(
+                "conv2d kernel: {cin} input channels in {} groups but the weight expects {wc} per group",
+                self.groups
+            );
         }
         if h + 2 * self.pad < kh || wd + 2 * self.pad < kw {
             candle_core::bail!(
@@ -647,6 +673,9 @@ impl CustomOp2 for Conv2dOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = self.geometry(l1, l2)?;
+        if self.groups != 1 {
+            candle_core::bail!("conv2d kernel: grouped convolutions run on the GPU only");
+        }
         let out = forward(
             &g,
             slice(s1, l1, "the input")?,
@@ -667,8 +696,29 @@ impl CustomOp2 for Conv2dOp {
         _res: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = gradients(x, w, &dy.contiguous()?, self.stride, self.pad, false)?;
+        let dy = dy.contiguous()?;
+        let (dx, dw) = gradients(x, w, &dy, self.stride, self.pad, self.groups, false)?;
         Ok((dx, Some(dw)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        use super::cudnn::{convolve, Direction};
+        let g = self.geometry(l1, l2)?;
+        let y = convolve(
+            &s1.device,
+            &g.cudnn(self.groups),
+            Direction::Forward,
+            (s1, l1),
+            (s2, l2),
+        )?;
+        Ok((y, Shape::from((g.batch, g.cout, g.ho(), g.wo()))))
     }
 }
 
@@ -681,6 +731,7 @@ fn gradients(
     dy: &Tensor,
     stride: usize,
     pad: usize,
+    groups: usize,
     bias: bool,
 ) -> Result<(Option<Tensor>, Tensor)> {
     let dx = x
@@ -691,6 +742,7 @@ fn gradients(
                 &InputGrad {
                     stride,
                     pad,
+                    groups,
                     h: x.dim(2)?,
                     w: x.dim(3)?,
                 },
@@ -702,6 +754,7 @@ fn gradients(
         &WeightGrad {
             stride,
             pad,
+            groups,
             kh: w.dim(2)?,
             kw: w.dim(3)?,
             bias,
@@ -736,6 +789,7 @@ impl CustomOp3 for Conv2dBiasOp {
         let g = Conv2dOp {
             stride: self.stride,
             pad: self.pad,
+            groups: 1,
         }
         .geometry(l1, l2)?;
         let bias = slice(s3, l3, "the bias")?;
@@ -774,11 +828,84 @@ impl CustomOp3 for Conv2dBiasOp {
                 .contiguous()?
                 .apply_op2_no_bwd(&res.contiguous()?, &ActGrad(act))?,
         };
-        let (dx, dwb) = gradients(x, w, &dy, self.stride, self.pad, true)?;
+        if !x.device().is_cpu() {
+            // cuDNN's weight gradient has no bias row: the bias's is a reduction of its own.
+            let (dx, dw) = gradients(x, w, &dy, self.stride, self.pad, 1, false)?;
+            let db = dy.apply_op1_no_bwd(&BiasGrad)?;
+            return Ok((dx, Some(dw), Some(db)));
+        }
+        let (dx, dwb) = gradients(x, w, &dy, self.stride, self.pad, 1, true)?;
         let k = dwb.dim(1)? - 1;
         let dw = dwb.narrow(1, 0, k)?.reshape(w.shape())?;
         let db = dwb.narrow(1, k, 1)?.flatten_all()?;
         Ok((dx, Some(dw), Some(db)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        use super::cudnn::{convolve, Direction};
+        let g = Conv2dOp {
+            stride: self.stride,
+            pad: self.pad,
+            groups: 1,
+        }
+        .geometry(l1, l2)?;
+        if l3.shape().elem_count() != g.cout {
+            candle_core::bail!(
+                "conv2d kernel: {} bias values for {} channels",
+                l3.shape().elem_count(),
+                g.cout
+            );
+        }
+        let dev = &s1.device;
+        let mut y = convolve(dev, &g.cudnn(1), Direction::Forward, (s1, l1), (s2, l2))?;
+        super::elementwise_cuda::bias_act(
+            dev,
+            y.as_cuda_slice_mut::<f32>()?,
+            (s3, l3),
+            g.cout,
+            g.ho() * g.wo(),
+            self.act,
+        )?;
+        Ok((y, Shape::from((g.batch, g.cout, g.ho(), g.wo()))))
+    }
+}
+
+/// `dy [B, C, H, W]` summed to `[C]`: a convolution's bias gradient where the weight gradient
+/// does not give it (on a GPU, by cuDNN).
+struct BiasGrad;
+
+impl CustomOp1 for BiasGrad {
+    fn name(&self) -> &'static str {
+        "mio-bias-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = dims4(l, "the output gradient")?;
+        let dy = slice(s, l, "the output gradient")?;
+        let mut db = vec![0f64; c];
+        for (i, plane) in dy.chunks(h * w).enumerate() {
+            db[i % c] += plane.iter().map(|&v| v as f64).sum::<f64>();
+        }
+        let _ = b;
+        Ok((
+            CpuStorage::F32(db.into_iter().map(|v| v as f32).collect()),
+            Shape::from(c),
+        ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let c = dims4(l, "the output gradient")?.1;
+        Ok((super::cudnn::bias_grad(&s.device, (s, l))?, Shape::from(c)))
     }
 }
 
@@ -809,12 +936,25 @@ impl CustomOp2 for ActGrad {
             });
         Ok((CpuStorage::F32(g), l1.shape().clone()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let g = super::elementwise_cuda::act_grad(&s1.device, (s1, l1), (s2, l2), self.0)?;
+        Ok((g, l1.shape().clone()))
+    }
 }
 
 /// `(dy, w)` to the input gradient.
 struct InputGrad {
     stride: usize,
     pad: usize,
+    groups: usize,
     h: usize,
     w: usize,
 }
@@ -831,19 +971,7 @@ impl CustomOp2 for InputGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (batch, cout, ..) = dims4(l1, "the output gradient")?;
-        let (_, cin, kh, kw) = dims4(l2, "the weight")?;
-        let g = Geometry {
-            batch,
-            cin,
-            h: self.h,
-            w: self.w,
-            cout,
-            kh,
-            kw,
-            stride: self.stride,
-            pad: self.pad,
-        };
+        let g = self.geometry(l1, l2)?;
         let dx = input_grad(
             &g,
             slice(s1, l1, "the output gradient")?,
@@ -851,8 +979,43 @@ impl CustomOp2 for InputGrad {
         );
         Ok((
             CpuStorage::F32(dx),
-            Shape::from((batch, cin, self.h, self.w)),
+            Shape::from((g.batch, g.cin, self.h, self.w)),
         ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        use super::cudnn::{convolve, Direction};
+        let g = self.geometry(l1, l2)?;
+        let shape = g.cudnn(self.groups);
+        let dx = convolve(&s1.device, &shape, Direction::InputGrad, (s1, l1), (s2, l2))?;
+        Ok((dx, Shape::from((g.batch, g.cin, self.h, self.w))))
+    }
+}
+
+impl InputGrad {
+    /// The convolution's geometry from `dy`'s and the weight's layouts (`groups` input
+    /// channels per filter row).
+    fn geometry(&self, dy: &Layout, w: &Layout) -> Result<Geometry> {
+        let (batch, cout, ..) = dims4(dy, "the output gradient")?;
+        let (_, per_group, kh, kw) = dims4(w, "the weight")?;
+        Ok(Geometry {
+            batch,
+            cin: per_group * self.groups,
+            h: self.h,
+            w: self.w,
+            cout,
+            kh,
+            kw,
+            stride: self.stride,
+            pad: self.pad,
+        })
     }
 }
 
@@ -861,6 +1024,7 @@ impl CustomOp2 for InputGrad {
 struct WeightGrad {
     stride: usize,
     pad: usize,
+    groups: usize,
     kh: usize,
     kw: usize,
     bias: bool,
@@ -878,19 +1042,11 @@ impl CustomOp2 for WeightGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (batch, cin, h, w) = dims4(l1, "the input")?;
-        let (_, cout, ..) = dims4(l2, "the output gradient")?;
-        let g = Geometry {
-            batch,
-            cin,
-            h,
-            w,
-            cout,
-            kh: self.kh,
-            kw: self.kw,
-            stride: self.stride,
-            pad: self.pad,
-        };
+        if self.groups != 1 {
+            candle_core::bail!("conv2d kernel: grouped convolutions run on the GPU only");
+        }
+        let g = self.geometry(l1, l2)?;
+        let (cin, cout) = (g.cin, g.cout);
         let dw = weight_grad(
             &g,
             slice(s1, l1, "the input")?,
@@ -904,21 +1060,92 @@ impl CustomOp2 for WeightGrad {
         };
         Ok((CpuStorage::F32(dw), shape))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        use super::cudnn::{convolve, Direction};
+        if self.bias {
+            candle_core::bail!("conv2d kernel: on a GPU the bias gradient is its own op");
+        }
+        let g = self.geometry(l1, l2)?;
+        let shape = g.cudnn(self.groups);
+        let dw = convolve(
+            &s1.device,
+            &shape,
+            Direction::WeightGrad,
+            (s1, l1),
+            (s2, l2),
+        )?;
+        let per_group = g.cin / self.groups;
+        Ok((dw, Shape::from((g.cout, per_group, self.kh, self.kw))))
+    }
+}
+
+impl WeightGrad {
+    fn geometry(&self, x: &Layout, dy: &Layout) -> Result<Geometry> {
+        let (batch, cin, h, w) = dims4(x, "the input")?;
+        let (_, cout, ..) = dims4(dy, "the output gradient")?;
+        Ok(Geometry {
+            batch,
+            cin,
+            h,
+            w,
+            cout,
+            kh: self.kh,
+            kw: self.kw,
+            stride: self.stride,
+            pad: self.pad,
+        })
+    }
 }
 
 /// `x [B, Cin, H, W]` convolved with `w [Cout, Cin, KH, KW]`, zero padding `pad`, stride
-/// `stride`: mio's kernel on the CPU for f32, candle's elsewhere.
+/// `stride`: mio's kernel on the CPU and cuDNN on a GPU for f32, candle's otherwise.
 pub fn conv2d_op(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
     if ours(x, w) {
-        x.contiguous()?
-            .apply_op2(&w.contiguous()?, Conv2dOp { stride, pad })
+        x.contiguous()?.apply_op2(
+            &w.contiguous()?,
+            Conv2dOp {
+                stride,
+                pad,
+                groups: 1,
+            },
+        )
     } else {
         x.conv2d(w, pad, stride, 1, 1)
     }
 }
 
 fn ours(x: &Tensor, w: &Tensor) -> bool {
-    fast() && x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32
+    fast()
+        && (x.device().is_cpu() || super::on_gpu(x.device()))
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+}
+
+/// A grouped convolution (`groups` divides both channel counts; the channel count itself:
+/// depthwise) on cuDNN, for a GPU.
+pub fn grouped_conv_gpu(
+    x: &Tensor,
+    w: &Tensor,
+    pad: usize,
+    stride: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        Conv2dOp {
+            stride,
+            pad,
+            groups,
+        },
+    )
 }
 
 /// [`conv2d_op`] plus a bias `[Cout]` per output channel, fused on the CPU.

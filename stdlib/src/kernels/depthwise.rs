@@ -475,13 +475,19 @@ fn ours(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> bool {
 }
 
 /// `x [B, C, H, W]` convolved channel by channel with `w [C, 1, KH, KW]` (groups = C), zero
-/// padding `pad`, stride `stride`: mio's kernel on the CPU for f32 at stride 1; elsewhere at
-/// stride 1 the sum of shifted taps ([`depthwise_taps`]); candle's grouped convolution for
+/// padding `pad`, stride `stride`: mio's kernel on the CPU for f32 at stride 1; cuDNN's grouped
+/// convolution on a GPU; elsewhere at stride 1 the sum of shifted taps ([`depthwise_taps`]); candle's grouped convolution for
 /// the rest.
 pub fn depthwise_op(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
     if ours(x, w, pad, stride) {
         x.contiguous()?
             .apply_op2(&w.contiguous()?, DepthwiseOp { pad })
+    } else if fast()
+        && super::on_gpu(x.device())
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+    {
+        super::conv::grouped_conv_gpu(x, w, pad, stride, x.dim(1)?)
     } else if stride == 1 && fast() {
         depthwise_taps(x, w, pad)
     } else {

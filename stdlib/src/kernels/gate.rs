@@ -3,6 +3,8 @@
 //! with candle's ops it is a strided split, an erf per element from libm, and a backward of
 //! several more nodes. The plain GELU of the transformers' MLPs (SwinIR, Uformer's LeFF) too.
 
+#[cfg(feature = "cuda")]
+use candle_core::CudaStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -59,10 +61,15 @@ fn gelu_and_slope(x: f32) -> (f32, f32) {
 /// `gelu(t[:, :C]) * t[:, C:]` for `t` `[B, 2C, H, W]`.
 pub fn gated_gelu(t: &Tensor) -> Result<Tensor> {
     let half = t.dim(1)? / 2;
-    if fast() && t.device().is_cpu() && t.dtype() == DType::F32 {
+    if ours(t) {
         return t.contiguous()?.apply_op1(GatedGelu);
     }
     t.narrow(1, 0, half)?.gelu_erf()? * t.narrow(1, half, half)?
+}
+
+/// Whether mio's op runs for `t`: f32 on the CPU, or on a GPU (NVRTC kernels).
+fn ours(t: &Tensor) -> bool {
+    fast() && t.dtype() == DType::F32 && (t.device().is_cpu() || super::on_gpu(t.device()))
 }
 
 struct GatedGelu;
@@ -100,6 +107,14 @@ impl CustomOp1 for GatedGelu {
     fn bwd(&self, t: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(t.apply_op2_no_bwd(&dy.contiguous()?, &GatedGeluGrad)?))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let (b, c, plane) = halves(l)?;
+        let (_, _, h, w) = dims4(l, "the features")?;
+        let y = super::elementwise_cuda::gated_gelu(&s.device, (s, l), c * plane)?;
+        Ok((y, Shape::from((b, c, h, w))))
+    }
 }
 
 /// `(t, dy)` to `t`'s gradient: `dy * v * gelu'(a)` for the gate half, `dy * gelu(a)` for the
@@ -135,12 +150,26 @@ impl candle_core::CustomOp2 for GatedGeluGrad {
         });
         Ok((CpuStorage::F32(g), l1.shape().clone()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (_, c, plane) = halves(l1)?;
+        let g =
+            super::elementwise_cuda::gated_gelu_grad(&s1.device, (s1, l1), (s2, l2), c * plane)?;
+        Ok((g, l1.shape().clone()))
+    }
 }
 
 /// GELU with the exact erf, `x * Phi(x)`, element by element: one custom op on the CPU (candle's
 /// `gelu_erf` calls libm's scalar erf per element and records a backward of several nodes).
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    if fast() && x.device().is_cpu() && x.dtype() == DType::F32 {
+    if ours(x) {
         return x.contiguous()?.apply_op1(Gelu);
     }
     x.gelu_erf()
@@ -172,6 +201,12 @@ impl CustomOp1 for Gelu {
     fn bwd(&self, x: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(x.apply_op2_no_bwd(&dy.contiguous()?, &GeluGrad)?))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let y = super::elementwise_cuda::gelu(&s.device, (s, l))?;
+        Ok((y, l.shape().clone()))
+    }
 }
 
 /// `(x, dy)` to `dy * gelu'(x)`.
@@ -200,6 +235,18 @@ impl candle_core::CustomOp2 for GeluGrad {
                 }
             });
         Ok((CpuStorage::F32(g), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let g = super::elementwise_cuda::gelu_grad(&s1.device, (s1, l1), (s2, l2))?;
+        Ok((g, l1.shape().clone()))
     }
 }
 

@@ -2,19 +2,32 @@
 //! (with the bias and activation fused in), depthwise convolution, prompt modulation, and
 //! Restormer's channel LayerNorm and gated GELU; the channels-last depthwise convolution of
 //! Uformer's tokens (tokens.rs);
-//! and the allocator setting that training on the CPU needs.
+//! and the allocator setting that training on the CPU needs. On a GPU (the `cuda` feature) the
+//! convolutions run on cuDNN (cudnn.rs) with their bias and activation passes as NVRTC kernels
+//! (elementwise_cuda.rs); precision.rs holds the fp32/tf32 setting of the GPU's products.
 
 pub mod attention;
 pub mod bias;
 pub mod conv;
+#[cfg(feature = "cuda")]
+pub mod cudnn;
 pub mod depthwise;
 pub mod direct;
+#[cfg(feature = "cuda")]
+mod elementwise_cuda;
 pub mod gate;
 pub mod modulate;
 pub mod norm;
+pub mod precision;
 pub mod resblock;
 mod scratch;
 pub mod tokens;
+
+/// Whether mio's GPU kernels (cuDNN's convolutions, the NVRTC ops) run on this device: a GPU,
+/// in a build with the `cuda` feature.
+pub fn on_gpu(dev: &candle_core::Device) -> bool {
+    cfg!(feature = "cuda") && dev.is_cuda()
+}
 
 /// glibc returns freed multi-megabyte blocks to the system at once and maps them again on the
 /// next allocation, so every tensor of a training step costs page faults and zeroing (measured

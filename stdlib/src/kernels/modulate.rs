@@ -3,8 +3,10 @@
 //! four graph nodes whose backward passes (zeroed gradients, accumulations, reductions over
 //! three strided dimensions) cost more than the modulation itself; here the forward is one pass
 //! and the backward two (the features' gradient, and the per-channel sums for scale and
-//! shift).
+//! shift). On a GPU the same ops run as NVRTC kernels (elementwise_cuda.rs).
 
+#[cfg(feature = "cuda")]
+use candle_core::CudaStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -23,8 +25,9 @@ pub fn residual_modulate(
     scale: &Tensor,
     shift: &Tensor,
 ) -> Result<Tensor> {
-    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if fast() && cpu_f32(f) && cpu_f32(scale) && r.is_none_or(cpu_f32) {
+    let ours =
+        |t: &Tensor| t.dtype() == DType::F32 && (t.device().is_cpu() || super::on_gpu(t.device()));
+    if fast() && ours(f) && ours(scale) && r.is_none_or(ours) {
         let st = packed(scale, shift)?;
         let f = f.contiguous()?;
         return match r {
@@ -113,6 +116,19 @@ impl CustomOp2 for Modulate {
         let dst = dy.apply_op2_no_bwd(f, &ChannelSums)?;
         Ok((Some(df), Some(dst)))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (_, c, plane) = check(l1, l2)?;
+        let y = super::elementwise_cuda::modulate(&s1.device, (s1, l1), None, (s2, l2), c, plane)?;
+        Ok((y, l1.shape().clone()))
+    }
 }
 
 impl CustomOp3 for Modulate {
@@ -159,6 +175,35 @@ impl CustomOp3 for Modulate {
         let df = dy.apply_op2_no_bwd(st, &ScaleByChannel)?;
         let dst = dy.apply_op3_no_bwd(f, r, &ChannelSums)?;
         Ok((Some(df.clone()), Some(df), Some(dst)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (_, c, plane) = check(l1, l3)?;
+        if l2.shape() != l1.shape() {
+            candle_core::bail!(
+                "modulation: a residual {:?} for features {:?}",
+                l2.shape(),
+                l1.shape()
+            );
+        }
+        let y = super::elementwise_cuda::modulate(
+            &s1.device,
+            (s1, l1),
+            Some((s2, l2)),
+            (s3, l3),
+            c,
+            plane,
+        )?;
+        Ok((y, l1.shape().clone()))
     }
 }
 
@@ -237,6 +282,20 @@ impl CustomOp2 for ScaleByChannel {
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (_, c, plane) = check(l1, l2)?;
+        let g =
+            super::elementwise_cuda::scale_by_channel(&s1.device, (s1, l1), (s2, l2), c, plane)?;
+        Ok((g, l1.shape().clone()))
+    }
 }
 
 /// `(dy, f[, r])` to `[B, 2C]`: per image and channel, the sum over space of `dy * (f + r)`
@@ -298,6 +357,25 @@ impl CustomOp2 for ChannelSums {
             Shape::from((b, 2 * c)),
         ))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (b, c, h, w) = dims4(l1, "the output gradient")?;
+        let out = super::elementwise_cuda::channel_sums(
+            &s1.device,
+            (s1, l1),
+            (s2, l2),
+            None,
+            (b, c, h * w),
+        )?;
+        Ok((out, Shape::from((b, 2 * c))))
+    }
 }
 
 impl CustomOp3 for ChannelSums {
@@ -322,5 +400,26 @@ impl CustomOp3 for ChannelSums {
             CpuStorage::F32(sums(dy, &[f, r], (b, c, h * w))),
             Shape::from((b, 2 * c)),
         ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (b, c, h, w) = dims4(l1, "the output gradient")?;
+        let out = super::elementwise_cuda::channel_sums(
+            &s1.device,
+            (s1, l1),
+            (s2, l2),
+            Some((s3, l3)),
+            (b, c, h * w),
+        )?;
+        Ok((out, Shape::from((b, 2 * c))))
     }
 }

@@ -4,8 +4,11 @@
 //! dimension on one thread; here each image is a task, its statistics are accumulated plane by
 //! plane (contiguous rows, vectorised), and the backward is two passes: the input's gradient,
 //! and the weight's and bias's. And the transformers' LayerNorm over the last dimension of
-//! tokens ([`row_norm`]), the same ops on contiguous rows.
+//! tokens ([`row_norm`]), the same ops on contiguous rows. On a GPU both run as NVRTC kernels
+//! (elementwise_cuda.rs: one thread per normalised group of values).
 
+#[cfg(feature = "cuda")]
+use candle_core::CudaStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
@@ -17,7 +20,7 @@ const EPS: f32 = 1e-5;
 /// `[B, C, H, W]`; `weight` and `bias` `[C]`.
 pub fn channel_norm(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let c = x.dim(1)?;
-    if fast() && x.device().is_cpu() && [x, weight, bias].iter().all(|t| t.dtype() == DType::F32) {
+    if ours(x, weight, bias) {
         return x
             .contiguous()?
             .apply_op3(&weight.contiguous()?, &bias.contiguous()?, ChannelNorm);
@@ -29,6 +32,38 @@ pub fn channel_norm(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor
         .broadcast_div(&(var + EPS as f64)?.sqrt()?)?
         .broadcast_mul(&weight.reshape((1, c, 1, 1))?)?
         .broadcast_add(&bias.reshape((1, c, 1, 1))?)
+}
+
+/// Whether mio's ops run: f32 on the CPU, or on a GPU (NVRTC kernels).
+fn ours(x: &Tensor, weight: &Tensor, bias: &Tensor) -> bool {
+    fast()
+        && (x.device().is_cpu() || super::on_gpu(x.device()))
+        && [x, weight, bias].iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// The GPU kernels' view of a channel norm over `[B, C, H, W]`.
+#[cfg(feature = "cuda")]
+fn channel_groups(l: &Layout) -> Result<super::elementwise_cuda::NormShape> {
+    let (b, c, h, w) = dims4(l, "the features")?;
+    Ok(super::elementwise_cuda::NormShape {
+        groups: b * h * w,
+        c,
+        inner: h * w,
+    })
+}
+
+/// The GPU kernels' view of a row norm over the last dimension.
+#[cfg(feature = "cuda")]
+fn row_groups(l: &Layout) -> Result<super::elementwise_cuda::NormShape> {
+    let c = *l.dims().last().unwrap_or(&0);
+    if c == 0 {
+        candle_core::bail!("row norm: empty rows");
+    }
+    Ok(super::elementwise_cuda::NormShape {
+        groups: l.shape().elem_count() / c,
+        c,
+        inner: 1,
+    })
 }
 
 /// Per pixel of one image `[C, P]`: the mean and the reciprocal standard deviation.
@@ -114,6 +149,27 @@ impl CustomOp3 for ChannelNorm {
             Some(params.narrow(0, c, c)?),
         ))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let shape = channel_groups(l1)?;
+        if l2.shape().elem_count() != shape.c || l3.shape().elem_count() != shape.c {
+            candle_core::bail!(
+                "channel norm: a weight or bias of the wrong size for {} channels",
+                shape.c
+            );
+        }
+        let y = super::elementwise_cuda::norm(&s1.device, (s1, l1), (s2, l2), (s3, l3), shape)?;
+        Ok((y, l1.shape().clone()))
+    }
 }
 
 /// `(x, weight, dy)` to the input's gradient: with `xhat` the normalised input and
@@ -174,6 +230,27 @@ impl CustomOp3 for NormInputGrad {
             });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let shape = channel_groups(l1)?;
+        let dx = super::elementwise_cuda::norm_input_grad(
+            &s1.device,
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            shape,
+        )?;
+        Ok((dx, l1.shape().clone()))
+    }
 }
 
 /// `(x, dy)` to `[2C]`: the weight's gradient (the sum of `dy * xhat` over images and pixels)
@@ -224,13 +301,26 @@ impl CustomOp2 for NormParamGrad {
         }
         Ok((CpuStorage::F32(out), Shape::from(2 * c)))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let shape = channel_groups(l1)?;
+        let g = super::elementwise_cuda::norm_param_grad(&s1.device, (s1, l1), (s2, l2), shape)?;
+        Ok((g, Shape::from(2 * shape.c)))
+    }
 }
 
 /// `torch.nn.LayerNorm(C)`: each row of `C` values along the last dimension normalised (eps
 /// 1e-5, biased variance), times `weight`, plus `bias` (`[C]` each). On the CPU one op whose
 /// rows are contiguous runs (SwinIR's and Uformer's tokens); candle's ops elsewhere.
 pub fn row_norm(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    if fast() && x.device().is_cpu() && [x, weight, bias].iter().all(|t| t.dtype() == DType::F32) {
+    if ours(x, weight, bias) {
         return x
             .contiguous()?
             .apply_op3(&weight.contiguous()?, &bias.contiguous()?, RowNorm);
@@ -318,6 +408,22 @@ impl CustomOp3 for RowNorm {
             Some(params.narrow(0, c, c)?),
         ))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let shape = row_groups(l1)?;
+        row_width(l1, l2.shape().elem_count(), l3.shape().elem_count())?;
+        let y = super::elementwise_cuda::norm(&s1.device, (s1, l1), (s2, l2), (s3, l3), shape)?;
+        Ok((y, l1.shape().clone()))
+    }
 }
 
 /// `(x, weight, dy)` to the input's gradient: `rstd * (g - mean(g) - xhat * mean(g * xhat))`
@@ -368,6 +474,27 @@ impl CustomOp3 for RowNormInputGrad {
             });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let shape = row_groups(l1)?;
+        let dx = super::elementwise_cuda::norm_input_grad(
+            &s1.device,
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            shape,
+        )?;
+        Ok((dx, l1.shape().clone()))
+    }
 }
 
 /// `(x, dy)` to `[2C]`: the weight's gradient (the sum of `dy * xhat` over rows) then the
@@ -410,5 +537,18 @@ impl CustomOp2 for RowNormParamGrad {
             .reduce(|| vec![0f64; 2 * c], super::bias::add_f64);
         let out: Vec<f32> = sums.into_iter().map(|v| v as f32).collect();
         Ok((CpuStorage::F32(out), Shape::from(2 * c)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let shape = row_groups(l1)?;
+        let g = super::elementwise_cuda::norm_param_grad(&s1.device, (s1, l1), (s2, l2), shape)?;
+        Ok((g, Shape::from(2 * shape.c)))
     }
 }
