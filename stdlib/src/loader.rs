@@ -1,14 +1,19 @@
 //! A stage's training batches, synthesised ahead of the steps that use them: a thread of its
 //! own draws and degrades the crops of the next steps (on rayon's threads, as
-//! [`TrainSet::batch`] does) into a bounded queue while the device runs the current step, so a
-//! GPU does not wait on degradation. A step's batch depends on (seed, stage, step) alone, so
-//! the batches are the same whether made ahead or in line.
+//! [`TrainSet::batch`] does) and converts them to tensors, into a bounded queue while the device
+//! runs the current step, so a GPU does not wait on degradation. A step's batch depends on
+//! (seed, stage, step) alone, so the batches are the same whether made ahead or in line.
 
 use std::ops::Range;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::Scope;
 
+use candle_core::{Device, Tensor};
+
 use crate::data::{Batch, TaskSpec, TrainSet};
+
+/// A batch as tensors in the CPU's memory: degraded `[B, 3, P, P]`, clean, task ids `[B]`.
+pub type Tensors = (Tensor, Tensor, Tensor);
 
 /// What one batch is drawn from.
 #[derive(Clone, Copy)]
@@ -25,12 +30,17 @@ impl Draw<'_> {
         self.set
             .batch(self.tasks, self.seed, self.stage, step, self.size)
     }
+
+    /// [`Draw::batch`] as tensors on the CPU.
+    pub fn tensors(&self, step: u64) -> candle_core::Result<Tensors> {
+        self.batch(step).to_tensors(&Device::Cpu)
+    }
 }
 
 /// The batches of `steps`, in order.
 pub struct Loader<'a> {
     draw: Draw<'a>,
-    queue: Option<Receiver<(u64, Batch)>>,
+    queue: Option<Receiver<(u64, candle_core::Result<Tensors>)>>,
 }
 
 impl<'a> Loader<'a> {
@@ -50,7 +60,7 @@ impl<'a> Loader<'a> {
             scope.spawn(move || {
                 for step in steps {
                     // A closed queue: the stage stopped early.
-                    if tx.send((step, draw.batch(step))).is_err() {
+                    if tx.send((step, draw.tensors(step))).is_err() {
                         return;
                     }
                 }
@@ -60,17 +70,19 @@ impl<'a> Loader<'a> {
         Loader { draw, queue }
     }
 
-    /// The batch of `step`: the steps must be asked for in order.
-    pub fn next(&mut self, step: u64) -> Batch {
+    /// The batch of `step` as tensors on the CPU: the steps must be asked for in order.
+    pub fn next(&mut self, step: u64) -> candle_core::Result<Tensors> {
         let Some(rx) = &self.queue else {
-            return self.draw.batch(step);
+            return self.draw.tensors(step);
         };
         match rx.recv() {
             Ok((s, batch)) if s == step => batch,
-            Ok((s, _)) => panic!("the loader made step {s}'s batch where {step}'s was asked"),
+            Ok((s, _)) => {
+                candle_core::bail!("the loader made step {s}'s batch where step {step}'s was asked")
+            }
             // The producer ended: it panicked (its panic reaches the scope), or the steps ran
             // out; make this one in line.
-            Err(_) => self.draw.batch(step),
+            Err(_) => self.draw.tensors(step),
         }
     }
 }

@@ -149,7 +149,12 @@ pub fn run_stage(
                 }
                 return Ok(outcome);
             }
-            let (lq, gt, ids) = loader.next(step).to_tensors(&dev)?;
+            let (lq, gt, ids) = loader.next(step)?;
+            let (lq, gt, ids) = (
+                lq.to_device(&dev)?,
+                gt.to_device(&dev)?,
+                ids.to_device(&dev)?,
+            );
             let out = forward(&lq, &ids)?;
             let loss = cfg.loss.compute(&out, &gt)?;
             let value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;

@@ -546,18 +546,37 @@ fn the_loader_makes_the_same_batches_ahead_as_in_line() {
         stage: 1,
         size: 3,
     };
-    let inline: Vec<_> = (10..16).map(|s| draw.batch(s)).collect();
+    // Every value of the three tensors, in order.
+    let values = |t: (
+        candle_core::Tensor,
+        candle_core::Tensor,
+        candle_core::Tensor,
+    )| {
+        let f = |x: candle_core::Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        (f(t.0), f(t.1), t.2.to_vec1::<u32>().unwrap())
+    };
+    let inline: Vec<_> = (10..16).map(|s| values(draw.tensors(s).unwrap())).collect();
+    // The tensors are the batch's crops.
+    let b = draw.batch(10);
+    assert_eq!(inline[0].0.len(), 3 * 3 * 24 * 24);
+    assert_eq!(inline[0].0[0], b.lq[0].data[0] as f32 / 255.0);
+    assert_eq!(
+        inline[0].2,
+        b.task.iter().map(|&t| t as u32).collect::<Vec<_>>()
+    );
     std::thread::scope(|scope| {
         let mut ahead = Loader::new(scope, draw, 10..16, 2);
         for (i, step) in (10..16).enumerate() {
-            assert_eq!(ahead.next(step), inline[i], "step {step}");
+            assert_eq!(values(ahead.next(step).unwrap()), inline[i], "step {step}");
         }
+        // Out of order is an error, not a wrong batch.
+        assert!(Loader::new(scope, draw, 10..16, 2).next(11).is_err());
     });
     // Steps 10..12 of 10..1000 asked for, the rest abandoned: the scope must end.
     std::thread::scope(|scope| {
         let mut early = Loader::new(scope, draw, 10..1000, 3);
-        assert_eq!(early.next(10), inline[0]);
-        assert_eq!(early.next(11), inline[1]);
+        assert_eq!(values(early.next(10).unwrap()), inline[0]);
+        assert_eq!(values(early.next(11).unwrap()), inline[1]);
     });
     // Different steps give different crops (the comparison above could not pass by accident).
     assert_ne!(inline[0], inline[1]);
