@@ -889,13 +889,12 @@ impl CustomOp1 for BiasGrad {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, c, h, w) = dims4(l, "the output gradient")?;
+        let (_, c, h, w) = dims4(l, "the output gradient")?;
         let dy = slice(s, l, "the output gradient")?;
         let mut db = vec![0f64; c];
         for (i, plane) in dy.chunks(h * w).enumerate() {
             db[i % c] += plane.iter().map(|&v| v as f64).sum::<f64>();
         }
-        let _ = b;
         Ok((
             CpuStorage::F32(db.into_iter().map(|v| v as f32).collect()),
             Shape::from(c),
