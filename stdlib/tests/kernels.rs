@@ -767,3 +767,69 @@ fn window_softmax_equals_candles_ops_and_their_gradients() {
         );
     }
 }
+
+/// `a @ b` for `[batch, m, k]` and `[batch, k, n]` in f64, from the values as they are laid out.
+fn naive_matmul(a: &Tensor, b: &Tensor) -> Vec<f64> {
+    let (batch, m, k) = a.dims3().unwrap();
+    let n = b.dim(2).unwrap();
+    let a: Vec<Vec<Vec<f32>>> = a.to_vec3().unwrap();
+    let b: Vec<Vec<Vec<f32>>> = b.to_vec3().unwrap();
+    let mut out = Vec::with_capacity(batch * m * n);
+    for s in 0..batch {
+        for i in 0..m {
+            for j in 0..n {
+                out.push((0..k).map(|p| a[s][i][p] as f64 * b[s][p][j] as f64).sum());
+            }
+        }
+    }
+    out
+}
+
+/// mio's candle-core spreads a batch of products too small for gemm's own threads over the
+/// threads, one product each (vendor/candle-core/PATCHED.md): every product must land in its
+/// own place, whatever the layouts (transposed operands, a shared right-hand side, a shared
+/// left-hand side) and sizes (one row, one column, and one product above the threshold).
+#[test]
+fn batched_products_equal_each_product_computed_alone() {
+    let mut rng = Rng::derive(23, &["batched matmul"]);
+    let check = |a: &Tensor, b: &Tensor, what: &str| {
+        let ours: Vec<f32> = a
+            .matmul(b)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let want = naive_matmul(a, b);
+        assert_eq!(ours.len(), want.len(), "{what}");
+        for (i, (o, w)) in ours.iter().zip(&want).enumerate() {
+            assert!(
+                (*o as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{what}: element {i} is {o}, want {w}"
+            );
+        }
+    };
+    for (batch, m, n, k) in [
+        (64, 16, 16, 8),
+        (37, 1, 5, 3),
+        (9, 7, 1, 11),
+        (3, 130, 120, 100),
+    ] {
+        let a = random(&mut rng, &[batch, m, k]);
+        let b = random(&mut rng, &[batch, k, n]);
+        let at = random(&mut rng, &[batch, k, m]).transpose(1, 2).unwrap();
+        let bt = random(&mut rng, &[batch, n, k]).transpose(1, 2).unwrap();
+        let shape = format!("{batch}x{m}x{n}x{k}");
+        check(&a, &b, &format!("{shape} contiguous"));
+        check(&at, &bt, &format!("{shape} both transposed"));
+        check(&a, &bt, &format!("{shape} rhs transposed"));
+        let shared_b = random(&mut rng, &[1, k, n])
+            .broadcast_as((batch, k, n))
+            .unwrap();
+        check(&a, &shared_b, &format!("{shape} one rhs for the batch"));
+        let shared_a = random(&mut rng, &[1, m, k])
+            .broadcast_as((batch, m, k))
+            .unwrap();
+        check(&shared_a, &b, &format!("{shape} one lhs for the batch"));
+    }
+}

@@ -1471,7 +1471,6 @@ impl Map2 for MatMul {
         let rhs_rs = rhs_stride[rank - 2];
 
         let (a_skip, b_skip) = self.ab_skip(lhs_l, rhs_l)?;
-        let c_skip: usize = m * n;
 
         let dst_shape: Shape = (m, n).into();
         let dst_strides = dst_shape.stride_contiguous();
@@ -1488,7 +1487,7 @@ impl Map2 for MatMul {
         let (b, m, n, k) = if b_skip == 0 && a_skip == m * k {
             // A batch-invariant rhs lets the batches of lhs stack into the rows of a single
             // (b * m, k) matrix, which the destination already matches row for row.
-            // a_skip and c_skip should be updated but step is always 0 so
+            // a_skip should be updated but step is always 0 so
             // it wouldn't matter.
             (1, b * m, n, k)
         } else {
@@ -1499,10 +1498,12 @@ impl Map2 for MatMul {
             // over itself, so a stride-zero batch on lhs goes through the loop below.
             (b, m, n, k)
         };
-        for step in 0..b {
+        if dst.is_empty() {
+            return Ok(dst);
+        }
+        let one = |step: usize, dst_p: &mut [T], parallelism: Parallelism| {
             let lhs_p = &lhs[step * a_skip..];
             let rhs_p = &rhs[step * b_skip..];
-            let dst_p = &mut dst[step * c_skip..];
             unsafe {
                 gemm(
                     /* m: usize = */ m,
@@ -1525,6 +1526,19 @@ impl Map2 for MatMul {
                     /* conj_rhs: bool = */ false,
                     parallelism,
                 )
+            }
+        };
+        // mio's patch: gemm runs a product below its threading threshold on one thread, so a
+        // batch of small products (window attention: one per window and head) would leave
+        // every other core idle. Such a batch is spread over the threads instead, one
+        // single-threaded product each.
+        if num_threads > 1 && b > 1 && m * n * k <= gemm::get_threading_threshold() {
+            dst.par_chunks_mut(m * n)
+                .enumerate()
+                .for_each(|(step, dst_p)| one(step, dst_p, Parallelism::None));
+        } else {
+            for (step, dst_p) in dst.chunks_mut(m * n).enumerate() {
+                one(step, dst_p, parallelism)
             }
         }
         Ok(dst)
