@@ -8,6 +8,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape
 use rayon::prelude::*;
 
 use super::conv::{fast, slice};
+use crate::simd::vector_fn;
 
 /// Rows per rayon task.
 const ROWS: usize = 512;
@@ -34,15 +35,34 @@ fn sums(x: &[f32], c: usize) -> Vec<f32> {
         .par_chunks(c * ROWS)
         .map(|rows| {
             let mut part = vec![0f32; c];
-            for row in rows.chunks_exact(c) {
-                for (p, &v) in part.iter_mut().zip(row) {
-                    *p += v;
-                }
-            }
+            add_rows(&mut part, rows);
             part.into_iter().map(f64::from).collect::<Vec<f64>>()
         })
         .reduce(|| vec![0f64; c], add_f64);
     total.into_iter().map(|v| v as f32).collect()
+}
+
+vector_fn! {
+    /// Adds each row of `rows` (as wide as `part`) to `part`.
+    fn add_rows(part: &mut [f32], rows: &[f32]) {
+        for row in rows.chunks_exact(part.len()) {
+            for (p, &v) in part.iter_mut().zip(row) {
+                *p += v;
+            }
+        }
+    }
+}
+
+vector_fn! {
+    /// `out = x + bias` row by row (rows as wide as `bias`).
+    fn rows_plus_bias(out: &mut [f32], x: &[f32], bias: &[f32]) {
+        let c = bias.len();
+        for (row, x) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            for ((o, &v), &b) in row.iter_mut().zip(x).zip(bias) {
+                *o = v + b;
+            }
+        }
+    }
 }
 
 /// `a + b`, element by element: how per-task partial sums are combined in a rayon reduce.
@@ -80,14 +100,11 @@ impl CustomOp2 for AddBias {
         if bias.len() != c {
             candle_core::bail!("row bias: {} values for rows of {c}", bias.len());
         }
-        let mut out = x.to_vec();
-        out.par_chunks_mut(c * ROWS).for_each(|rows| {
-            for row in rows.chunks_exact_mut(c) {
-                for (o, &b) in row.iter_mut().zip(bias) {
-                    *o += b;
-                }
-            }
-        });
+        // Written in parallel from the input (a copy first was one thread's pass more).
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(c * ROWS)
+            .zip(x.par_chunks(c * ROWS))
+            .for_each(|(rows, x)| rows_plus_bias(rows, x, bias));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 

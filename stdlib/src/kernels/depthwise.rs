@@ -131,7 +131,7 @@ impl Flat3 {
 }
 
 /// Runs `$body` compiled for AVX-512 when the CPU has it (the same Rust, vectorised sixteen
-/// lanes wide with 32 registers), else compiled for the baseline target.
+/// lanes wide with 32 registers), else for AVX2 (eight lanes), else for the baseline target.
 macro_rules! multiversion {
     ($name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
         fn $name($($arg: $ty),*) {
@@ -141,9 +141,17 @@ macro_rules! multiversion {
                 unsafe fn wide($($arg: $ty),*) {
                     $body($($arg),*)
                 }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
                 if super::direct::available() {
                     // SAFETY: the CPU has AVX-512F (checked at run time).
                     return unsafe { wide($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2, checked just above.
+                    return unsafe { avx2($($arg),*) };
                 }
             }
             $body($($arg),*)
@@ -203,6 +211,7 @@ fn weight_grad3x3_body(plane: &[f32], grad: &[f32], h: usize, w: usize, acc: &mu
 
 /// Sum of `a[i] * b[i]` with `L` independent accumulators, so it vectorises (several
 /// registers' worth keep the additions from waiting on each other).
+#[inline(always)]
 fn dot<const L: usize>(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; L];
     let (ac, bc) = (a.chunks_exact(L), b.chunks_exact(L));

@@ -9,29 +9,37 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::conv::{dims4, fast, slice};
+use crate::simd::vector_fn;
 
 /// e^x for x <= 0 (all the gate needs), without a call into libm so loops over it vectorise:
 /// x = n ln 2 + r with |r| <= ln 2 / 2, e^r from its degree-6 Taylor polynomial (relative
-/// error under 2e-7), times 2^n built in the exponent bits. Below -87 it is 0.
-#[inline]
+/// error under 2e-7), times 2^n built in the exponent bits. Below -87 it is e^-87.
+#[inline(always)]
 pub(super) fn exp_neg(x: f32) -> f32 {
     let x = x.max(-87.0);
     // Rounded to the nearest integer by adding and taking away 1.5 * 2^23, which leaves no
     // fraction bits: `f32::round` is a call into libm on the baseline x86-64 target and
     // would keep the loops from vectorising.
     const SHIFT: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
+    let shifted = x * std::f32::consts::LOG2_E + SHIFT;
+    let n = shifted - SHIFT;
     // ln 2 in two parts (Cody and Waite), so r keeps its precision.
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from the integer n in `shifted`'s low bits (its ulp is 1), in integer arithmetic:
+    // a float-to-integer `as` saturates, which kept the loops scalar. n is in -126..=0.
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(SHIFT.to_bits())
+        .wrapping_add(127);
+    p * f32::from_bits(biased << 23)
 }
 
 /// erf to 1.5e-7 (Abramowitz and Stegun 7.1.26), in f32.
-#[inline]
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
@@ -51,7 +59,7 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 /// gelu(x) and its derivative.
-#[inline]
+#[inline(always)]
 fn gelu_and_slope(x: f32) -> (f32, f32) {
     let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
     let pdf = INV_SQRT_2PI * exp_neg(-0.5 * x * x);
@@ -96,9 +104,7 @@ impl CustomOp1 for GatedGelu {
             let (bi, ci) = (i / c, i % c);
             let a = &t[bi * 2 * n + ci * plane..][..plane];
             let v = &t[bi * 2 * n + n + ci * plane..][..plane];
-            for ((o, &a), &v) in o.iter_mut().zip(a).zip(v) {
-                *o = gelu_and_slope(a).0 * v;
-            }
+            gated_gelu_rows(o, a, v)
         });
         let (_, _, h, w) = dims4(l, "the features")?;
         Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))))
@@ -142,11 +148,7 @@ impl candle_core::CustomOp2 for GatedGeluGrad {
             let (ga, gv) = gi.split_at_mut(n);
             let (a, v) = t[bi * 2 * n..(bi + 1) * 2 * n].split_at(n);
             let d = &dy[bi * n..(bi + 1) * n];
-            for i in 0..n {
-                let (gelu, slope) = gelu_and_slope(a[i]);
-                ga[i] = d[i] * v[i] * slope;
-                gv[i] = d[i] * gelu;
-            }
+            gated_gelu_grad_rows(ga, gv, a, v, d)
         });
         Ok((CpuStorage::F32(g), l1.shape().clone()))
     }
@@ -175,6 +177,42 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
     x.gelu_erf()
 }
 
+// The loops, each compiled for AVX2 too (`vector_fn!`).
+
+vector_fn! {
+    fn gated_gelu_rows(o: &mut [f32], a: &[f32], v: &[f32]) {
+        for ((o, &a), &v) in o.iter_mut().zip(a).zip(v) {
+            *o = gelu_and_slope(a).0 * v;
+        }
+    }
+}
+
+vector_fn! {
+    fn gated_gelu_grad_rows(ga: &mut [f32], gv: &mut [f32], a: &[f32], v: &[f32], d: &[f32]) {
+        for ((((ga, gv), &a), &v), &d) in ga.iter_mut().zip(gv).zip(a).zip(v).zip(d) {
+            let (gelu, slope) = gelu_and_slope(a);
+            *ga = d * v * slope;
+            *gv = d * gelu;
+        }
+    }
+}
+
+vector_fn! {
+    fn gelu_rows(o: &mut [f32], x: &[f32]) {
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o = gelu_and_slope(v).0;
+        }
+    }
+}
+
+vector_fn! {
+    fn gelu_grad_rows(g: &mut [f32], x: &[f32], d: &[f32]) {
+        for ((g, &v), &d) in g.iter_mut().zip(x).zip(d) {
+            *g = d * gelu_and_slope(v).1;
+        }
+    }
+}
+
 /// Elements per rayon task of the element-wise ops.
 const CHUNK: usize = 1 << 14;
 
@@ -190,11 +228,7 @@ impl CustomOp1 for Gelu {
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
-            .for_each(|(o, x)| {
-                for (o, &v) in o.iter_mut().zip(x) {
-                    *o = gelu_and_slope(v).0;
-                }
-            });
+            .for_each(|(o, x)| gelu_rows(o, x));
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -229,11 +263,7 @@ impl candle_core::CustomOp2 for GeluGrad {
         let mut g = vec![0f32; x.len()];
         g.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-            .for_each(|(g, (x, d))| {
-                for ((g, &v), &d) in g.iter_mut().zip(x).zip(d) {
-                    *g = d * gelu_and_slope(v).1;
-                }
-            });
+            .for_each(|(g, (x, d))| gelu_grad_rows(g, x, d));
         Ok((CpuStorage::F32(g), l1.shape().clone()))
     }
 
@@ -259,11 +289,17 @@ mod tests {
         let mut worst_exp = 0f64;
         let mut worst_erf = 0f64;
         for i in 0..=200_000 {
-            let x = (-30.0 * i as f64 / 200_000.0) as f32;
+            let x = (-87.0 * i as f64 / 200_000.0) as f32;
             let want = (x as f64).exp();
             worst_exp = worst_exp.max(((exp_neg(x) as f64 - want) / want).abs());
         }
         assert!(worst_exp < 5e-7, "exp relative error {worst_exp}");
+        assert_eq!(exp_neg(0.0), 1.0);
+        let tiny = exp_neg(-1e4);
+        assert!(
+            tiny.is_finite() && (0.0..1e-37).contains(&tiny),
+            "e^-10000 gave {tiny}"
+        );
         // erf at points whose values are known to 10 digits.
         for (x, want) in [
             (0.0f32, 0.0f64),

@@ -13,6 +13,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape
 use rayon::prelude::*;
 
 use super::conv::{dims4, fast, slice};
+use crate::simd::{lane_sum, lane_sum_by, vector_fn};
 
 const EPS: f32 = 1e-5;
 
@@ -337,12 +338,66 @@ pub fn row_norm(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
 /// Rows per rayon task.
 const ROWS: usize = 256;
 
+// The row kernels' loops, each compiled for AVX2 too (`vector_fn!`). Rows are as wide as
+// `weight`.
+
+vector_fn! {
+    fn row_norm_rows(o: &mut [f32], x: &[f32], weight: &[f32], bias: &[f32]) {
+        let c = weight.len();
+        for (o, row) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            let (mean, rstd) = row_statistics(row);
+            for (((o, &v), &w), &b) in o.iter_mut().zip(row).zip(weight).zip(bias) {
+                *o = (v - mean) * rstd * w + b;
+            }
+        }
+    }
+}
+
+vector_fn! {
+    fn row_norm_input_grad_rows(o: &mut [f32], x: &[f32], d: &[f32], weight: &[f32]) {
+        let c = weight.len();
+        let inv = 1.0 / c as f32;
+        for ((o, row), d) in o
+            .chunks_exact_mut(c)
+            .zip(x.chunks_exact(c))
+            .zip(d.chunks_exact(c))
+        {
+            let (mean, rstd) = row_statistics(row);
+            // g = dy * weight, kept in the output row for the two sums.
+            for ((o, &dv), &w) in o.iter_mut().zip(d).zip(weight) {
+                *o = dv * w;
+            }
+            let mg = lane_sum(o) * inv;
+            let mgx = lane_sum_by(o, row, |g, v| g * (v - mean) * rstd) * inv;
+            for (o, &v) in o.iter_mut().zip(row) {
+                let xhat = (v - mean) * rstd;
+                *o = rstd * (*o - mg - xhat * mgx);
+            }
+        }
+    }
+}
+
+vector_fn! {
+    /// Adds the rows' `dy * xhat` to `part[..c]` and their `dy` to `part[c..]`.
+    fn row_norm_param_sums(part: &mut [f32], x: &[f32], d: &[f32]) {
+        let c = part.len() / 2;
+        for (row, d) in x.chunks_exact(c).zip(d.chunks_exact(c)) {
+            let (mean, rstd) = row_statistics(row);
+            let (pw, pb) = part.split_at_mut(c);
+            for (((sw, sb), &v), &dv) in pw.iter_mut().zip(pb.iter_mut()).zip(row).zip(d) {
+                *sw += dv * (v - mean) * rstd;
+                *sb += dv;
+            }
+        }
+    }
+}
+
 /// A row's mean and reciprocal standard deviation (two passes, as stable as PyTorch's).
-#[inline]
+#[inline(always)]
 fn row_statistics(row: &[f32]) -> (f32, f32) {
     let inv = 1.0 / row.len() as f32;
-    let mean = row.iter().sum::<f32>() * inv;
-    let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() * inv;
+    let mean = lane_sum(row) * inv;
+    let var = lane_sum_by(row, row, |v, _| (v - mean) * (v - mean)) * inv;
     (mean, 1.0 / (var + EPS).sqrt())
 }
 
@@ -379,14 +434,7 @@ impl CustomOp3 for RowNorm {
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(c * ROWS)
             .zip(x.par_chunks(c * ROWS))
-            .for_each(|(o, x)| {
-                for (o, row) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                    let (mean, rstd) = row_statistics(row);
-                    for (((o, &v), &w), &b) in o.iter_mut().zip(row).zip(weight).zip(bias) {
-                        *o = (v - mean) * rstd * w + b;
-                    }
-                }
-            });
+            .for_each(|(o, x)| row_norm_rows(o, x, weight, bias));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -448,30 +496,10 @@ impl CustomOp3 for RowNormInputGrad {
         let weight = slice(s2, l2, "the weight")?;
         let dy = slice(s3, l3, "the output gradient")?;
         let c = row_width(l1, weight.len(), weight.len())?;
-        let inv = 1.0 / c as f32;
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(c * ROWS)
             .zip(x.par_chunks(c * ROWS).zip(dy.par_chunks(c * ROWS)))
-            .for_each(|(o, (x, d))| {
-                for ((o, row), d) in o
-                    .chunks_exact_mut(c)
-                    .zip(x.chunks_exact(c))
-                    .zip(d.chunks_exact(c))
-                {
-                    let (mean, rstd) = row_statistics(row);
-                    let (mut mg, mut mgx) = (0f32, 0f32);
-                    for ((&v, &dv), &w) in row.iter().zip(d).zip(weight) {
-                        let g = dv * w;
-                        mg += g;
-                        mgx += g * (v - mean) * rstd;
-                    }
-                    let (mg, mgx) = (mg * inv, mgx * inv);
-                    for (((o, &v), &dv), &w) in o.iter_mut().zip(row).zip(d).zip(weight) {
-                        let xhat = (v - mean) * rstd;
-                        *o = rstd * (dv * w - mg - xhat * mgx);
-                    }
-                }
-            });
+            .for_each(|(o, (x, d))| row_norm_input_grad_rows(o, x, d, weight));
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 
@@ -524,14 +552,7 @@ impl CustomOp2 for RowNormParamGrad {
             .zip(dy.par_chunks(c * ROWS))
             .map(|(x, d)| {
                 let mut part = vec![0f32; 2 * c];
-                for (row, d) in x.chunks_exact(c).zip(d.chunks_exact(c)) {
-                    let (mean, rstd) = row_statistics(row);
-                    let (pw, pb) = part.split_at_mut(c);
-                    for (((sw, sb), &v), &dv) in pw.iter_mut().zip(pb.iter_mut()).zip(row).zip(d) {
-                        *sw += dv * (v - mean) * rstd;
-                        *sb += dv;
-                    }
-                }
+                row_norm_param_sums(&mut part, x, d);
                 part.into_iter().map(f64::from).collect::<Vec<f64>>()
             })
             .reduce(|| vec![0f64; 2 * c], super::bias::add_f64);

@@ -158,7 +158,7 @@ pub(super) fn attend(
     let kv = kv.permute((2, 0, 3, 1, 4))?; // [2, B * nW, heads, N, hd]
     let k = kv.get(0)?.contiguous()?;
     let v = kv.get(1)?.contiguous()?;
-    let logits = q.matmul(&k.transpose(2, 3)?.contiguous()?)?;
+    let logits = q.matmul(&k.t()?)?;
     let idx = relative_index(ws, q.device())?;
     let bias = bias_table
         .index_select(&idx, 0)?
