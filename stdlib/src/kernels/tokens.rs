@@ -13,6 +13,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape
 use rayon::prelude::*;
 
 use super::conv::{fast, slice};
+use crate::simd::vector_fn;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Grid {
@@ -50,6 +51,24 @@ fn convolve(g: Grid, x: &[f32], taps: &[f32], bias: Option<&[f32]>) -> Vec<f32> 
     let mut out = vec![0f32; batch * h * row];
     out.par_chunks_mut(row).enumerate().for_each(|(r, o)| {
         let (b, y) = (r / h, r % h);
+        convolve_row(o, x, taps, bias, b * h, y, h)
+    });
+    out
+}
+
+vector_fn! {
+    /// Output row `y` of image rows `first..first + h`: bias, then the nine taps' products.
+    fn convolve_row(
+        o: &mut [f32],
+        x: &[f32],
+        taps: &[f32],
+        bias: Option<&[f32]>,
+        first: usize,
+        y: usize,
+        h: usize,
+    ) {
+        let c = taps.len() / 9;
+        let (row, w) = (o.len(), o.len() / c);
         if let Some(bias) = bias {
             for px in o.chunks_exact_mut(c) {
                 px.copy_from_slice(bias);
@@ -60,7 +79,7 @@ fn convolve(g: Grid, x: &[f32], taps: &[f32], bias: Option<&[f32]>) -> Vec<f32> 
             if sy < 0 || sy >= h as isize {
                 continue;
             }
-            let src = &x[(b * h + sy as usize) * row..][..row];
+            let src = &x[(first + sy as usize) * row..][..row];
             for kx in 0..3 {
                 let t = &taps[(ky * 3 + kx) * c..][..c];
                 // Output pixels whose tap lands inside the row.
@@ -78,8 +97,43 @@ fn convolve(g: Grid, x: &[f32], taps: &[f32], bias: Option<&[f32]>) -> Vec<f32> 
                 }
             }
         }
-    });
-    out
+    }
+}
+
+vector_fn! {
+    /// Adds output row `y`'s share (gradient `d`, image rows `first..first + h` of `x`) to the
+    /// tap-major sums `part` (`[9 + 1, C]`: the nine taps, then the bias).
+    fn weight_grad_row(part: &mut [f32], d: &[f32], x: &[f32], first: usize, y: usize, h: usize) {
+        let c = part.len() / 10;
+        let (row, w) = (d.len(), d.len() / c);
+        for px in d.chunks_exact(c) {
+            for (a, &v) in part[9 * c..].iter_mut().zip(px) {
+                *a += v;
+            }
+        }
+        for ky in 0..3 {
+            let sy = y as isize + ky as isize - 1;
+            if sy < 0 || sy >= h as isize {
+                continue;
+            }
+            let src = &x[(first + sy as usize) * row..][..row];
+            for kx in 0..3 {
+                let (x0, x1) = match kx {
+                    0 => (1, w),
+                    1 => (0, w),
+                    _ => (0, w.saturating_sub(1)),
+                };
+                let p = &mut part[(ky * 3 + kx) * c..][..c];
+                for px in x0..x1 {
+                    let sx = px + kx - 1;
+                    let (dd, s) = (&d[px * c..][..c], &src[sx * c..][..c]);
+                    for ((a, &v), &gv) in p.iter_mut().zip(s).zip(dd) {
+                        *a += v * gv;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The weight gradient `[C, 9]` and the bias gradient `[C]`, as `[C, 10]`.
@@ -94,33 +148,7 @@ fn weight_grad(g: Grid, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 let (b, y) = (r / h, r % h);
                 let d = &dy[r * row..][..row];
                 let mut part = vec![0f32; 10 * c];
-                for px in d.chunks_exact(c) {
-                    for (a, &v) in part[9 * c..].iter_mut().zip(px) {
-                        *a += v;
-                    }
-                }
-                for ky in 0..3 {
-                    let sy = y as isize + ky as isize - 1;
-                    if sy < 0 || sy >= h as isize {
-                        continue;
-                    }
-                    let src = &x[(b * h + sy as usize) * row..][..row];
-                    for kx in 0..3 {
-                        let (x0, x1) = match kx {
-                            0 => (1, w),
-                            1 => (0, w),
-                            _ => (0, w.saturating_sub(1)),
-                        };
-                        let p = &mut part[(ky * 3 + kx) * c..][..c];
-                        for px in x0..x1 {
-                            let sx = px + kx - 1;
-                            let (dd, s) = (&d[px * c..][..c], &src[sx * c..][..c]);
-                            for ((a, &v), &gv) in p.iter_mut().zip(s).zip(dd) {
-                                *a += v * gv;
-                            }
-                        }
-                    }
-                }
+                weight_grad_row(&mut part, d, x, b * h, y, h);
                 for (a, p) in acc.iter_mut().zip(part) {
                     *a += p as f64;
                 }
