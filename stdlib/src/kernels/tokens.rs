@@ -56,6 +56,25 @@ fn convolve(g: Grid, x: &[f32], taps: &[f32], bias: Option<&[f32]>) -> Vec<f32> 
     out
 }
 
+/// Row `shifted - 1` (a row of the 3x3 window, `shifted = y + ky`) of the image whose rows are
+/// `first..first + h` in `x` (rows of `row` values), or none past its edges (zero padding).
+#[inline(always)]
+fn source_row(x: &[f32], first: usize, shifted: usize, h: usize, row: usize) -> Option<&[f32]> {
+    let sy = shifted.checked_sub(1).filter(|&sy| sy < h)?;
+    Some(&x[(first + sy) * row..][..row])
+}
+
+/// The output pixels of a row of `w` whose tap in column `kx` of the 3x3 window lands inside
+/// the row.
+#[inline(always)]
+fn inside(kx: usize, w: usize) -> std::ops::Range<usize> {
+    match kx {
+        0 => 1..w,
+        1 => 0..w,
+        _ => 0..w.saturating_sub(1),
+    }
+}
+
 vector_fn! {
     /// Output row `y` of image rows `first..first + h`: bias, then the nine taps' products.
     fn convolve_row(
@@ -75,20 +94,12 @@ vector_fn! {
             }
         }
         for ky in 0..3 {
-            let sy = y as isize + ky as isize - 1;
-            if sy < 0 || sy >= h as isize {
+            let Some(src) = source_row(x, first, y + ky, h, row) else {
                 continue;
-            }
-            let src = &x[(first + sy as usize) * row..][..row];
+            };
             for kx in 0..3 {
                 let t = &taps[(ky * 3 + kx) * c..][..c];
-                // Output pixels whose tap lands inside the row.
-                let (x0, x1) = match kx {
-                    0 => (1, w),
-                    1 => (0, w),
-                    _ => (0, w.saturating_sub(1)),
-                };
-                for px in x0..x1 {
+                for px in inside(kx, w) {
                     let sx = px + kx - 1;
                     let (dst, s) = (&mut o[px * c..][..c], &src[sx * c..][..c]);
                     for ((d, &v), &k) in dst.iter_mut().zip(s).zip(t) {
@@ -112,19 +123,12 @@ vector_fn! {
             }
         }
         for ky in 0..3 {
-            let sy = y as isize + ky as isize - 1;
-            if sy < 0 || sy >= h as isize {
+            let Some(src) = source_row(x, first, y + ky, h, row) else {
                 continue;
-            }
-            let src = &x[(first + sy as usize) * row..][..row];
+            };
             for kx in 0..3 {
-                let (x0, x1) = match kx {
-                    0 => (1, w),
-                    1 => (0, w),
-                    _ => (0, w.saturating_sub(1)),
-                };
                 let p = &mut part[(ky * 3 + kx) * c..][..c];
-                for px in x0..x1 {
+                for px in inside(kx, w) {
                     let sx = px + kx - 1;
                     let (dd, s) = (&d[px * c..][..c], &src[sx * c..][..c]);
                     for ((a, &v), &gv) in p.iter_mut().zip(s).zip(dd) {
