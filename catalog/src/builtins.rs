@@ -413,10 +413,12 @@ pub const CLASSIFIERS: &[Builtin] = &[b(
         p("lr", FLOAT, "1e-4", "Learning rate (Adam).").min(Excl(0.0)),
         p("batch", INT, "16", "Crops per step.").min(Incl(1.0)),
         p("patch", INT, "64", "Side of the training crops (the reference: 256).").min(Incl(9.0)).unit("px"),
-        p("augment", Ty::List(&Ty::Word(&["flip", "rot90", "scale", "colour"])), "[flip, rot90, scale, colour]",
+        p("augment", Ty::List(&Ty::Word(&["flip", "rot90", "scale", "colour", "exposure"])),
+          "[flip, rot90, scale, colour, exposure]",
           "Augmentations: horizontal flip and 90-degree rotation of the crops; `scale` zooms each region out \
-           (0.4 to 1 times its size) and `colour` swaps its channels or makes it grey before it is degraded, \
-           so the few training images' content stops giving the task away."),
+           (0.4 to 1 times its size), `colour` swaps its channels or makes it grey and `exposure` brightens or \
+           darkens it (a tone curve v^g, g from 0.75 to 1.35) before it is degraded, so the few training \
+           images' content and brightness stop giving the task away."),
     ],
     "The small task classifier that explicit prompts use at test time (two strided 3x3 convs, three 1x1 \
      convs, global average pool, linear to the task count; cross-entropy), trained as its own node on the \

@@ -159,6 +159,7 @@ fn no_regions() -> mio_stdlib::regions::RegionAugment {
     mio_stdlib::regions::RegionAugment {
         scale: (1.0, 1.0),
         colour: false,
+        exposure: (1.0, 1.0),
     }
 }
 

@@ -588,3 +588,29 @@ fn the_paper_prelude_holds_the_catalogs_in_distribution_ranges() {
         assert_eq!(from_prelude, from_catalog, "{key}");
     }
 }
+
+#[test]
+fn each_augmentation_of_the_classifier_reaches_its_job() {
+    let b = builtins::lookup(Kind::Classifier, "classifier").expect("the classifier");
+    let p = b
+        .params
+        .iter()
+        .find(|p| p.name == "augment")
+        .expect("augment");
+    let mio_catalog::Ty::List(mio_catalog::Ty::Word(words)) = p.ty else {
+        panic!("augment is a list of words, not {:?}", p.ty)
+    };
+    assert!(words.contains(&"exposure"), "{words:?}");
+    let lowered = |ws: &[&str]| {
+        let text = call("classifier", "augment", &format!("[{}]", ws.join(", ")));
+        jobs(
+            &place(Kind::Classifier, "classifier", &text).source(),
+            false,
+        )
+    };
+    let every = lowered(words);
+    for w in words.iter() {
+        let rest: Vec<&str> = words.iter().copied().filter(|x| x != w).collect();
+        assert_ne!(lowered(&rest), every, "leaving `{w}` out changes nothing");
+    }
+}

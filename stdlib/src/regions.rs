@@ -20,6 +20,15 @@ pub struct RegionAugment {
     pub scale: (f64, f64),
     /// Swap the colour channels at random, or (a quarter of the time) make the region grey.
     pub colour: bool,
+    /// Re-expose the region: a tone curve `v^g` with `g` drawn log-uniformly from this range
+    /// (1..1: never), so an image's own brightness stops giving a task away (a dark photo
+    /// is not low light).
+    #[serde(default = "no_exposure")]
+    pub exposure: (f64, f64),
+}
+
+fn no_exposure() -> (f64, f64) {
+    (1.0, 1.0)
 }
 
 /// Degraded regions and their task ids.
@@ -27,7 +36,27 @@ pub struct RegionPool {
     pub regions: Vec<(Image, usize)>,
 }
 
+/// Steps of a classifier's training between two rounds of regions.
+pub const ROUND_STEPS: u64 = 1000;
+/// Pixels of the regions degraded at a time (about 100 MB).
+const ROUND_PIXELS: usize = 32 << 20;
+
 impl RegionPool {
+    /// The regions of `round` for crops of side `patch`: each four crops wide (at most 384
+    /// pixels, at least the crop), as many as fit the pixel budget (between 64 and 1,024).
+    pub fn for_crops(
+        set: &TrainSet,
+        tasks: &[TaskSpec],
+        seed: u64,
+        round: u64,
+        patch: usize,
+        augment: RegionAugment,
+    ) -> RegionPool {
+        let side = (4 * patch).min(384).max(patch);
+        let count = (ROUND_PIXELS / side.pow(2)).clamp(64, 1024);
+        Self::build(set, tasks, seed, round, count, side, patch, augment)
+    }
+
     /// `count` regions of side `side` (before rescaling; the image's own when it is smaller),
     /// for round `round`: each an image drawn at random, the tasks taken in turn.
     #[allow(clippy::too_many_arguments)]
@@ -48,12 +77,7 @@ impl RegionPool {
                 let mut rng = Rng::derive(seed, &["region", &round.to_string(), &i.to_string()]);
                 let (_, img, depth) = &set.images[rng.int(0, set.images.len() as i64 - 1) as usize];
                 let task = &tasks[i % tasks.len()];
-                let (lo, hi) = augment.scale;
-                let f = if hi > lo {
-                    (lo.ln() + rng.uniform() * (hi.ln() - lo.ln())).exp()
-                } else {
-                    lo
-                };
+                let f = log_uniform(augment.scale, &mut rng);
                 // The window in the image that becomes the region: `side / f` wide, so that
                 // zooming in or out gives about `side` pixels, and at least `min_side` after it.
                 let want = |len: usize| {
@@ -85,6 +109,10 @@ impl RegionPool {
                 }
                 if augment.colour {
                     recolour(&mut region, &mut rng);
+                }
+                let g = log_uniform(augment.exposure, &mut rng);
+                if g != 1.0 {
+                    expose(&mut region, g);
                 }
                 let (lq, _) = task
                     .degradation
@@ -128,6 +156,25 @@ impl RegionPool {
         }
         b.gt = b.lq.clone();
         b
+    }
+}
+
+/// A factor drawn log-uniformly from `lo..hi` (`lo` when the range is empty).
+fn log_uniform((lo, hi): (f64, f64), rng: &mut Rng) -> f64 {
+    if hi > lo {
+        (lo.ln() + rng.uniform() * (hi.ln() - lo.ln())).exp()
+    } else {
+        lo
+    }
+}
+
+/// Applies the tone curve `v^g` (values in 0..1) to every channel.
+fn expose(img: &mut Image, g: f64) {
+    let table: Vec<u8> = (0..256)
+        .map(|v| ((v as f64 / 255.0).powf(g) * 255.0).round() as u8)
+        .collect();
+    for v in img.data.iter_mut() {
+        *v = table[*v as usize];
     }
 }
 
@@ -203,6 +250,7 @@ mod tests {
         let aug = RegionAugment {
             scale: (0.5, 2.0),
             colour: true,
+            exposure: (1.0, 1.0),
         };
         let a = RegionPool::build(&set(), &tasks(), 1, 0, 6, 64, 16, aug);
         let b = RegionPool::build(&set(), &tasks(), 1, 0, 6, 64, 16, aug);
@@ -236,10 +284,57 @@ mod tests {
     }
 
     #[test]
+    fn exposure_brightens_or_darkens_the_region_before_it_is_degraded() {
+        let mean = |p: &RegionPool| {
+            p.regions
+                .iter()
+                .map(|r| r.0.data.iter().map(|&v| v as f64).sum::<f64>() / r.0.data.len() as f64)
+                .sum::<f64>()
+        };
+        let noise = &tasks()[..1];
+        let pool = |exposure| {
+            let aug = RegionAugment {
+                scale: (1.0, 1.0),
+                colour: false,
+                exposure,
+            };
+            RegionPool::build(&set(), noise, 3, 0, 4, 48, 16, aug)
+        };
+        let (plain, bright, dark) = (pool((1.0, 1.0)), pool((0.5, 0.5)), pool((2.0, 2.0)));
+        assert!(
+            mean(&bright) > mean(&plain) * 1.2,
+            "{} {}",
+            mean(&bright),
+            mean(&plain)
+        );
+        assert!(
+            mean(&dark) < mean(&plain) * 0.8,
+            "{} {}",
+            mean(&dark),
+            mean(&plain)
+        );
+        // The same draws otherwise: the same windows, and a drawn exponent is reproducible.
+        let ranged = |s| {
+            let aug = RegionAugment {
+                scale: (1.0, 1.0),
+                colour: false,
+                exposure: (0.75, 1.35),
+            };
+            RegionPool::build(&set(), noise, s, 0, 4, 48, 16, aug)
+        };
+        assert!(ranged(3)
+            .regions
+            .iter()
+            .zip(&ranged(3).regions)
+            .all(|(a, b)| a.0 == b.0));
+    }
+
+    #[test]
     fn crops_are_cut_from_the_regions_with_their_labels() {
         let aug = RegionAugment {
             scale: (1.0, 1.0),
             colour: false,
+            exposure: (1.0, 1.0),
         };
         let pool = RegionPool::build(&set(), &tasks(), 2, 0, 4, 48, 16, aug);
         let b = pool.batch(

@@ -150,6 +150,8 @@ pub fn metric(c: &ir::Call) -> Result<job::Metric> {
 
 /// The range the classifier's `scale` augmentation draws each region's zoom from.
 pub const CLASSIFIER_ZOOM: (f64, f64) = (0.4, 1.0);
+/// The range its `exposure` augmentation draws each region's tone curve exponent from.
+pub const CLASSIFIER_EXPOSURE: (f64, f64) = (0.75, 1.35);
 
 /// A data source.
 pub fn source(d: &ir::Data) -> Result<job::Source> {
@@ -336,6 +338,7 @@ pub fn classifier(wf: &ir::Workflow, model: &str) -> Result<job::Classifier> {
             regions: mio_stdlib::regions::RegionAugment {
                 scale: (1.0, 1.0),
                 colour: false,
+                exposure: (1.0, 1.0),
             },
             checkpoint_every: 1,
         });
@@ -379,6 +382,11 @@ pub fn classifier(wf: &ir::Workflow, model: &str) -> Result<job::Classifier> {
                 (1.0, 1.0)
             },
             colour: augmentations.contains(&"colour"),
+            exposure: if augmentations.contains(&"exposure") {
+                CLASSIFIER_EXPOSURE
+            } else {
+                (1.0, 1.0)
+            },
         },
         checkpoint_every: setting_int(&t.settings, "checkpoint_every", "train")?.max(1),
     })

@@ -5,7 +5,7 @@
 //! The parameter names are the reference's (`CondNet.0`, `.2`, `.4`, `.6`, `.8`, `lastOut`), so
 //! its released `Classifier.pth` loads by name.
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 use std::collections::HashMap;
 
@@ -35,8 +35,8 @@ impl TaskClassifier {
         })
     }
 
-    /// Logits `[B, tasks]` for degraded images `[B, 3, H, W]` (H, W at least 9).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// The features of each 9x9 patch, `[B, 32, H / 9, W / 9]`.
+    fn features(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         let last = self.convs.len() - 1;
         for (k, c) in self.convs.iter().enumerate() {
@@ -46,7 +46,20 @@ impl TaskClassifier {
                 c.forward(&h)?
             };
         }
+        Ok(h)
+    }
+
+    /// Logits `[B, tasks]` for degraded images `[B, 3, H, W]` (H, W at least 9).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.features(x)?;
         self.head.forward(&h.mean(D::Minus1)?.mean(D::Minus1)?)
+    }
+
+    /// The logits each 9x9 patch alone would give, `[B, h, w, tasks]`: their mean over the
+    /// patches is [`TaskClassifier::forward`]'s (the head is linear).
+    pub fn patch_logits(&self, x: &Tensor) -> Result<Tensor> {
+        self.head
+            .forward(&self.features(x)?.permute((0, 2, 3, 1))?.contiguous()?)
     }
 
     /// Mean cross-entropy of the logits against task ids `[B]` (u32). Written from
@@ -66,6 +79,28 @@ impl TaskClassifier {
     }
 }
 
+/// The optimiser a classifier step trains with: Adam with PyTorch's defaults.
+pub fn optimizer(vars: Vec<candle_core::Var>) -> Result<crate::train::Adam> {
+    crate::train::Adam::new(
+        vars,
+        crate::train::AdamConfig {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        },
+    )
+}
+
+/// The learning rate of `step` of `iters`: `lr`, and a tenth of it for the last quarter.
+pub fn rate(lr: f64, step: u64, iters: u64) -> f64 {
+    if step >= iters - iters / 4 {
+        lr * 0.1
+    } else {
+        lr
+    }
+}
+
 /// A classifier of `tasks` outputs with the weights of `tensors` (see [`reorder`]), checked
 /// against its variables first: a mismatch lists every difference.
 pub fn from_tensors(
@@ -77,7 +112,7 @@ pub fn from_tensors(
     let vm = candle_nn::VarMap::new();
     let net = TaskClassifier::new(
         tasks,
-        candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, dev),
+        candle_nn::VarBuilder::from_varmap(&vm, DType::F32, dev),
     )?;
     let vars = crate::trainer::sorted_vars(&vm);
     let wanted = vars
@@ -90,7 +125,7 @@ pub fn from_tensors(
         fail!("{m}");
     }
     for (name, var) in &vars {
-        var.set(&tensors[name].to_dtype(candle_core::DType::F32)?)?;
+        var.set(&tensors[name].to_dtype(DType::F32)?)?;
     }
     Ok((vm, net))
 }
@@ -131,4 +166,29 @@ pub fn reorder(
         tensors.insert(name.to_string(), picked);
     }
     Ok(tensors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_patches_logits_average_to_the_images() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let vm = candle_nn::VarMap::new();
+        let net = TaskClassifier::new(7, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
+        crate::models::init_default(&vm, 5)?;
+        let x = Tensor::rand(0f32, 1f32, (2, 3, 36, 45), &dev)?;
+        let patches = net.patch_logits(&x)?;
+        // 36x45 pixels: 4x5 patches of 9x9.
+        assert_eq!(patches.dims(), [2, 4, 5, 7]);
+        let mean = patches.mean(1)?.mean(1)?;
+        let diff: f32 = (mean - net.forward(&x)?)?.abs()?.max_all()?.to_scalar()?;
+        assert!(diff < 1e-4, "{diff}");
+        // The patches differ from each other (each sees its own pixels).
+        let spread =
+            patches.max_all()?.to_scalar::<f32>()? - patches.min_all()?.to_scalar::<f32>()?;
+        assert!(spread > 1e-3, "{spread}");
+        Ok(())
+    }
 }

@@ -6,8 +6,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use mio_stdlib::models::classifier::TaskClassifier;
-use mio_stdlib::train::{Adam, AdamConfig};
+use mio_stdlib::models::classifier::{self, TaskClassifier};
+use mio_stdlib::train::Adam;
 
 use super::common::{classifier_net, compute, fail, failed, write_json, Ctx};
 use super::train::{open_log, resumable_steps};
@@ -17,28 +17,18 @@ use crate::run::error::{NodeError, RunError};
 
 /// The classifier's draws get a seed of their own, apart from the training stages'.
 const SALT: u64 = 1000;
-/// Pixels of the regions degraded at a time (about 100 MB); a fresh set every `REFRESH` steps.
-const REGION_PIXELS: usize = 32 << 20;
-const REFRESH: u64 = 1000;
 
-/// The side of the regions: four crops wide, at most 384 pixels (at least the crop).
-fn region_side(patch: usize) -> usize {
-    (4 * patch).min(384).max(patch)
-}
-
-/// The regions of a round: as many as fit the pixel budget, between 64 and 1,024.
+/// The regions of a round (a fresh set every `ROUND_STEPS` steps).
 fn regions(
     set: &mio_stdlib::data::TrainSet,
     j: &Classifier,
     round: u64,
 ) -> mio_stdlib::regions::RegionPool {
-    mio_stdlib::regions::RegionPool::build(
+    mio_stdlib::regions::RegionPool::for_crops(
         set,
         &j.tasks,
         j.seed ^ SALT,
         round,
-        (REGION_PIXELS / region_side(j.patch).pow(2)).clamp(64, 1024),
-        region_side(j.patch),
         j.patch,
         j.regions,
     )
@@ -60,16 +50,8 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result
     let (vm, net) = classifier_net(j.tasks.len(), &ctx.device).map_err(&f)?;
     mio_stdlib::models::init_default(&vm, j.seed).map_err(compute(name))?;
     let vars = mio_stdlib::trainer::sorted_vars(&vm);
-    let mut opt = Adam::new(
-        vars.iter().map(|(_, v)| v.clone()).collect(),
-        AdamConfig {
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: 0.0,
-            decoupled: false,
-        },
-    )
-    .map_err(compute(name))?;
+    let mut opt = classifier::optimizer(vars.iter().map(|(_, v)| v.clone()).collect())
+        .map_err(compute(name))?;
     let (iters, batch) = (j.iters, j.batch);
     let ckpt = dir.join("classifier.ckpt.safetensors");
     let mut start = resumable_steps(ctx, name, &ckpt);
@@ -93,7 +75,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result
             }
             return Err(RunError::Interrupted { node: name.clone() });
         }
-        let round = step / REFRESH;
+        let round = step / mio_stdlib::regions::ROUND_STEPS;
         if pool.as_ref().is_none_or(|(r, _)| *r != round) {
             pool = Some((round, regions(&set, j, round)));
         }
@@ -105,12 +87,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Classifier, dir: &Path) -> Result
             j.augment,
         );
         let (lq, _, ids) = b.to_tensors(&ctx.device).map_err(compute(name))?;
-        // A tenth of the rate for the last quarter.
-        let lr = if step >= iters - iters / 4 {
-            j.lr * 0.1
-        } else {
-            j.lr
-        };
+        let lr = classifier::rate(j.lr, step, iters);
         let logits = net.forward(&lq).map_err(compute(name))?;
         let loss = TaskClassifier::loss(&logits, &ids).map_err(compute(name))?;
         let value = loss.to_scalar::<f32>().map_err(compute(name))?;
