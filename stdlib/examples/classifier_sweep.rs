@@ -10,7 +10,8 @@
 //! (32), PATCH (48), LR (1e-3), SEED (0), DRAWS (3), ZOOM_LO..ZOOM_HI (0.4..1),
 //! EXPO_LO..EXPO_HI (0.75..1.35; 1..1 for none). SAVE=FILE writes the trained weights,
 //! LOAD=FILE reads them instead of training, VOTES=1 prints, for the first draw of each image,
-//! how many of its 9x9 patches alone would name each task and the image's mean logits.
+//! how many of its 9x9 patches alone would name each task and the image's mean logits; TTA=1
+//! classifies each image by the mean logits of its eight flips and quarter turns.
 use candle_core::{Device, Tensor, D};
 use mio_stdlib::data::{Augment, TaskSpec, TrainSet};
 use mio_stdlib::degrade::{rng_for, Degradation};
@@ -118,7 +119,25 @@ fn main() -> candle_core::Result<()> {
                     let x = Tensor::from_vec(lq.to_f32(), (lq.height, lq.width, 3), &dev)?
                         .permute((2, 0, 1))?
                         .unsqueeze(0)?;
-                    let p = net.forward(&x)?.argmax(D::Minus1)?.to_vec1::<u32>()?[0];
+                    let p = if std::env::var("TTA").is_ok() {
+                        // The eight flips and quarter turns, their logits averaged.
+                        let mut sum = net.forward(&x)?;
+                        for k in 1..8 {
+                            let mut t = if k >= 4 {
+                                x.contiguous()?.flip(&[3])?
+                            } else {
+                                x.clone()
+                            };
+                            for _ in 0..k % 4 {
+                                t = t.transpose(2, 3)?.contiguous()?.flip(&[3])?;
+                            }
+                            sum = (sum + net.forward(&t)?)?;
+                        }
+                        sum
+                    } else {
+                        net.forward(&x)?
+                    };
+                    let p = p.argmax(D::Minus1)?.to_vec1::<u32>()?[0];
                     if std::env::var("VOTES").is_ok() && draw == 0 {
                         let pl = net.patch_logits(&x)?;
                         let votes: Vec<u32> = pl.argmax(D::Minus1)?.flatten_all()?.to_vec1()?;

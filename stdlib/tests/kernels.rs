@@ -770,18 +770,20 @@ fn window_softmax_equals_candles_ops_and_their_gradients() {
 
 /// `a @ b` for `[batch, m, k]` and `[batch, k, n]` in f64, from the values as they are laid out.
 fn naive_matmul(a: &Tensor, b: &Tensor) -> Vec<f64> {
-    let (batch, m, k) = a.dims3().unwrap();
+    let (batch, m, _) = a.dims3().unwrap();
     let n = b.dim(2).unwrap();
     let a: Vec<Vec<Vec<f32>>> = a.to_vec3().unwrap();
     let b: Vec<Vec<Vec<f32>>> = b.to_vec3().unwrap();
     let mut out = Vec::with_capacity(batch * m * n);
-    for s in 0..batch {
-        for i in 0..m {
+    for (a, b) in a.iter().zip(&b) {
+        for row in a {
             for j in 0..n {
-                out.push((0..k).map(|p| a[s][i][p] as f64 * b[s][p][j] as f64).sum());
+                let column = b.iter().map(|b_row| b_row[j] as f64);
+                out.push(row.iter().zip(column).map(|(x, y)| *x as f64 * y).sum());
             }
         }
     }
+    assert_eq!(out.len(), batch * m * n);
     out
 }
 
