@@ -12,26 +12,6 @@ fn axpy_generic(dst: &mut [f32], src: &[f32], k: f32) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn axpy_avx2(dst: &mut [f32], src: &[f32], k: f32) {
-    axpy_generic(dst, src, k)
-}
-
-/// `dst[i] += k * src[i]` over the shorter of the two.
-#[inline]
-pub fn axpy(dst: &mut [f32], src: &[f32], k: f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            unsafe { axpy_avx2(dst, src, k) };
-            return;
-        }
-    }
-    axpy_generic(dst, src, k)
-}
-
 /// Defines `fn name(args)` whose body runs compiled for AVX2 when the CPU has it (eight lanes
 /// wide), else for the baseline target: the body is an `#[inline(always)]` function called
 /// from a `#[target_feature(enable = "avx2")]` twin, so it and everything it inlines
@@ -60,6 +40,14 @@ macro_rules! vector_fn {
     };
 }
 pub(crate) use vector_fn;
+
+vector_fn! {
+    /// `dst[i] += k * src[i]` over the shorter of the two.
+    #[inline]
+    pub fn axpy(dst: &mut [f32], src: &[f32], k: f32) {
+        axpy_generic(dst, src, k)
+    }
+}
 
 const LANES: usize = 8;
 
