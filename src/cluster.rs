@@ -116,15 +116,29 @@ pub fn status(file: &Path, set: &[String]) -> Result<(), Failure> {
 /// `mio cancel FILE`.
 pub fn cancel(file: &Path, set: &[String]) -> Result<(), Failure> {
     let (checked, plan) = planned(file, set)?;
-    let cancelled = slurm::cancel(&checked.workflows, &plan, base_of(file)).map_err(fail)?;
+    let cancelled = slurm::cancel(&checked.workflows, &plan, base_of(file), |line| {
+        eprintln!("{line}")
+    })
+    .map_err(fail)?;
     let mut out = String::new();
-    for (name, job) in &cancelled {
-        out.push_str(&format!("{name}: job {job} cancelled\n"));
+    for c in &cancelled {
+        out.push_str(&format!("{}: job {} cancelled\n", c.node, c.job));
     }
     out.push_str(&format!(
         "{} job(s) cancelled; finished steps and checkpoints are kept\n",
         cancelled.len()
     ));
+    let stopping: Vec<&str> = cancelled
+        .iter()
+        .filter(|c| !c.gone)
+        .map(|c| c.job.as_str())
+        .collect();
+    if !stopping.is_empty() {
+        out.push_str(&format!(
+            "still stopping: job(s) {}; `mio run` waits for them before submitting their steps again\n",
+            stopping.join(", ")
+        ));
+    }
     emit(&out)
 }
 

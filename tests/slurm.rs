@@ -263,7 +263,17 @@ fn a_training_job_stopped_mid_stage_resumes_from_its_checkpoint_when_resubmitted
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(stage.join("stage1.safetensors").is_file());
-    let _ = mio(&dir, &["cancel", "tiny.mio"]);
+    // `mio cancel` returns once the jobs it stopped have left the queue (a job still exiting
+    // would otherwise count as running and not be submitted again).
+    let cancel = mio(&dir, &["cancel", "tiny.mio"]);
+    assert!(cancel.status.success(), "{}", text(&cancel.stderr));
+    assert!(
+        !text(&cancel.stdout).contains("still stopping"),
+        "{}",
+        text(&cancel.stdout)
+    );
+    let s = text(&mio(&dir, &["status", "tiny.mio"]).stdout);
+    assert!(s.contains(" 0 queued or running, "), "{s}");
 
     // Submitted again, it continues and ends where an uninterrupted run ends.
     let out = mio(

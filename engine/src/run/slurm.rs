@@ -95,6 +95,48 @@ fn queue_state(job: &str) -> Result<Option<String>, String> {
     Ok((!state.is_empty()).then_some(state))
 }
 
+/// Whether a state squeue gives is a job on its way out: cancelled, timed out or preempted,
+/// its processes still exiting (`COMPLETING` lasts until they have, up to Slurm's `KillWait`
+/// and beyond). Such a job will not finish its step, so it must not count as "already running"
+/// when the step is submitted again; it is waited out instead.
+fn ending(state: &str) -> bool {
+    matches!(
+        state,
+        "COMPLETING"
+            | "SIGNALING"
+            | "STAGE_OUT"
+            | "COMPLETED"
+            | "CANCELLED"
+            | "FAILED"
+            | "TIMEOUT"
+            | "PREEMPTED"
+            | "NODE_FAIL"
+            | "OUT_OF_MEMORY"
+            | "BOOT_FAIL"
+            | "DEADLINE"
+            | "SPECIAL_EXIT"
+            | "REVOKED"
+    )
+}
+
+/// How long a job on its way out is waited for (Slurm's default `KillWait` is 30 s and its
+/// `UnkillableStepTimeout` 60 s; a stopping worker writes its checkpoint in between).
+const STOPPING_LIMIT: Duration = Duration::from_secs(180);
+
+/// Waits until a job has left the queue; false if it is still there after `limit`.
+fn until_gone(job: &str, limit: Duration) -> Result<bool, String> {
+    let start = std::time::Instant::now();
+    loop {
+        if queue_state(job)?.is_none() {
+            return Ok(true);
+        }
+        if start.elapsed() >= limit {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// The job id recorded for a step, if any.
 fn recorded(out: &Path, folder: &str) -> Option<String> {
     std::fs::read_to_string(slurm_dir(out).join(format!("{folder}.id")))
@@ -200,9 +242,28 @@ pub fn submit(
         let node = &plan.graph[i];
         let folder = layout.folder(i);
         if let Some(job) = recorded(&out, &folder) {
-            if let Some(state) = queue_state(&job)
-                .map_err(|e| RunError::node(&node.name, NodeError::experiment(e)))?
-            {
+            let state = queue_state(&job)
+                .map_err(|e| RunError::node(&node.name, NodeError::experiment(e)))?;
+            if let Some(state) = state.as_deref().filter(|s| ending(s)) {
+                // Cancelled or stopped, still exiting (its checkpoint may be being written):
+                // wait it out, then submit the step again.
+                say(&format!(
+                    "{}: job {job} is stopping ({}); waiting for it to leave the queue",
+                    node.name,
+                    state.to_lowercase()
+                ));
+                let gone = until_gone(&job, STOPPING_LIMIT)
+                    .map_err(|e| RunError::node(&node.name, NodeError::experiment(e)))?;
+                if !gone {
+                    return Err(RunError::node(
+                        &node.name,
+                        NodeError::Experiment(format!(
+                            "job {job} is still stopping after {} s; run `mio run` again once `squeue -j {job}` no longer lists it",
+                            STOPPING_LIMIT.as_secs()
+                        )),
+                    ));
+                }
+            } else if let Some(state) = state {
                 say(&format!(
                     "{}: already {} as job {job}",
                     node.name,
@@ -439,19 +500,46 @@ pub fn wait(
     Ok(())
 }
 
-/// Cancels the run's queued and running jobs; their ids.
+/// A job `cancel` stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cancelled {
+    pub node: String,
+    pub job: String,
+    /// It left the queue (false: still exiting when `cancel` stopped waiting).
+    pub gone: bool,
+}
+
+/// Cancels the run's queued and running jobs and waits until they have left the queue, so
+/// that a `mio run` right after submits their steps again instead of counting them as running.
 pub fn cancel(
     wfs: &[ir::Workflow],
     plan: &Plan,
     base: &Path,
-) -> Result<Vec<(String, String)>, RunError> {
+    mut say: impl FnMut(&str),
+) -> Result<Vec<Cancelled>, RunError> {
     let mut cancelled = vec![];
     for (name, state) in status(wfs, plan, base)? {
         if let State::Queued { job, .. } = state {
             slurm_cmd("scancel", std::slice::from_ref(&job))
                 .map_err(|e| RunError::node(&name, NodeError::experiment(e)))?;
-            cancelled.push((name, job));
+            cancelled.push(Cancelled {
+                node: name,
+                job,
+                gone: false,
+            });
         }
+    }
+    if !cancelled.is_empty() {
+        say(&format!(
+            "waiting for {} job(s) to leave the queue",
+            cancelled.len()
+        ));
+    }
+    let start = std::time::Instant::now();
+    for c in &mut cancelled {
+        let left = STOPPING_LIMIT.saturating_sub(start.elapsed());
+        c.gone = until_gone(&c.job, left)
+            .map_err(|e| RunError::node(&c.node, NodeError::experiment(e)))?;
     }
     Ok(cancelled)
 }
@@ -489,4 +577,25 @@ pub fn describe(plan: &Plan, s: &Slurm) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ending;
+
+    #[test]
+    fn a_job_on_its_way_out_is_not_a_running_one() {
+        for s in [
+            "COMPLETING",
+            "CANCELLED",
+            "TIMEOUT",
+            "PREEMPTED",
+            "NODE_FAIL",
+        ] {
+            assert!(ending(s), "{s}");
+        }
+        for s in ["PENDING", "RUNNING", "CONFIGURING", "SUSPENDED", "REQUEUED"] {
+            assert!(!ending(s), "{s}");
+        }
+    }
 }
