@@ -11,7 +11,10 @@
 //! EXPO_LO..EXPO_HI (0.75..1.35; 1..1 for none). SAVE=FILE writes the trained weights,
 //! LOAD=FILE reads them instead of training, VOTES=1 prints, for the first draw of each image,
 //! how many of its 9x9 patches alone would name each task and the image's mean logits; TTA=1
-//! classifies each image by the mean logits of its eight flips and quarter turns.
+//! classifies each image by the mean logits of its eight flips and quarter turns; POOLS=1 also
+//! prints how many images five ways of pooling the patches' logits get right (their mean, as
+//! the reference's `CondNet` pools, the mean of their probabilities, log-mean-exp, the logits
+//! weighted by each patch's confidence, a vote of the patches).
 use candle_core::{Device, Tensor, D};
 use mio_stdlib::data::{Augment, TaskSpec, TrainSet};
 use mio_stdlib::degrade::{rng_for, Degradation};
@@ -108,6 +111,7 @@ fn main() -> candle_core::Result<()> {
     {
         let label = "in";
         let mut confusion = [[0usize; 7]; 7];
+        let mut pooled = [0usize; POOLS.len()];
         for path in &tests {
             let img = mio_stdlib::image::load(path).unwrap().image;
             let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -152,6 +156,12 @@ fn main() -> candle_core::Result<()> {
                             means.join(" ")
                         );
                     }
+                    if std::env::var("POOLS").is_ok() {
+                        let pl = net.patch_logits(&x)?.flatten(0, 2)?;
+                        for (m, q) in pools(&pl)?.into_iter().enumerate() {
+                            pooled[m] += usize::from(q == t);
+                        }
+                    }
                     confusion[t][p as usize] += 1;
                     if p as usize != t {
                         eprintln!("{label} {name} {k} draw {draw}: {}", TASKS[p as usize]);
@@ -168,6 +178,66 @@ fn main() -> candle_core::Result<()> {
         for (t, row) in confusion.iter().enumerate() {
             println!("  {:>8} {row:?}", TASKS[t]);
         }
+        if std::env::var("POOLS").is_ok() {
+            for (name, n) in POOLS.iter().zip(pooled) {
+                println!(
+                    "  pooled by {name}: {:.1}%",
+                    100.0 * n as f64 / total as f64
+                );
+            }
+        }
     }
     Ok(())
+}
+
+const POOLS: [&str; 5] = [
+    "mean logits",
+    "mean probabilities",
+    "log-mean-exp",
+    "confidence-weighted logits",
+    "patch votes",
+];
+
+/// The task each way of pooling the patches' logits `[patches, tasks]` picks.
+fn pools(pl: &Tensor) -> candle_core::Result<Vec<usize>> {
+    let rows: Vec<Vec<f32>> = pl.to_vec2()?;
+    let n = rows[0].len();
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+            .0
+    };
+    let softmax = |r: &[f32]| {
+        let m = r.iter().cloned().fold(f32::MIN, f32::max);
+        let e: Vec<f32> = r.iter().map(|x| (x - m).exp()).collect();
+        let s: f32 = e.iter().sum();
+        e.into_iter().map(|x| x / s).collect::<Vec<f32>>()
+    };
+    let mut mean = vec![0f32; n];
+    let mut prob = vec![0f32; n];
+    let mut lse = vec![0f64; n];
+    let mut conf = vec![0f32; n];
+    let mut votes = vec![0f32; n];
+    for r in &rows {
+        let p = softmax(r);
+        // 1 minus the normalised entropy: 1 for a patch sure of one task, 0 for a flat one.
+        let h: f32 = p
+            .iter()
+            .map(|&q| if q > 0.0 { -q * q.ln() } else { 0.0 })
+            .sum();
+        let w = 1.0 - h / (n as f32).ln();
+        for c in 0..n {
+            mean[c] += r[c];
+            prob[c] += p[c];
+            lse[c] += (r[c] as f64).exp();
+            conf[c] += w * r[c];
+        }
+        votes[argmax(r)] += 1.0;
+    }
+    let lse: Vec<f32> = lse.into_iter().map(|x| x.ln() as f32).collect();
+    Ok([mean, prob, lse, conf, votes]
+        .iter()
+        .map(|v| argmax(v))
+        .collect())
 }
