@@ -3,7 +3,8 @@
 //! `ProctrackType=proctrack/linuxproc`, `TaskPlugin=task/none`; it starts in seconds). A
 //! workflow run through it gets the bytes of a local run; a second `mio run` submits nothing;
 //! a training job stopped mid-stage (`scancel --signal=TERM`) keeps its checkpoint and the
-//! resubmitted job ends at the weights of an uninterrupted run. Where no cluster can be had
+//! resubmitted job ends at the weights of an uninterrupted run; `mio run --wait` rides out its
+//! controller stopped and restarted under it. Where no cluster can be had
 //! (not root, no apt, another cluster configured), each test says why and passes.
 
 mod common;
@@ -98,8 +99,15 @@ fn cluster() -> Result<(), String> {
         .clone()
 }
 
+/// One test at a time on the one cluster (one of them stops its controller).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 macro_rules! need_cluster {
     () => {
+        let _one = serial();
         if let Err(why) = cluster() {
             println!("skipped: {why}");
             return;
@@ -303,4 +311,55 @@ fn a_training_job_stopped_mid_stage_resumes_from_its_checkpoint_when_resubmitted
     for d in [dir, local] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+#[test]
+fn a_controller_restart_while_waiting_is_ridden_out_and_never_read_as_a_failure() {
+    need_cluster!();
+    let source = tiny("iters = 3000, ema = 0, checkpoint_every = 100");
+    let (dir, _) = workspace("outage", &source);
+    let waiting = Command::new(env!("CARGO_BIN_EXE_mio"))
+        .args(["run", "tiny.mio", "--executor", "slurm", "--wait"])
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the plain model trains, the controller goes away for a few seconds.
+    let start = Instant::now();
+    loop {
+        let s = text(&mio(&dir, &["status", "tiny.mio"]).stdout);
+        if s.lines()
+            .any(|l| l.starts_with("tiny/plain ") && l.contains("running"))
+        {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sh("pkill -x slurmctld; while pgrep -x slurmctld >/dev/null; do sleep 0.1; done").unwrap();
+    // Meanwhile status says it cannot ask, not that a step failed.
+    let status = mio(&dir, &["status", "tiny.mio"]);
+    std::thread::sleep(Duration::from_secs(4));
+    sh("slurmctld").unwrap();
+    assert!(!status.status.success(), "{}", text(&status.stdout));
+    assert!(
+        text(&status.stderr).contains("cannot ask Slurm about job"),
+        "{}",
+        text(&status.stderr)
+    );
+    let out = waiting.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("still watching") && err.contains("Slurm answers again"),
+        "{err}"
+    );
+    assert!(
+        text(&out.stdout).contains("done: every step finished"),
+        "{}",
+        text(&out.stdout)
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -84,16 +84,43 @@ fn slurm_cmd(program: &str, args: &[String]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The state squeue gives a job (`PENDING`, `RUNNING`, ...), `None` once it left the queue.
+/// The state squeue gives a job (`PENDING`, `RUNNING`, ...), `None` once it left the queue;
+/// an error when Slurm could not be asked (its controller down or unreachable), which must
+/// never read as "the job has ended".
 fn queue_state(job: &str) -> Result<Option<String>, String> {
-    // squeue exits 1 for a job id it no longer knows.
     let out = Command::new("squeue")
         .args(["-h", "-j", job, "-o", "%T"])
         .output()
         .map_err(|e| format!("cannot run `squeue` ({e})"))?;
-    let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Ok((!state.is_empty()).then_some(state))
+    queue_answer(
+        job,
+        out.status.success(),
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+    )
 }
+
+/// What an answer of `squeue -h -j JOB -o %T` says: the job's state, `None` for a job it no
+/// longer knows (it exits 1 with `Invalid job id specified` once a finished job has aged out),
+/// an error for anything else (`Unable to contact slurm controller`, a timeout).
+fn queue_answer(job: &str, ok: bool, stdout: &str, stderr: &str) -> Result<Option<String>, String> {
+    let state = stdout.lines().next().unwrap_or("").trim().to_string();
+    if ok {
+        return Ok((!state.is_empty()).then_some(state));
+    }
+    if stderr.contains("Invalid job id") {
+        return Ok(None);
+    }
+    Err(format!(
+        "cannot ask Slurm about job {job} (`squeue -j {job}`: {}); its state is unknown, not \
+         ended: try again once the cluster answers",
+        stderr.trim()
+    ))
+}
+
+/// How long `wait` keeps following the jobs while Slurm does not answer (a controller
+/// restarting or failing over) before it gives up watching; the jobs are not touched.
+const OUTAGE_LIMIT: Duration = Duration::from_secs(600);
 
 /// Whether a state squeue gives is a job on its way out: cancelled, timed out or preempted,
 /// its processes still exiting (`COMPLETING` lasts until they have, up to Slurm's `KillWait`
@@ -385,6 +412,10 @@ fn step_state(out: &Path, layout: &Layout, i: NodeIndex) -> Result<State, String
             progress: progress(layout, i),
         });
     }
+    // The job may have finished the step between the first look and `squeue`.
+    if store::check(&layout.dir(i)) == store::Check::Finished {
+        return Ok(State::Cached);
+    }
     let job_path = out.join("jobs").join(format!("{folder}.json"));
     let outcome: Option<Outcome> = std::fs::read_to_string(worker::result_path(&job_path))
         .ok()
@@ -436,6 +467,12 @@ fn progress(layout: &Layout, i: NodeIndex) -> Option<String> {
     ))
 }
 
+fn stopped_watching() -> RunError {
+    RunError::Job(
+        "stopped watching; the jobs keep running (`mio status FILE` follows them, `mio cancel FILE` stops them)".into(),
+    )
+}
+
 /// Follows submitted steps until every one has finished or one has failed; `stop` (Ctrl-C)
 /// leaves the jobs running.
 pub fn wait(
@@ -449,16 +486,40 @@ pub fn wait(
     let layout = Layout::new(wfs, plan, base)?;
     let order = plan.order();
     let mut finished: Vec<bool> = vec![false; plan.graph.node_count()];
-    loop {
+    // Since when Slurm has not answered, if it does not.
+    let mut outage: Option<std::time::Instant> = None;
+    'poll: loop {
         let mut pending = false;
         for &i in &order {
             if finished[i.index()] {
                 continue;
             }
             let name = &plan.graph[i].name;
-            match step_state(&out, &layout, i)
-                .map_err(|e| RunError::node(name, NodeError::experiment(e)))?
-            {
+            let state = match step_state(&out, &layout, i) {
+                Ok(state) => state,
+                Err(e) => {
+                    // The controller restarting or out of reach: keep watching for a while.
+                    let since = *outage.get_or_insert_with(|| {
+                        say(&format!("warning: {e}; still watching"));
+                        std::time::Instant::now()
+                    });
+                    if since.elapsed() >= OUTAGE_LIMIT {
+                        return Err(RunError::Job(format!(
+                            "Slurm has not answered for {} minutes ({e}); stopped watching, the jobs are untouched (`mio status FILE` follows them)",
+                            OUTAGE_LIMIT.as_secs() / 60
+                        )));
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(stopped_watching());
+                    }
+                    std::thread::sleep(Duration::from_secs(2));
+                    continue 'poll;
+                }
+            };
+            if outage.take().is_some() {
+                say("Slurm answers again");
+            }
+            match state {
                 State::Cached => {
                     finished[i.index()] = true;
                     say(&format!("{name}: done"));
@@ -486,9 +547,7 @@ pub fn wait(
             break;
         }
         if stop.load(Ordering::Relaxed) {
-            return Err(RunError::Job(
-                "stopped watching; the jobs keep running (`mio status FILE` follows them, `mio cancel FILE` stops them)".into(),
-            ));
+            return Err(stopped_watching());
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -581,7 +640,39 @@ pub fn describe(plan: &Plan, s: &Slurm) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::ending;
+    use super::{ending, queue_answer};
+
+    #[test]
+    fn squeue_failing_is_not_a_job_that_ended() {
+        assert_eq!(
+            queue_answer("7", true, "RUNNING\n", ""),
+            Ok(Some("RUNNING".into()))
+        );
+        // A finished job Slurm no longer lists: empty, or (aged out) an invalid id.
+        assert_eq!(queue_answer("7", true, "", ""), Ok(None));
+        assert_eq!(
+            queue_answer(
+                "7",
+                false,
+                "",
+                "slurm_load_jobs error: Invalid job id specified\n"
+            ),
+            Ok(None)
+        );
+        // The controller down: an error that says so, never "gone".
+        let down = queue_answer(
+            "7",
+            false,
+            "",
+            "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n",
+        )
+        .unwrap_err();
+        assert!(
+            down.contains("Unable to contact slurm controller"),
+            "{down}"
+        );
+        assert!(down.contains("job 7") && down.contains("unknown"), "{down}");
+    }
 
     #[test]
     fn a_job_on_its_way_out_is_not_a_running_one() {
