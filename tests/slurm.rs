@@ -115,8 +115,13 @@ macro_rules! need_cluster {
     };
 }
 
+/// A run folder with a space, both quotes and a `#` in its path (each breaks an `#SBATCH` line
+/// written naively).
 fn workspace(name: &str, text: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("mio-slurm-test-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "mio slurm test's \"run\" #{}-{name}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("tiny.mio");

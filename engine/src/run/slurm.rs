@@ -210,6 +210,26 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// An sbatch option as an `#SBATCH` line's argument, or `None` when that line cannot carry it.
+/// sbatch splits a directive at white space and stops at `#` unless they are quoted, and takes
+/// either quote, but has no escape: an option with white space, `#` or a quote is wrapped in
+/// the quote it does not contain (a run folder `/data/my runs/` or `Bob's`); one with both
+/// quotes goes on sbatch's command line instead.
+fn directive(option: &str) -> Option<String> {
+    let plain = !option
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '#' | '"' | '\''));
+    if plain {
+        Some(option.to_string())
+    } else if !option.contains('"') {
+        Some(format!("\"{option}\""))
+    } else if !option.contains('\'') {
+        Some(format!("'{option}'"))
+    } else {
+        None
+    }
+}
+
 /// Submits every step of `plan` that is not finished, not already queued or running.
 pub fn submit(
     wfs: &[ir::Workflow],
@@ -335,26 +355,32 @@ pub fn submit(
             options.push(format!("--dependency={}", deps.join(",")));
             options.push("--kill-on-invalid-dep=yes".into());
         }
+        // Each option as an #SBATCH line where one can carry it, else on the command line.
+        let mut command_line = vec!["--parsable".to_string()];
+        let lines: Vec<String> = options
+            .iter()
+            .map(|o| match directive(o) {
+                Some(d) => format!("#SBATCH {d}"),
+                None => {
+                    command_line.push(o.clone());
+                    format!("# given on sbatch's command line: {o}")
+                }
+            })
+            .collect();
         let script = format!(
             "#!/bin/sh\n# {}: {}\n{}\nexec {} worker {} --quiet\n",
             node.name,
             node.detail,
-            options
-                .iter()
-                .map(|o| format!("#SBATCH {o}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            lines.join("\n"),
             quote(&program.display().to_string()),
             quote(&job_path.display().to_string())
         );
         let script_path = dir.join(format!("{folder}.sh"));
         mio_stdlib::fsio::write_atomic(&script_path, script.as_bytes())
             .map_err(io(&script_path))?;
-        let job = slurm_cmd(
-            "sbatch",
-            &["--parsable".into(), script_path.display().to_string()],
-        )
-        .map_err(|e| RunError::node(&node.name, NodeError::experiment(e)))?;
+        command_line.push(script_path.display().to_string());
+        let job = slurm_cmd("sbatch", &command_line)
+            .map_err(|e| RunError::node(&node.name, NodeError::experiment(e)))?;
         let job = job.trim().split(';').next().unwrap_or("").to_string();
         let id_path = dir.join(format!("{folder}.id"));
         mio_stdlib::fsio::write_atomic(&id_path, job.as_bytes()).map_err(io(&id_path))?;
@@ -632,7 +658,15 @@ pub fn describe(plan: &Plan, s: &Slurm) -> String {
             "{:>4}  {:<40} sbatch {} mio worker\n",
             k + 1,
             node.name,
-            options.join(" ")
+            options
+                .iter()
+                .map(|o| if directive(o).as_deref() == Some(o) {
+                    o.clone()
+                } else {
+                    quote(o)
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
         ));
     }
     text
@@ -640,7 +674,7 @@ pub fn describe(plan: &Plan, s: &Slurm) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{ending, queue_answer};
+    use super::{directive, ending, queue_answer};
 
     #[test]
     fn squeue_failing_is_not_a_job_that_ended() {
@@ -672,6 +706,24 @@ mod tests {
             "{down}"
         );
         assert!(down.contains("job 7") && down.contains("unknown"), "{down}");
+    }
+
+    #[test]
+    fn options_with_spaces_hashes_or_quotes_are_quoted_for_sbatch() {
+        assert_eq!(directive("--gres=gpu:1").as_deref(), Some("--gres=gpu:1"));
+        assert_eq!(
+            directive("--output=/data/my runs/x.out").as_deref(),
+            Some("\"--output=/data/my runs/x.out\"")
+        );
+        assert_eq!(
+            directive("--output=/data/Bob's #1/x.out").as_deref(),
+            Some("\"--output=/data/Bob's #1/x.out\"")
+        );
+        assert_eq!(
+            directive("--comment=say \"hi\"").as_deref(),
+            Some("'--comment=say \"hi\"'")
+        );
+        assert_eq!(directive("--comment=Bob's \"x\""), None);
     }
 
     #[test]
