@@ -1,6 +1,7 @@
 //! A plan's nodes run from their job files in processes of their own (`mio worker`, and
 //! `mio run --isolate` which uses it) give the same bytes as `mio run` in one process; a
-//! worker refuses a step whose inputs are not finished and a job file it cannot trust.
+//! worker refuses a step whose inputs are not finished and a job file it cannot trust; `mio
+//! run` waits for a node another process holds and keeps what that process finished.
 
 mod common;
 
@@ -297,5 +298,91 @@ fn a_worker_killed_mid_step_is_reported_as_killed_and_its_checkpoint_kept() {
         "{err}"
     );
     assert!(ckpt(), "the checkpoint was not kept");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `mio run` in its own threads waits for a node another process holds (a cluster job, a
+/// worker: the lock a worker takes) instead of working in the same folder, and does not run
+/// again a node that process finished meanwhile.
+#[test]
+fn a_run_waits_for_a_node_another_process_holds_and_keeps_what_it_finished() {
+    use std::io::BufRead as _;
+    use std::os::fd::AsRawFd as _;
+    let (dir, file) = workspace("held");
+    let first = mio(&["run".as_ref(), file.as_os_str(), "-q".as_ref()]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let nodes = dir.join("runs/nodes");
+    let train = std::fs::read_dir(&nodes)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("train-"))
+        })
+        .unwrap();
+    let folder = train.file_name().unwrap().to_string_lossy().into_owned();
+    let weights = std::fs::read(train.join("weights.safetensors")).unwrap();
+    // Another process holds the node and has not finished it.
+    let aside = dir.join("aside");
+    std::fs::rename(&train, &aside).unwrap();
+    std::fs::create_dir_all(dir.join("runs/locks")).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("runs/locks").join(format!("{folder}.lock")))
+        .unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let mut run = Command::new(env!("CARGO_BIN_EXE_mio"))
+        .args(["run".as_ref(), file.as_os_str()])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = run.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut said = vec![];
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no word of waiting: {said:?}"));
+        let waiting = line.contains("is running in another process; waiting for it");
+        said.push(line);
+        if waiting {
+            break;
+        }
+    }
+    // While it waits, it has not started the node in its working folder.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(run.try_wait().unwrap().is_none(), "{said:?}");
+    assert!(!nodes.join(format!("{folder}.partial")).exists());
+    // The other process finishes the node and lets go.
+    std::fs::rename(&aside, &train).unwrap();
+    drop(lock);
+    let status = run.wait().unwrap();
+    reader.join().unwrap();
+    said.extend(rx.try_iter());
+    assert!(status.success(), "{said:?}");
+    assert!(
+        said.iter()
+            .any(|l| l.contains("finished by the other process; not run again")),
+        "{said:?}"
+    );
+    assert_eq!(
+        std::fs::read(train.join("weights.safetensors")).unwrap(),
+        weights,
+        "the node was trained again"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

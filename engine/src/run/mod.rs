@@ -95,12 +95,21 @@ impl Runner<'_> {
         self.layout.dir(i)
     }
 
-    /// Runs node `i`: in this thread, or in a `mio worker` process when asked.
-    fn execute(&self, i: NodeIndex) -> Result<f64, RunError> {
+    /// Runs node `i`: in this thread, or in a `mio worker` process when asked (which locks
+    /// the node itself). In this thread the node is locked as a worker locks it, so a cluster
+    /// job or a worker running the same node elsewhere is waited for, never joined in its
+    /// working folder; a node it finished meanwhile is not run again (`None`).
+    fn execute(&self, i: NodeIndex) -> Result<Option<f64>, RunError> {
         let jf = self.layout.job_file(i);
         match &self.options.isolate {
-            None => nodes::execute(&self.ctx, &jf),
-            Some(program) => worker::spawn(program, &jf, self.options.quiet, &self.ctx),
+            None => {
+                let _lock = worker::lock_node(&jf, &self.ctx.stop)?;
+                if store::check(&jf.dir()) == store::Check::Finished {
+                    return Ok(None);
+                }
+                nodes::execute(&self.ctx, &jf).map(Some)
+            }
+            Some(program) => worker::spawn(program, &jf, self.options.quiet, &self.ctx).map(Some),
         }
     }
 }
@@ -253,7 +262,7 @@ pub fn run(
         |i: NodeIndex| matches!(plan.graph[i].kind, NodeKind::Train | NodeKind::Classifier);
     let mut failure: Option<RunError> = None;
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel::<(NodeIndex, Result<f64, RunError>)>();
+        let (tx, rx) = std::sync::mpsc::channel::<(NodeIndex, Result<Option<f64>, RunError>)>();
         let mut running: Vec<NodeIndex> = vec![];
         loop {
             // Start ready nodes, earliest in plan order first, within the budget.
@@ -286,9 +295,15 @@ pub fn run(
             let name = plan.graph[i].name.clone();
             match result {
                 Ok(secs) => {
-                    runner.ctx.progress().done(position[&i], &name, secs);
-                    summary.ran.push(name);
-                    timings.insert(i, (false, secs));
+                    if let Some(secs) = secs {
+                        runner.ctx.progress().done(position[&i], &name, secs);
+                        summary.ran.push(name);
+                        timings.insert(i, (false, secs));
+                    } else {
+                        runner.ctx.progress().finished_elsewhere(&name);
+                        summary.cached.push(name);
+                        timings.insert(i, (true, 0.0));
+                    }
                     for j in plan
                         .graph
                         .neighbors_directed(i, petgraph::Direction::Outgoing)

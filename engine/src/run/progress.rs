@@ -75,6 +75,12 @@ impl Progress {
         eprintln!("      {name}: done in {}", eta(secs));
     }
 
+    /// A node another process (a cluster job, a worker) finished while this one waited for it.
+    pub fn finished_elsewhere(&mut self, name: &str) {
+        self.close_line();
+        eprintln!("      {name}: finished by the other process; not run again");
+    }
+
     pub fn failed(&mut self, name: &str) {
         self.close_line();
         eprintln!("      {name}: failed");

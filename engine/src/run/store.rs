@@ -53,7 +53,7 @@ fn hostname() -> String {
 }
 
 #[cfg(unix)]
-fn try_lock(f: &File) -> std::io::Result<bool> {
+pub(crate) fn try_lock(f: &File) -> std::io::Result<bool> {
     use std::os::unix::io::AsRawFd as _;
     // SAFETY: flock on a file descriptor we own; no memory is shared with the call.
     let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -69,7 +69,7 @@ fn try_lock(f: &File) -> std::io::Result<bool> {
 }
 
 #[cfg(not(unix))]
-fn try_lock(_: &File) -> std::io::Result<bool> {
+pub(crate) fn try_lock(_: &File) -> std::io::Result<bool> {
     Ok(true)
 }
 

@@ -4,9 +4,10 @@
 //! outcome goes to `RESULT` beside the job file (`NAME.result.json`), so whoever started the
 //! worker knows what happened without parsing its messages.
 //!
-//! Two workers of the same node (a job submitted twice) do not share its working folder: each
-//! node is locked (`flock` on `<output>/locks/KIND-KEY.lock`) while it runs, and the second
-//! waits for the first and then finds the node finished.
+//! Two workers of the same node (a job submitted twice), or a worker and a `mio run` running
+//! nodes in its own threads, do not share its working folder: each node is locked (`flock` on
+//! `<output>/locks/KIND-KEY.lock`) while it runs, and the second waits for the first and then
+//! finds the node finished.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -130,7 +131,7 @@ fn run_job(jf: &JobFile, quiet: bool, stop: Arc<AtomicBool>) -> Result<Outcome, 
 }
 
 /// Holds the node's lock; waits (while not stopped) for another process that holds it.
-fn lock_node(jf: &JobFile, stop: &AtomicBool) -> Result<std::fs::File, RunError> {
+pub(crate) fn lock_node(jf: &JobFile, stop: &AtomicBool) -> Result<std::fs::File, RunError> {
     let locks = jf.store.parent().unwrap_or(Path::new(".")).join("locks");
     std::fs::create_dir_all(&locks).map_err(|e| RunError::Io(locks.clone(), e.to_string()))?;
     let path = locks.join(format!("{}.lock", jf.folder));
@@ -140,11 +141,12 @@ fn lock_node(jf: &JobFile, stop: &AtomicBool) -> Result<std::fs::File, RunError>
         .write(true)
         .open(&path)
         .map_err(|e| RunError::Io(path.clone(), e.to_string()))?;
-    use std::os::fd::AsRawFd as _;
     let mut said = false;
     loop {
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        // Held elsewhere: wait; a filesystem without flock: say so rather than wait forever.
+        if store::try_lock(&file)
+            .map_err(|e| RunError::Io(path.clone(), format!("cannot lock the step: {e}")))?
+        {
             return Ok(file);
         }
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
