@@ -77,7 +77,7 @@ fn slurm_cmd(program: &str, args: &[String]) -> Result<String, String> {
     if !out.status.success() {
         return Err(format!(
             "`{program} {}` failed: {}",
-            args.join(" "),
+            shell_words(args),
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
@@ -208,6 +208,20 @@ pub fn sbatch_options(s: &Slurm, job: &Job) -> Vec<String> {
 
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Arguments as a shell would take them back: quoted where a space, quote or `#` is in one.
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if directive(a).as_deref() == Some(a) {
+                a.clone()
+            } else {
+                quote(a)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// An sbatch option as an `#SBATCH` line's argument, or `None` when that line cannot carry it.
@@ -658,15 +672,7 @@ pub fn describe(plan: &Plan, s: &Slurm) -> String {
             "{:>4}  {:<40} sbatch {} mio worker\n",
             k + 1,
             node.name,
-            options
-                .iter()
-                .map(|o| if directive(o).as_deref() == Some(o) {
-                    o.clone()
-                } else {
-                    quote(o)
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
+            shell_words(&options)
         ));
     }
     text
@@ -674,7 +680,7 @@ pub fn describe(plan: &Plan, s: &Slurm) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{directive, ending, queue_answer};
+    use super::{directive, ending, queue_answer, shell_words};
 
     #[test]
     fn squeue_failing_is_not_a_job_that_ended() {
@@ -724,6 +730,11 @@ mod tests {
             Some("'--comment=say \"hi\"'")
         );
         assert_eq!(directive("--comment=Bob's \"x\""), None);
+        // As a shell takes them back, in messages and in `mio plan --executor`.
+        assert_eq!(
+            shell_words(&["--parsable".into(), "/data/Bob's runs/x.sh".into()]),
+            "--parsable '/data/Bob'\\''s runs/x.sh'"
+        );
     }
 
     #[test]
