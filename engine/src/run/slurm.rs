@@ -150,17 +150,18 @@ fn ending(state: &str) -> bool {
 /// `UnkillableStepTimeout` 60 s; a stopping worker writes its checkpoint in between).
 const STOPPING_LIMIT: Duration = Duration::from_secs(180);
 
-/// Waits until a job has left the queue; false if it is still there after `limit`.
-fn until_gone(job: &str, limit: Duration) -> Result<bool, String> {
+/// What a job on its way out becomes: `Ok(None)` once it has left the queue, its state if it
+/// is live again (a preempted job Slurm requeued is `PENDING` under the same id), or the
+/// ending state it is still in after `limit`.
+fn settle(job: &str, limit: Duration) -> Result<Result<Option<String>, String>, String> {
     let start = std::time::Instant::now();
     loop {
-        if queue_state(job)?.is_none() {
-            return Ok(true);
+        match queue_state(job)? {
+            None => return Ok(Ok(None)),
+            Some(state) if !ending(&state) => return Ok(Ok(Some(state))),
+            Some(state) if start.elapsed() >= limit => return Ok(Err(state)),
+            Some(_) => std::thread::sleep(Duration::from_millis(250)),
         }
-        if start.elapsed() >= limit {
-            return Ok(false);
-        }
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -303,28 +304,30 @@ pub fn submit(
         let node = &plan.graph[i];
         let folder = layout.folder(i);
         if let Some(job) = recorded(&out, &folder) {
-            let state = queue_state(&job)
+            let mut state = queue_state(&job)
                 .map_err(|e| RunError::node(&node.name, NodeError::experiment(e)))?;
-            if let Some(state) = state.as_deref().filter(|s| ending(s)) {
+            if let Some(ending_state) = state.as_deref().filter(|s| ending(s)) {
                 // Cancelled or stopped, still exiting (its checkpoint may be being written):
-                // wait it out, then submit the step again.
+                // wait it out, then submit the step again, unless Slurm requeues it.
                 say(&format!(
                     "{}: job {job} is stopping ({}); waiting for it to leave the queue",
                     node.name,
-                    state.to_lowercase()
+                    ending_state.to_lowercase()
                 ));
-                let gone = until_gone(&job, STOPPING_LIMIT)
-                    .map_err(|e| RunError::node(&node.name, NodeError::experiment(e)))?;
-                if !gone {
-                    return Err(RunError::node(
-                        &node.name,
-                        NodeError::Experiment(format!(
-                            "job {job} is still stopping after {} s; run `mio run` again once `squeue -j {job}` no longer lists it",
-                            STOPPING_LIMIT.as_secs()
-                        )),
-                    ));
-                }
-            } else if let Some(state) = state {
+                state = settle(&job, STOPPING_LIMIT)
+                    .map_err(|e| RunError::node(&node.name, NodeError::experiment(e)))?
+                    .map_err(|still| {
+                        RunError::node(
+                            &node.name,
+                            NodeError::Experiment(format!(
+                                "job {job} is still {} after {} s; run `mio run` again once `squeue -j {job}` no longer lists it",
+                                still.to_lowercase(),
+                                STOPPING_LIMIT.as_secs()
+                            )),
+                        )
+                    })?;
+            }
+            if let Some(state) = state {
                 say(&format!(
                     "{}: already {} as job {job}",
                     node.name,
@@ -637,8 +640,9 @@ pub fn cancel(
     let start = std::time::Instant::now();
     for c in &mut cancelled {
         let left = STOPPING_LIMIT.saturating_sub(start.elapsed());
-        c.gone = until_gone(&c.job, left)
-            .map_err(|e| RunError::node(&c.node, NodeError::experiment(e)))?;
+        let settled =
+            settle(&c.job, left).map_err(|e| RunError::node(&c.node, NodeError::experiment(e)))?;
+        c.gone = matches!(settled, Ok(None));
     }
     Ok(cancelled)
 }
