@@ -3,8 +3,9 @@
 //! and rain's streak field span the region, not the crop), and since a few training images
 //! are all the content it sees, each region is also rescaled (zoomed out or in), recoloured
 //! (channels swapped, or grey) and re-exposed (a tone curve) before it is degraded: the
-//! degradations keep their labels, the content and its brightness no longer give the task away. Regions are drawn in rounds: `count` of them, each
-//! from a random image and the tasks in turn, rebuilt every round from a generator of its own.
+//! degradations keep their labels, the content and its brightness no longer give the task
+//! away. Regions are drawn in rounds: `count` of them, each from a random image and the tasks
+//! in turn, rebuilt every round from a generator of its own.
 
 use rayon::prelude::*;
 

@@ -102,13 +102,10 @@ impl Runner<'_> {
     fn execute(&self, i: NodeIndex) -> Result<Option<f64>, RunError> {
         let jf = self.layout.job_file(i);
         match &self.options.isolate {
-            None => {
-                let _lock = worker::lock_node(&jf, &self.ctx.stop)?;
-                if store::check(&jf.dir()) == store::Check::Finished {
-                    return Ok(None);
-                }
-                nodes::execute(&self.ctx, &jf).map(Some)
-            }
+            None => match worker::claim(&jf, &self.ctx.stop)? {
+                Some(_lock) => nodes::execute(&self.ctx, &jf).map(Some),
+                None => Ok(None),
+            },
             Some(program) => worker::spawn(program, &jf, self.options.quiet, &self.ctx).map(Some),
         }
     }

@@ -150,16 +150,24 @@ fn ending(state: &str) -> bool {
 /// `UnkillableStepTimeout` 60 s; a stopping worker writes its checkpoint in between).
 const STOPPING_LIMIT: Duration = Duration::from_secs(180);
 
-/// What a job on its way out becomes: `Ok(None)` once it has left the queue, its state if it
-/// is live again (a preempted job Slurm requeued is `PENDING` under the same id), or the
-/// ending state it is still in after `limit`.
-fn settle(job: &str, limit: Duration) -> Result<Result<Option<String>, String>, String> {
+/// What a job on its way out became.
+enum Settled {
+    /// It left the queue.
+    Gone,
+    /// It is live again under the same id, in this state (a preempted job Slurm requeued).
+    Live(String),
+    /// Still in this ending state after the time allowed.
+    Stuck(String),
+}
+
+/// Waits, up to `limit`, for a job on its way out to leave the queue or come back to life.
+fn settle(job: &str, limit: Duration) -> Result<Settled, String> {
     let start = std::time::Instant::now();
     loop {
         match queue_state(job)? {
-            None => return Ok(Ok(None)),
-            Some(state) if !ending(&state) => return Ok(Ok(Some(state))),
-            Some(state) if start.elapsed() >= limit => return Ok(Err(state)),
+            None => return Ok(Settled::Gone),
+            Some(state) if !ending(&state) => return Ok(Settled::Live(state)),
+            Some(state) if start.elapsed() >= limit => return Ok(Settled::Stuck(state)),
             Some(_) => std::thread::sleep(Duration::from_millis(250)),
         }
     }
@@ -211,16 +219,16 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// Arguments as a shell would take them back: quoted where a space, quote or `#` is in one.
+/// Arguments as a shell would take them back: each quoted unless made only of letters, digits
+/// and `_-+=:,./@%`.
 fn shell_words(args: &[String]) -> String {
+    let plain = |a: &str| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-+=:,./@%".contains(c))
+    };
     args.iter()
-        .map(|a| {
-            if directive(a).as_deref() == Some(a) {
-                a.clone()
-            } else {
-                quote(a)
-            }
-        })
+        .map(|a| if plain(a) { a.clone() } else { quote(a) })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -314,18 +322,22 @@ pub fn submit(
                     node.name,
                     ending_state.to_lowercase()
                 ));
-                state = settle(&job, STOPPING_LIMIT)
+                state = match settle(&job, STOPPING_LIMIT)
                     .map_err(|e| RunError::node(&node.name, NodeError::experiment(e)))?
-                    .map_err(|still| {
-                        RunError::node(
+                {
+                    Settled::Gone => None,
+                    Settled::Live(state) => Some(state),
+                    Settled::Stuck(still) => {
+                        return Err(RunError::node(
                             &node.name,
                             NodeError::Experiment(format!(
                                 "job {job} is still {} after {} s; run `mio run` again once `squeue -j {job}` no longer lists it",
                                 still.to_lowercase(),
                                 STOPPING_LIMIT.as_secs()
                             )),
-                        )
-                    })?;
+                        ))
+                    }
+                };
             }
             if let Some(state) = state {
                 say(&format!(
@@ -642,7 +654,7 @@ pub fn cancel(
         let left = STOPPING_LIMIT.saturating_sub(start.elapsed());
         let settled =
             settle(&c.job, left).map_err(|e| RunError::node(&c.node, NodeError::experiment(e)))?;
-        c.gone = matches!(settled, Ok(None));
+        c.gone = matches!(settled, Settled::Gone);
     }
     Ok(cancelled)
 }
@@ -738,6 +750,10 @@ mod tests {
         assert_eq!(
             shell_words(&["--parsable".into(), "/data/Bob's runs/x.sh".into()]),
             "--parsable '/data/Bob'\\''s runs/x.sh'"
+        );
+        assert_eq!(
+            shell_words(&["--constraint=a100&nvlink".into()]),
+            "'--constraint=a100&nvlink'"
         );
     }
 

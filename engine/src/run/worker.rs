@@ -111,9 +111,23 @@ fn run_job(jf: &JobFile, quiet: bool, stop: Arc<AtomicBool>) -> Result<Outcome, 
     }
     std::fs::create_dir_all(&jf.store)
         .map_err(|e| RunError::Io(jf.store.clone(), e.to_string()))?;
-    let _lock = lock_node(jf, &stop)?;
+    let Some(_lock) = claim(jf, &stop)? else {
+        return Ok(Outcome::Cached);
+    };
+    let device = nodes::device_named(&jf.device)
+        .map_err(|e| RunError::node("device", NodeError::experiment(e)))?;
+    let ctx = Ctx::new(device, stop, Progress::new(quiet, 1));
+    nodes::execute(&ctx, jf).map(|seconds| Outcome::Done { seconds })
+}
+
+/// Takes node `jf` to run it here: its lock (waiting for another process that holds it), or
+/// `None` when the node is finished, perhaps by that process meanwhile. Finished outputs found
+/// damaged are moved aside, so the node runs again. Every process that runs a node (`mio
+/// worker`, a thread of `mio run`) claims it first.
+pub(crate) fn claim(jf: &JobFile, stop: &AtomicBool) -> Result<Option<std::fs::File>, RunError> {
+    let lock = lock_node(jf, stop)?;
     match store::check(&jf.dir()) {
-        store::Check::Finished => return Ok(Outcome::Cached),
+        store::Check::Finished => return Ok(None),
         store::Check::Damaged(why) => {
             let aside = store::quarantine(&jf.dir()).map_err(|e| RunError::Io(jf.dir(), e))?;
             eprintln!(
@@ -124,14 +138,11 @@ fn run_job(jf: &JobFile, quiet: bool, stop: Arc<AtomicBool>) -> Result<Outcome, 
         }
         store::Check::Missing => {}
     }
-    let device = nodes::device_named(&jf.device)
-        .map_err(|e| RunError::node("device", NodeError::experiment(e)))?;
-    let ctx = Ctx::new(device, stop, Progress::new(quiet, 1));
-    nodes::execute(&ctx, jf).map(|seconds| Outcome::Done { seconds })
+    Ok(Some(lock))
 }
 
 /// Holds the node's lock; waits (while not stopped) for another process that holds it.
-pub(crate) fn lock_node(jf: &JobFile, stop: &AtomicBool) -> Result<std::fs::File, RunError> {
+fn lock_node(jf: &JobFile, stop: &AtomicBool) -> Result<std::fs::File, RunError> {
     let locks = jf.store.parent().unwrap_or(Path::new(".")).join("locks");
     std::fs::create_dir_all(&locks).map_err(|e| RunError::Io(locks.clone(), e.to_string()))?;
     let path = locks.join(format!("{}.lock", jf.folder));
