@@ -12,6 +12,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var};
 use mio_stdlib::kernels::conv::{conv2d_op, set_fast};
 use mio_stdlib::kernels::depthwise::depthwise_op;
+use mio_stdlib::kernels::precision;
 use mio_stdlib::kernels::tokens::depthwise_tokens;
 use mio_stdlib::models::network::{Arch, Network, Spec, SrResNetConfig};
 use mio_stdlib::models::promptir::PromptIrConfig;
@@ -180,7 +181,9 @@ fn network(c: &NetCase, dev: &Device) -> candle_core::Result<Network> {
     Network::new(spec, 0, dev)
 }
 
-/// Milliseconds of one training step of `c` (forward, L1, backward, Adam).
+/// Milliseconds of one training step of `c` (forward, L1, backward, Adam), in the dtype of the
+/// precision set (bf16 mixed precision: the forward and backward in bf16, Adam on the fp32
+/// variables).
 pub fn train_step_ms(
     c: &NetCase,
     dev: &Device,
@@ -203,7 +206,7 @@ pub fn train_step_ms(
     let mut failure = None;
     let ms = time(rounds, budget_s, dev, || {
         let mut step = || -> candle_core::Result<()> {
-            let out = net.forward(&lq, &ids)?;
+            let out = net.forward_in(precision::get().dtype(), &lq, &ids)?;
             let g = Loss::L1.compute(&out, &gt)?.backward()?;
             opt.step(&g, 1e-4)
         };

@@ -545,8 +545,9 @@ struct BenchArgs {
     /// Print `case milliseconds` lines (what tools/bench_train.sh reads) instead of a table
     #[arg(long)]
     raw: bool,
-    /// The GPU's arithmetic, one or more of fp32, tf32, auto (comma-separated: each is timed;
-    /// auto: tf32 on a GPU, fp32 on the CPU, which always computes in fp32)
+    /// The training arithmetic, one or more of fp32, tf32, bf16, auto (comma-separated: each
+    /// is timed; auto: tf32 on a GPU, fp32 on the CPU; bf16: mixed precision, timed for the
+    /// training step only, as restorations compute in fp32)
     #[arg(long, value_delimiter = ',', default_value = "auto")]
     precision: Vec<String>,
 }
@@ -683,7 +684,8 @@ fn bench_cmd(a: BenchArgs) -> Result<(), Failure> {
                 let step = bench::train_step_ms(c, &dev, a.rounds, a.budget).map_err(internal)?;
                 record(format!("{label}.{}_step", c.name), step);
             }
-            if a.phase != Phase::Step {
+            // Restorations compute in fp32 whatever the training precision.
+            if a.phase != Phase::Step && *precision != Some(Precision::Bf16) {
                 say(&format!("{} ({label}): restoring a 512x512 image", c.name));
                 let infer = bench::infer_ms(c, &dev, a.rounds, a.budget).map_err(internal)?;
                 record(format!("{label}.{}_infer512", c.name), infer);

@@ -467,12 +467,45 @@ fn bench_measures_a_model_of_yours_and_refuses_what_does_not_fit() {
         "{stdout}"
     );
     assert!(cases.iter().all(|c| c.1 > 0.0), "{stdout}");
+    // bf16 mixed precision is timed beside fp32, for the training step only (restorations
+    // compute in fp32).
+    let out = mio(&[
+        "bench",
+        "--device",
+        "cpu",
+        "--model",
+        "srresnet(channels = 8, blocks = 1)",
+        "--batch",
+        "2",
+        "--patch",
+        "16",
+        "--rounds",
+        "1",
+        "--precision",
+        "fp32,bf16",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let row = |label: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(&format!("({label})")))
+            .unwrap_or_else(|| panic!("no {label} row: {table}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let (fp32, bf16) = (row("mio_fp32"), row("mio_bf16"));
+    // network (label) batch x patch step patches/s 512x512 loader
+    assert!(fp32[6].parse::<f64>().is_ok(), "{table}");
+    assert!(bf16[5].parse::<f64>().unwrap() > 0.0, "{table}");
+    assert_eq!(bf16[7], "-", "bf16 timed a restoration: {table}");
     // An arithmetic mio does not have is refused by name.
-    let out = mio(&["bench", "--device", "cpu", "--precision", "fp32,bf16"]);
+    let out = mio(&["bench", "--device", "cpu", "--precision", "fp32,fp16"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
-        err.contains("`bf16` is not one of auto, fp32, tf32"),
+        err.contains("`fp16` is not one of auto, fp32, tf32, bf16"),
         "{err}"
     );
     // A backbone whose settings do not fit is checked as in a file, under its flag.

@@ -328,6 +328,42 @@ fn each_edit_reruns_exactly_what_it_changes() {
     );
     ws.run();
 
+    // bf16 mixed precision for one model: that model's training and what reads it; the
+    // weights it writes stay fp32, as every other model's.
+    ws.edit(
+        "    iters = 12\n    ema = 0\n",
+        "    iters = 12\n    ema = 0\n    precision = bf16\n",
+    );
+    assert_eq!(
+        ws.stale(),
+        set(&["tiny/plain", "tiny/plain_in", "tiny/report"])
+    );
+    ws.run();
+    assert!(ws.stale().is_empty());
+    let mut weights = vec![];
+    let mut folders = vec![ws.dir.clone()];
+    while let Some(d) = folders.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                folders.push(p);
+            } else if p.file_name().is_some_and(|n| n == "weights.safetensors") {
+                weights.push(p);
+            }
+        }
+    }
+    assert!(weights.len() >= 3, "{weights:?}");
+    for w in &weights {
+        for (name, t) in candle_core::safetensors::load(w, &candle_core::Device::Cpu).unwrap() {
+            assert_eq!(
+                t.dtype(),
+                candle_core::DType::F32,
+                "{name} in {}",
+                w.display()
+            );
+        }
+    }
+
     // A training image: every training node and what follows; the test sets stay.
     let img = mio_stdlib::image::load(&train.join("coffee.png"))
         .unwrap()

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The checks that need an NVIDIA GPU, in one short script for a GPU machine (docs/cuda.md):
 #   1. the CUDA test binary (stdlib/tests/cuda.rs): every backbone's output and gradients on the
-#      GPU against the CPU, Adam steps, the cuDNN convolutions against mio's CPU kernels in fp32
-#      and tf32, the precision setting;
-#   2. `mio bench --device cuda` in fp32 and tf32 and PyTorch on the same GPU
+#      GPU against the CPU (in fp32, and in bf16 against the CPU's bf16), Adam steps, the cuDNN
+#      convolutions against mio's CPU kernels in fp32, tf32 and bf16, the precision setting;
+#   2. `mio bench --device cuda` in fp32, tf32 and bf16 and PyTorch on the same GPU
 #      (tools/bench_train.py: fp32, tf32, and AMP bf16 with channels-last), then a table of the
 #      step times and ratios (summary.txt);
 #   3. the quickstart end to end on the GPU (`device = auto` picks it).
@@ -56,8 +56,8 @@ log "1. CUDA tests"
 timeout "$(limit 60)" target/gpu/cuda_tests --test-threads 1 > "$out/cuda_tests.txt" 2>&1
 log "cuda tests exit $? ($(grep -E '^test result' "$out/cuda_tests.txt"))"
 
-log "2. mio bench on the GPU (fp32 and tf32)"
-timeout "$(limit 100)" target/gpu/mio bench --device cuda --precision fp32,tf32 --rounds 5 --budget 4 --raw > "$out/bench_mio.txt" 2> "$out/bench_mio.err"
+log "2. mio bench on the GPU (fp32, tf32 and bf16)"
+timeout "$(limit 120)" target/gpu/mio bench --device cuda --precision fp32,tf32,bf16 --rounds 5 --budget 4 --raw > "$out/bench_mio.txt" 2> "$out/bench_mio.err"
 log "mio bench exit $?"
 if [ -n "$py" ]; then
   for p in fp32 tf32 amp; do
@@ -68,13 +68,13 @@ if [ -n "$py" ]; then
 fi
 # One row per case: the step times and mio's ratios to PyTorch in the same arithmetic.
 awk '{v[$1] = $2} END {
-  printf "%-18s %9s %9s %9s %9s %9s %9s %9s %8s %8s\n", "case (step ms)", "torch", "tf32", "amp", "mio fp32", "mio tf32", "loader", "ratio", "ratio tf", "vs amp"
+  printf "%-18s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n", "case (step ms)", "torch", "tf32", "amp", "mio fp32", "mio tf32", "mio bf16", "loader", "ratio", "ratio tf", "bf16/amp"
   n = split("srresnet32x4 srresnet64x16ep restormer_ep swinir_small", cs, " ")
   for (i = 1; i <= n; i++) { c = cs[i]
     t = v["torch." c "_step"]; tt = v["torch_tf32." c "_step"]; ta = v["torch_amp." c "_step"]
-    m = v["mio_fp32." c "_step"]; mt = v["mio_tf32." c "_step"]; l = v["loader." c "_batch"]
-    printf "%-18s %9s %9s %9s %9s %9s %9s %9s %8s %8s\n", c, t, tt, ta, m, mt, l,
-      (t && m) ? sprintf("%.2f", m / t) : "-", (tt && mt) ? sprintf("%.2f", mt / tt) : "-", (ta && mt) ? sprintf("%.2f", mt / ta) : "-" }
+    m = v["mio_fp32." c "_step"]; mt = v["mio_tf32." c "_step"]; mb = v["mio_bf16." c "_step"]; l = v["loader." c "_batch"]
+    printf "%-18s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n", c, t, tt, ta, m, mt, mb, l,
+      (t && m) ? sprintf("%.2f", m / t) : "-", (tt && mt) ? sprintf("%.2f", mt / tt) : "-", (ta && mb) ? sprintf("%.2f", mb / ta) : "-" }
 }' "$out/bench_mio.txt" "$out/bench_torch.txt" > "$out/summary.txt" 2>/dev/null
 cat "$out/summary.txt" | tee -a "$out/log.txt"
 

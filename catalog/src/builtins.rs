@@ -503,10 +503,12 @@ pub const BLOCKS: &[Builtin] = &[
                 .min(Incl(1.0)),
             p("classifier", Ty::Builtin(Kind::Classifier), "classifier",
               "The task classifier trained for explicit prompts (ignored for other prompts)."),
-            p("precision", Ty::Word(&["auto", "fp32", "tf32"]), "auto",
-              "Arithmetic of the GPU's convolutions and matrix products: `fp32`, or `tf32` (tensor cores round \
-               their inputs to a 10-bit mantissa, fp32 range and sums; PyTorch's default for convolutions). \
-               `auto`: `tf32` on a GPU, `fp32` on the CPU, which always computes in fp32."),
+            p("precision", Ty::Word(&["auto", "fp32", "tf32", "bf16"]), "auto",
+              "Arithmetic of the training: `fp32`; `tf32` (the GPU's tensor cores round the products' inputs \
+               to a 10-bit mantissa, fp32 range and sums; PyTorch's default for convolutions); or `bf16`, \
+               mixed precision (the network computes on bf16 tensors, its weights, gradients and Adam's \
+               moments stay fp32; as PyTorch's AMP). `auto`: `tf32` on a GPU, `fp32` on the CPU. On the \
+               CPU `tf32` computes in fp32 and `bf16` gives a GPU's roundings more slowly than fp32."),
         ],
         "How a model is trained: `train MODEL on DATA { ... }`. One node per stage in the plan.",
     ),

@@ -1,8 +1,9 @@
 //! The CUDA path against the CPU: every backbone with every prompt strategy gives the same
 //! output and the same gradients on the GPU as on the CPU (where mio's own kernels run), a
 //! training step moves the weights the same way, the convolutions on cuDNN (and candle's own)
-//! agree with mio's CPU kernels in fp32 and tf32, and the precision setting reaches the GPU's
-//! products.
+//! agree with mio's CPU kernels in fp32 and tf32 (and within bf16's rounding in bf16), every
+//! backbone's bf16 mixed-precision step agrees with the CPU's bf16 one, and the precision
+//! setting reaches the GPU's products.
 //!
 //! Built only with `--features cuda` and run on a machine with an NVIDIA GPU (docs/cuda.md
 //! says how to build here and run there); the default build and CI have neither.
@@ -10,29 +11,20 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use mio_stdlib::kernels::conv::{conv2d_bias_act_op, conv2d_op, set_fast, Activation};
 use mio_stdlib::kernels::cudnn;
 use mio_stdlib::kernels::depthwise::depthwise_op;
 use mio_stdlib::kernels::precision::{Precision, Scoped};
-use mio_stdlib::models::network::{Arch, Network, Spec, SrResNetConfig};
-use mio_stdlib::models::promptir::PromptIrConfig;
-use mio_stdlib::models::restormer::RestormerConfig;
-use mio_stdlib::models::swinir::SwinConfig;
-use mio_stdlib::models::uformer::UformerConfig;
+use mio_stdlib::models::network::{Arch, Network, SrResNetConfig};
 use mio_stdlib::models::PromptMode;
-use mio_stdlib::rng::Rng;
 use mio_stdlib::train::{Adam, AdamConfig, Loss};
+
+mod common;
+use common::{archs, network, promptir, random, MODES};
 
 fn gpu() -> Device {
     Device::new_cuda(0).expect("a CUDA device (these tests need a GPU)")
-}
-
-fn random(seed: &str, dims: &[usize]) -> Tensor {
-    let mut rng = Rng::derive(3, &[seed]);
-    let n: usize = dims.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.uniform() as f32).collect();
-    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
 }
 
 /// Largest |a - b| relative to the largest |b| (at least 1e-3).
@@ -58,69 +50,6 @@ fn rel(a: &Tensor, b: &Tensor) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
         / scale
-}
-
-fn archs() -> Vec<(&'static str, Arch, usize)> {
-    vec![
-        (
-            "srresnet",
-            Arch::SrResNet(SrResNetConfig {
-                channels: 16,
-                blocks: 2,
-                init_scale: 0.1,
-            }),
-            24,
-        ),
-        (
-            "swinir",
-            Arch::SwinIr(SwinConfig {
-                embed: 12,
-                depths: vec![2, 1],
-                heads: 2,
-                window: 4,
-                mlp_ratio: 2.0,
-            }),
-            16,
-        ),
-        (
-            "restormer",
-            Arch::Restormer(RestormerConfig {
-                dim: 8,
-                blocks: [1, 1, 1, 1],
-                refinement: 1,
-                heads: [1, 2, 2, 4],
-                ffn_expansion: 2.66,
-                bias: false,
-            }),
-            32,
-        ),
-        (
-            "uformer",
-            Arch::Uformer(UformerConfig {
-                embed: 8,
-                depths: [1, 1, 1, 1, 1, 1, 1, 1, 1],
-                window: 2,
-                ..UformerConfig::reference()
-            }),
-            32,
-        ),
-    ]
-}
-
-const MODES: [PromptMode; 3] = [
-    PromptMode::None,
-    PromptMode::Explicit { dim: 8 },
-    PromptMode::Adaptive { dim: 8 },
-];
-
-fn network(arch: &Arch, prompt: PromptMode, dev: &Device) -> Network {
-    let spec = Spec {
-        arch: arch.clone(),
-        prompt,
-        map_size: 32,
-        tasks: vec!["a".into(), "b".into(), "c".into()],
-    };
-    Network::new(spec, 7, dev).unwrap()
 }
 
 /// The output and every variable's gradient of an L1 loss.
@@ -176,21 +105,61 @@ fn every_backbone_gives_the_cpus_output_and_gradients_on_the_gpu() {
     }
 }
 
+/// bf16 mixed precision on the GPU (cuDNN's bf16 convolutions, cuBLAS's bf16 products, the
+/// fused ops in f32 on bf16 storage) against the CPU's bf16 path (the same roundings, computed
+/// in f32): the outputs within bf16's rounding, the fp32 variables' gradients pointing the
+/// same way.
+#[test]
+fn every_backbone_in_bf16_agrees_with_the_cpus_bf16() {
+    let gpu = gpu();
+    for (name, arch, side) in archs() {
+        for mode in MODES {
+            let what = format!("{name} {mode:?} bf16");
+            let run = |dev: &Device| {
+                let net = network(&arch, mode, dev);
+                let x = random("x", &[2, 3, side, side]).to_device(dev).unwrap();
+                let t = random("t", &[2, 3, side, side]).to_device(dev).unwrap();
+                let ids = Tensor::new(&[0u32, 2], dev).unwrap();
+                let y = net.forward_in(DType::BF16, &x, &ids).unwrap();
+                let g = Loss::L1.compute(&y, &t).unwrap().backward().unwrap();
+                let grads: Vec<Vec<f32>> = mio_stdlib::trainer::sorted_vars(&net.varmap)
+                    .iter()
+                    .map(|(n, v)| {
+                        let g = g
+                            .get(v)
+                            .unwrap_or_else(|| panic!("{what}: no gradient of {n}"));
+                        assert_eq!(g.dtype(), DType::F32, "{what}: {n}");
+                        g.to_device(&Device::Cpu)
+                            .unwrap()
+                            .flatten_all()
+                            .unwrap()
+                            .to_vec1()
+                            .unwrap()
+                    })
+                    .collect();
+                (y, grads)
+            };
+            let (y_cpu, g_cpu) = run(&Device::Cpu);
+            let (y_gpu, g_gpu) = run(&gpu);
+            let e = rel(&y_gpu, &y_cpu);
+            assert!(e < 3e-2, "{what}: output differs by {e}");
+            let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+            for (a, b) in g_gpu.iter().flatten().zip(g_cpu.iter().flatten()) {
+                dot += (*a as f64) * (*b as f64);
+                na += (*a as f64).powi(2);
+                nb += (*b as f64).powi(2);
+            }
+            let cosine = dot / (na.sqrt() * nb.sqrt());
+            assert!(cosine > 0.99, "{what}: gradient cosine {cosine}");
+        }
+    }
+}
+
 /// PromptIR (its own prompts only) on the GPU: the CPU's output and gradients.
 #[test]
 fn promptir_gives_the_cpus_output_and_gradients_on_the_gpu() {
     let gpu = gpu();
-    let arch = Arch::PromptIr(PromptIrConfig {
-        body: RestormerConfig {
-            dim: 8,
-            blocks: [1, 1, 1, 1],
-            refinement: 1,
-            heads: [1, 2, 2, 4],
-            ffn_expansion: 2.66,
-            bias: false,
-        },
-        ..PromptIrConfig::reference()
-    });
+    let arch = promptir();
     let (y_cpu, g_cpu) = output_and_gradients(
         &network(&arch, PromptMode::None, &Device::Cpu),
         32,
@@ -390,6 +359,26 @@ fn cudnn_convolutions_agree_with_mios_cpu_kernels() {
             for ((part, a), (_, b)) in on_gpu.iter().zip(&cpu) {
                 let e = rel(a, b);
                 assert!(e < tolerance, "{} ({p:?}): {part} differs by {e}", c.what);
+            }
+        }
+        // bf16 tensors on cuDNN's bf16 path: within bf16's rounding of the f32 values.
+        {
+            let _p = Scoped::new(Precision::Bf16);
+            let bf16 = ConvCase {
+                what: c.what,
+                x: c.x.to_dtype(DType::BF16).unwrap(),
+                w: c.w.to_dtype(DType::BF16).unwrap(),
+                bias: c
+                    .bias
+                    .as_ref()
+                    .map(|(b, a)| (b.to_dtype(DType::BF16).unwrap(), *a)),
+                pad: c.pad,
+                stride: c.stride,
+            };
+            for ((part, a), (_, b)) in conv_run(&bf16, &gpu).iter().zip(&cpu) {
+                assert_eq!(a.dtype(), DType::BF16, "{} (bf16): {part}", c.what);
+                let e = rel(&a.to_dtype(DType::F32).unwrap(), b);
+                assert!(e < 3e-2, "{} (bf16): {part} differs by {e}", c.what);
             }
         }
         // Candle's own CUDA convolution (the switch off) agrees too.

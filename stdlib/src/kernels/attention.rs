@@ -15,6 +15,15 @@ use crate::simd::{dot, lane_max, lane_sum, vector_fn};
 
 /// `softmax(logits + bias + mask)` over the last dimension; see the module's docs for shapes.
 pub fn window_softmax(logits: &Tensor, bias: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let wide = match mask {
+        Some(m) => super::widened([logits, bias, m], |[l, b, m]| {
+            window_softmax(&l, &b, Some(&m))
+        })?,
+        None => super::widened([logits, bias], |[l, b]| window_softmax(&l, &b, None))?,
+    };
+    if let Some(y) = wide {
+        return Ok(y);
+    }
     let ours = fast()
         && logits.device().is_cpu()
         && [Some(logits), Some(bias), mask]

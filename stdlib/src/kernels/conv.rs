@@ -1107,6 +1107,9 @@ impl WeightGrad {
 /// `x [B, Cin, H, W]` convolved with `w [Cout, Cin, KH, KW]`, zero padding `pad`, stride
 /// `stride`: mio's kernel on the CPU and cuDNN on a GPU for f32, candle's otherwise.
 pub fn conv2d_op(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
+    if let Some(y) = super::widened_on_cpu([x, w], |[x, w]| conv2d_op(&x, &w, pad, stride))? {
+        return Ok(y);
+    }
     if ours(x, w) {
         x.contiguous()?.apply_op2(
             &w.contiguous()?,
@@ -1121,11 +1124,16 @@ pub fn conv2d_op(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Te
     }
 }
 
+/// Whether mio's op runs: f32 on the CPU; f32 or bf16 on a GPU (cuDNN).
 fn ours(x: &Tensor, w: &Tensor) -> bool {
+    let dtype = x.dtype();
     fast()
-        && (x.device().is_cpu() || super::on_gpu(x.device()))
-        && x.dtype() == DType::F32
-        && w.dtype() == DType::F32
+        && w.dtype() == dtype
+        && match dtype {
+            DType::F32 => x.device().is_cpu() || super::on_gpu(x.device()),
+            DType::BF16 => super::on_gpu(x.device()),
+            _ => false,
+        }
 }
 
 /// A grouped convolution (`groups` divides both channel counts; the channel count itself:
@@ -1167,14 +1175,20 @@ pub fn conv2d_bias_act_op(
     stride: usize,
     act: Activation,
 ) -> Result<Tensor> {
-    if ours(x, w) && b.dtype() == DType::F32 {
+    if let Some(y) = super::widened_on_cpu([x, w, b], |[x, w, b]| {
+        conv2d_bias_act_op(&x, &w, &b, pad, stride, act)
+    })? {
+        return Ok(y);
+    }
+    if ours(x, w) && x.dtype() == DType::F32 && b.dtype() == DType::F32 {
         x.contiguous()?.apply_op3(
             &w.contiguous()?,
             &b.contiguous()?,
             Conv2dBiasOp { stride, pad, act },
         )
     } else {
-        act.candle(x.conv2d(w, pad, stride, 1, 1)?.broadcast_add(&b.reshape((
+        // A bf16 convolution on a GPU: cuDNN's, then the bias and activation as candle's ops.
+        act.candle(conv2d_op(x, w, pad, stride)?.broadcast_add(&b.reshape((
             1,
             b.elem_count(),
             1,

@@ -7,10 +7,15 @@
 //! threads), the descriptors of every convolution shape met with the algorithm cuDNN's
 //! heuristics pick for each direction (chosen once per shape, as PyTorch does by default), and
 //! one workspace that grows to the largest need and is then reused.
+//!
+//! f32 tensors (fp32 or TF32 math by the precision setting) and bf16 ones (`precision = bf16`:
+//! bf16 inputs and outputs on the tensor cores, f32 accumulation: cuDNN's pseudo-bf16
+//! configuration) are both taken; a convolution's tensors share one dtype.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use candle_core::backend::BackendStorage;
 use candle_core::cuda::cudarc::cudnn::sys;
 use candle_core::cuda::cudarc::driver::{
     CudaSlice, CudaStream, DevicePtr, DevicePtrMut, SyncOnDrop,
@@ -69,7 +74,8 @@ fn dims(d: [usize; 4]) -> [i32; 4] {
 fn data_type(dtype: DType) -> Result<sys::cudnnDataType_t> {
     match dtype {
         DType::F32 => Ok(sys::cudnnDataType_t::CUDNN_DATA_FLOAT),
-        d => candle_core::bail!("cuDNN convolution: {d:?} tensors are not supported (f32 only)"),
+        DType::BF16 => Ok(sys::cudnnDataType_t::CUDNN_DATA_BFLOAT16),
+        d => candle_core::bail!("cuDNN convolution: {d:?} tensors are not supported (f32, bf16)"),
     }
 }
 
@@ -173,6 +179,7 @@ impl ConvDesc {
                     1,
                     1,
                     sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
+                    // The accumulation: f32 for f32 and bf16 tensors alike.
                     sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
                 ),
                 "convolution descriptor",
@@ -195,11 +202,11 @@ impl Drop for ConvDesc {
 }
 
 /// The math cuDNN may use: plain FMA for fp32 (PyTorch's `allow_tf32 = False`), tensor cores
-/// (TF32 on the GPUs that have them) otherwise.
-fn math_type(p: Precision) -> sys::cudnnMathType_t {
-    match p {
-        Precision::Fp32 => sys::cudnnMathType_t::CUDNN_FMA_MATH,
-        Precision::Tf32 => sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH,
+/// otherwise (TF32 on f32 tensors, bf16 on bf16 ones, on the GPUs that have them).
+fn math_type(p: Precision, dtype: DType) -> sys::cudnnMathType_t {
+    match (p, dtype) {
+        (Precision::Fp32, DType::F32) => sys::cudnnMathType_t::CUDNN_FMA_MATH,
+        _ => sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH,
     }
 }
 
@@ -311,12 +318,12 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(s: &ConvShape, p: Precision) -> Result<Self> {
-        let math = math_type(p);
+    fn new(s: &ConvShape, p: Precision, dtype: DType) -> Result<Self> {
+        let math = math_type(p, dtype);
         Ok(Plan {
-            x: TensorDesc::new(DType::F32, s.input())?,
-            w: FilterDesc::new(DType::F32, s.filter())?,
-            y: TensorDesc::new(DType::F32, s.output())?,
+            x: TensorDesc::new(dtype, s.input())?,
+            w: FilterDesc::new(dtype, s.filter())?,
+            y: TensorDesc::new(dtype, s.output())?,
             conv: ConvDesc::new(s, math)?,
             math,
             algos: [None; 3],
@@ -398,7 +405,7 @@ impl Plan {
     }
 }
 
-type PlanKey = (ConvShape, Precision);
+type PlanKey = (ConvShape, Precision, DType);
 
 /// A thread's cuDNN state on one device.
 struct State {
@@ -493,18 +500,44 @@ fn address<'a>(
     if !l.is_contiguous() {
         candle_core::bail!("cuDNN convolution: the tensors must be contiguous");
     }
-    let (ptr, guard) = s.as_cuda_slice::<f32>()?.device_ptr(stream);
+    let (ptr, guard) = match s.dtype() {
+        DType::BF16 => s.as_cuda_slice::<half::bf16>()?.device_ptr(stream),
+        _ => s.as_cuda_slice::<f32>()?.device_ptr(stream),
+    };
     Ok((
-        ptr + (l.start_offset() * std::mem::size_of::<f32>()) as u64,
+        ptr + (l.start_offset() * s.dtype().size_in_bytes()) as u64,
         guard,
     ))
+}
+
+/// The address of a whole buffer cuDNN writes, and the guard that records the write.
+fn address_mut<'a>(
+    s: &'a mut CudaStorage,
+    stream: &'a CudaStream,
+) -> Result<(u64, SyncOnDrop<'a>)> {
+    Ok(match s.dtype() {
+        DType::BF16 => s.as_cuda_slice_mut::<half::bf16>()?.device_ptr_mut(stream),
+        _ => s.as_cuda_slice_mut::<f32>()?.device_ptr_mut(stream),
+    })
+}
+
+/// A new device buffer of `len` values of `dtype` (f32 or bf16), for cuDNN to write whole.
+fn output(dev: &CudaDevice, dtype: DType, len: usize) -> Result<CudaStorage> {
+    // SAFETY: cuDNN writes every output value (beta = 0 never reads it).
+    Ok(match dtype {
+        DType::BF16 => {
+            CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<half::bf16>(len)? }, dev.clone())
+        }
+        _ => CudaStorage::wrap_cuda_slice(unsafe { dev.alloc::<f32>(len)? }, dev.clone()),
+    })
 }
 
 fn void(p: u64) -> *mut std::ffi::c_void {
     p as *mut std::ffi::c_void
 }
 
-/// One direction of the convolution `shape` on f32 tensors, into a new tensor: `Forward` takes
+/// One direction of the convolution `shape` on f32 or bf16 tensors (both inputs of the one
+/// dtype, the output of it too), into a new tensor: `Forward` takes
 /// `(x, w)` and gives `y [B, Cout, Ho, Wo]`; `InputGrad` takes `(dy, w)` and gives
 /// `dx [B, Cin, H, W]`; `WeightGrad` takes `(x, dy)` and gives `dw [Cout, Cin / groups, KH, KW]`.
 pub fn convolve(
@@ -520,12 +553,19 @@ pub fn convolve(
         Direction::InputGrad => shape.input(),
         Direction::WeightGrad => shape.filter(),
     };
-    // SAFETY: cuDNN writes every output value (beta = 0 never reads it).
-    let mut out = unsafe { dev.alloc::<f32>(out_dims.iter().product())? };
+    let dtype = a.dtype();
+    if b.dtype() != dtype {
+        candle_core::bail!(
+            "cuDNN convolution ({}): {dtype:?} and {:?} tensors together",
+            dir.name(),
+            b.dtype()
+        );
+    }
+    let mut out = output(dev, dtype, out_dims.iter().product())?;
     with_state(dev, |state| {
-        let key = (*shape, precision::get());
+        let key = (*shape, precision::get(), dtype);
         if let std::collections::hash_map::Entry::Vacant(e) = state.plans.entry(key) {
-            e.insert(Plan::new(shape, key.1)?);
+            e.insert(Plan::new(shape, key.1, dtype)?);
         }
         let handle = state.handle;
         let (algo, bytes) = match state.plans[&key].algos[dir.index()] {
@@ -546,7 +586,7 @@ pub fn convolve(
         let plan = &state.plans[&key];
         let (ap, _ga) = address(a, la, &stream)?;
         let (bp, _gb) = address(b, lb, &stream)?;
-        let (op, _go) = out.device_ptr_mut(&stream);
+        let (op, _go) = address_mut(&mut out, &stream)?;
         let (alpha, beta) = (1f32, 0f32);
         let (alpha, beta) = ((&alpha as *const f32).cast(), (&beta as *const f32).cast());
         let ws = void(ws_ptr);
@@ -603,12 +643,15 @@ pub fn convolve(
         };
         check(status, dir.name())
     })?;
-    Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+    Ok(out)
 }
 
 /// The bias gradient `[C]`: `dy [B, C, H, W]` summed over all but the channels.
 pub fn bias_grad(dev: &CudaDevice, (dy, ldy): (&CudaStorage, &Layout)) -> Result<CudaStorage> {
     let (b, c, h, w) = ldy.shape().dims4()?;
+    if dy.dtype() != DType::F32 {
+        candle_core::bail!("cuDNN bias gradient: f32 only, not {:?}", dy.dtype());
+    }
     let stream = dev.cuda_stream();
     // SAFETY: cuDNN writes every value (beta = 0).
     let mut db = unsafe { dev.alloc::<f32>(c)? };

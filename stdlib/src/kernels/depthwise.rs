@@ -488,13 +488,16 @@ fn ours(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> bool {
 /// convolution on a GPU; elsewhere at stride 1 the sum of shifted taps ([`depthwise_taps`]); candle's grouped convolution for
 /// the rest.
 pub fn depthwise_op(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
+    if let Some(y) = super::widened_on_cpu([x, w], |[x, w]| depthwise_op(&x, &w, pad, stride))? {
+        return Ok(y);
+    }
     if ours(x, w, pad, stride) {
         x.contiguous()?
             .apply_op2(&w.contiguous()?, DepthwiseOp { pad })
     } else if fast()
         && super::on_gpu(x.device())
-        && x.dtype() == DType::F32
-        && w.dtype() == DType::F32
+        && matches!(x.dtype(), DType::F32 | DType::BF16)
+        && w.dtype() == x.dtype()
     {
         super::conv::grouped_conv_gpu(x, w, pad, stride, x.dim(1)?)
     } else if stride == 1 && fast() {

@@ -68,6 +68,9 @@ fn gelu_and_slope(x: f32) -> (f32, f32) {
 
 /// `gelu(t[:, :C]) * t[:, C:]` for `t` `[B, 2C, H, W]`.
 pub fn gated_gelu(t: &Tensor) -> Result<Tensor> {
+    if let Some(y) = super::widened([t], |[t]| gated_gelu(&t))? {
+        return Ok(y);
+    }
     let half = t.dim(1)? / 2;
     if ours(t) {
         return t.contiguous()?.apply_op1(GatedGelu);
@@ -171,6 +174,9 @@ impl candle_core::CustomOp2 for GatedGeluGrad {
 /// GELU with the exact erf, `x * Phi(x)`, element by element: one custom op on the CPU (candle's
 /// `gelu_erf` calls libm's scalar erf per element and records a backward of several nodes).
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    if let Some(y) = super::widened([x], |[x]| gelu(&x))? {
+        return Ok(y);
+    }
     if ours(x) {
         return x.contiguous()?.apply_op1(Gelu);
     }

@@ -25,6 +25,17 @@ pub fn residual_modulate(
     scale: &Tensor,
     shift: &Tensor,
 ) -> Result<Tensor> {
+    let wide = match r {
+        Some(r) => super::widened([f, r, scale, shift], |[f, r, s, t]| {
+            residual_modulate(&f, Some(&r), &s, &t)
+        })?,
+        None => super::widened([f, scale, shift], |[f, s, t]| {
+            residual_modulate(&f, None, &s, &t)
+        })?,
+    };
+    if let Some(y) = wide {
+        return Ok(y);
+    }
     let ours =
         |t: &Tensor| t.dtype() == DType::F32 && (t.device().is_cpu() || super::on_gpu(t.device()));
     if fast() && ours(f) && ours(scale) && r.is_none_or(ours) {

@@ -20,6 +20,9 @@ const EPS: f32 = 1e-5;
 /// `(x - mean_c(x)) / sqrt(var_c(x) + 1e-5) * weight + bias`, over the channels of `x`
 /// `[B, C, H, W]`; `weight` and `bias` `[C]`.
 pub fn channel_norm(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if let Some(y) = super::widened([x, weight, bias], |[x, w, b]| channel_norm(&x, &w, &b))? {
+        return Ok(y);
+    }
     let c = x.dim(1)?;
     if ours(x, weight, bias) {
         return x
@@ -321,6 +324,9 @@ impl CustomOp2 for NormParamGrad {
 /// 1e-5, biased variance), times `weight`, plus `bias` (`[C]` each). On the CPU one op whose
 /// rows are contiguous runs (SwinIR's and Uformer's tokens); candle's ops elsewhere.
 pub fn row_norm(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if let Some(y) = super::widened([x, weight, bias], |[x, w, b]| row_norm(&x, &w, &b))? {
+        return Ok(y);
+    }
     if ours(x, weight, bias) {
         return x
             .contiguous()?

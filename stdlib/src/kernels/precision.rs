@@ -1,8 +1,13 @@
-//! The arithmetic precision of a run's matrix products and convolutions (`precision =` in a
-//! train block): `fp32` computes in full single precision everywhere; `tf32` lets the GPU's
-//! tensor cores round the products' inputs to TF32 (10-bit mantissa, fp32 range and
-//! accumulation), as PyTorch does by default for cuDNN convolutions. The CPU always computes in
-//! fp32, whatever the setting.
+//! The arithmetic precision of a training run (`precision =` in a train block): `fp32` computes
+//! in full single precision everywhere; `tf32` lets the GPU's tensor cores round the products'
+//! inputs to TF32 (10-bit mantissa, fp32 range and accumulation), as PyTorch does by default
+//! for cuDNN convolutions, and the CPU computes in fp32 for it; `bf16` is mixed precision: the
+//! network's forward and backward run on bf16 tensors (the products on bf16 tensor cores with
+//! fp32 accumulation, norms, softmax and the other fused ops in f32 arithmetic on bf16
+//! storage), while the trained variables (the master weights), their gradients and Adam's
+//! moments stay fp32 (`Network::cast`). On the CPU, which has no bf16 products, bf16 gives the
+//! same roundings as on a GPU at fp32's arithmetic plus the casts (slower than fp32: for
+//! checking a configuration before a GPU run, not for speed).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -14,15 +19,17 @@ pub enum Precision {
     #[default]
     Fp32,
     Tf32,
+    Bf16,
 }
 
 impl Precision {
-    pub const NAMES: [&'static str; 2] = ["fp32", "tf32"];
+    pub const NAMES: [&'static str; 3] = ["fp32", "tf32", "bf16"];
 
     pub fn name(self) -> &'static str {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
         }
     }
 
@@ -30,24 +37,36 @@ impl Precision {
         match s {
             "fp32" => Some(Precision::Fp32),
             "tf32" => Some(Precision::Tf32),
+            "bf16" => Some(Precision::Bf16),
             _ => None,
+        }
+    }
+
+    /// The dtype a network computes in: bf16 for mixed precision, f32 otherwise (the trained
+    /// variables are f32 either way).
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Precision::Bf16 => candle_core::DType::BF16,
+            Precision::Fp32 | Precision::Tf32 => candle_core::DType::F32,
         }
     }
 }
 
 static PRECISION: AtomicU8 = AtomicU8::new(0);
 
-/// Sets the precision of the GPU's products from now on (cuBLAS's matrix products and cuDNN's
-/// convolutions); no effect on the CPU's.
+/// Sets the precision from now on: of the GPU's products (cuBLAS's matrix products and cuDNN's
+/// convolutions; under bf16 an fp32 product that remains, such as a loss's, may use TF32), and
+/// the dtype a training step computes in ([`Precision::dtype`]).
 pub fn set(p: Precision) {
     PRECISION.store(p as u8, Ordering::Relaxed);
     #[cfg(feature = "cuda")]
-    candle_core::cuda::set_gemm_reduced_precision_f32(p == Precision::Tf32);
+    candle_core::cuda::set_gemm_reduced_precision_f32(p != Precision::Fp32);
 }
 
 pub fn get() -> Precision {
     match PRECISION.load(Ordering::Relaxed) {
         1 => Precision::Tf32,
+        2 => Precision::Bf16,
         _ => Precision::Fp32,
     }
 }
@@ -89,7 +108,9 @@ mod tests {
         for name in Precision::NAMES {
             assert_eq!(Precision::parse(name).unwrap().name(), name);
         }
-        assert_eq!(Precision::parse("bf16"), None);
+        assert_eq!(Precision::parse("fp16"), None);
+        assert_eq!(Precision::Bf16.dtype(), candle_core::DType::BF16);
+        assert_eq!(Precision::Tf32.dtype(), candle_core::DType::F32);
         assert_eq!(Precision::default(), Precision::Fp32);
     }
 
@@ -102,6 +123,8 @@ mod tests {
         {
             let _s = Scoped::new(Precision::Tf32);
             assert_eq!(get(), Precision::Tf32);
+            let _b = Scoped::new(Precision::Bf16);
+            assert_eq!(get(), Precision::Bf16);
         }
         assert_eq!(get(), Precision::Fp32);
     }

@@ -280,6 +280,9 @@ impl CustomOp2 for TokensWeightGrad {
 /// plus `b [C]`: mio's channels-last kernel on the CPU for f32; elsewhere the grid goes
 /// channels-first through [`depthwise_op`](super::depthwise::depthwise_op) and back.
 pub fn depthwise_tokens(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if let Some(y) = super::widened_on_cpu([x, w, b], |[x, w, b]| depthwise_tokens(&x, &w, &b))? {
+        return Ok(y);
+    }
     let ours = fast()
         && x.device().is_cpu()
         && [x.dtype(), w.dtype(), b.dtype()]

@@ -135,6 +135,26 @@ impl Network {
         })
     }
 
+    /// The same network computing in `dtype` (bf16 for mixed-precision training): its layers
+    /// read each weight cast from the trained fp32 variable inside the graph, so a backward
+    /// pass through it gives the fp32 variables' gradients (the master weights stay fp32, as
+    /// do the optimizer's moments). The casts are taken when this is called: build it again
+    /// after the variables change (once per training step; the casts are a few megabytes).
+    pub fn cast(&self, dtype: DType) -> Result<Network> {
+        let dev = self.device();
+        let tensors: HashMap<String, Tensor> = crate::trainer::sorted_vars(&self.varmap)
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        let body = build_body(&self.spec, VarBuilder::from_tensors(tensors, dtype, &dev))?;
+        Ok(Network {
+            spec: self.spec.clone(),
+            varmap: self.varmap.clone(),
+            body,
+            maps: self.maps.as_ref().map(|m| m.to_dtype(dtype)).transpose()?,
+        })
+    }
+
     pub fn device(&self) -> Device {
         self.varmap
             .all_vars()
@@ -214,6 +234,18 @@ impl Network {
     pub fn forward(&self, lq: &Tensor, ids: &Tensor) -> Result<Tensor> {
         let z = self.latent(lq, ids)?;
         self.body.forward(lq, z.as_ref())
+    }
+
+    /// [`Network::forward`] computing in `dtype` (a training step under `precision = bf16`):
+    /// the f32 batch is cast, the network runs through [`Network::cast`], and the output comes
+    /// back as f32 for the loss; the gradients reach the f32 variables. f32 is `forward`.
+    pub fn forward_in(&self, dtype: DType, lq: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        if dtype == DType::F32 {
+            return self.forward(lq, ids);
+        }
+        self.cast(dtype)?
+            .forward(&lq.to_dtype(dtype)?, ids)?
+            .to_dtype(DType::F32)
     }
 
     /// Multiple the input's sides must have at test time (the caller pads).

@@ -2,11 +2,13 @@
 //! degraded input (adaptive) into a latent prompt z, and the modulation f * (1 + s(z)) + b(z)
 //! applied at each modulation point.
 
-use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_core::{Result, Tensor, D};
+use candle_nn::VarBuilder;
 
 use crate::kernels::conv::{conv2d, Activation, Conv2d, Conv2dConfig};
 use crate::kernels::modulate::residual_modulate;
+
+use super::window::TokenLinear;
 
 /// The latent prompt's size in the reference.
 pub const PROMPT_DIM: usize = 64;
@@ -45,15 +47,15 @@ impl Extractor {
 /// One modulation point: `prompt_scale{name}` and `prompt_shift{name}`, linear maps from z to
 /// the point's channels.
 pub struct Modulation {
-    scale: Linear,
-    shift: Linear,
+    scale: TokenLinear,
+    shift: TokenLinear,
 }
 
 impl Modulation {
     pub fn new(dim: usize, channels: usize, name: &str, vb: &VarBuilder) -> Result<Self> {
         Ok(Modulation {
-            scale: linear(dim, channels, vb.pp(format!("prompt_scale{name}")))?,
-            shift: linear(dim, channels, vb.pp(format!("prompt_shift{name}")))?,
+            scale: TokenLinear::new(dim, channels, vb.pp(format!("prompt_scale{name}")))?,
+            shift: TokenLinear::new(dim, channels, vb.pp(format!("prompt_shift{name}")))?,
         })
     }
 

@@ -14,13 +14,14 @@
 //! no explicit or adaptive prompt branch.
 
 use candle_core::{Device, Module, Result, Tensor, D};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::kernels::conv::Conv2d;
 
 use super::restormer::{conv3x3, level, pointwise, run, Block};
-use super::window::softmax_last;
+use super::window::{softmax_last, TokenLinear};
 use super::InitRule;
+use crate::kernels::{broadcast_matmul, matmul};
 
 pub use mio_catalog::config::PromptIrConfig;
 
@@ -43,7 +44,7 @@ fn resize_matrix(input: usize, output: usize, dev: &Device) -> Result<Tensor> {
 struct PromptBlock {
     /// `prompt_param` `[1, L, P, S, S]`.
     components: Tensor,
-    linear_layer: Linear,
+    linear_layer: TokenLinear,
     conv3x3: Conv2d,
     dim: usize,
     size: usize,
@@ -58,7 +59,7 @@ impl PromptBlock {
         )?;
         Ok(PromptBlock {
             components: param,
-            linear_layer: linear(features, len, vb.pp("linear_layer"))?,
+            linear_layer: TokenLinear::new(features, len, vb.pp("linear_layer"))?,
             conv3x3: conv3x3(dim, dim, false, vb.pp("conv3x3"))?,
             dim,
             size,
@@ -73,11 +74,16 @@ impl PromptBlock {
         let weights = softmax_last(&self.linear_layer.forward(&pooled)?)?;
         let len = self.components.dim(1)?;
         let components = self.components.reshape((len, p * s * s))?;
-        let prompt = weights.matmul(&components)?.reshape((b * p, s, s))?;
+        let prompt = matmul(&weights, &components)?.reshape((b * p, s, s))?;
         let dev = x.device();
-        let across = resize_matrix(s, w, dev)?.t()?.contiguous()?; // [S, W]
-        let down = resize_matrix(s, h, dev)?.unsqueeze(0)?; // [1, H, S]
-        let resized = down.broadcast_matmul(&prompt.broadcast_matmul(&across)?)?;
+        let across = resize_matrix(s, w, dev)?
+            .t()?
+            .contiguous()?
+            .to_dtype(x.dtype())?; // [S, W]
+        let down = resize_matrix(s, h, dev)?
+            .unsqueeze(0)?
+            .to_dtype(x.dtype())?; // [1, H, S]
+        let resized = broadcast_matmul(&down, &broadcast_matmul(&prompt, &across)?)?;
         self.conv3x3.forward(&resized.reshape((b, p, h, w))?)
     }
 }

@@ -19,8 +19,10 @@ use candle_nn::VarBuilder;
 use crate::kernels::conv::{conv2d, conv2d_no_bias, Conv2d, Conv2dConfig};
 use crate::kernels::gate::gated_gelu;
 use crate::kernels::norm::channel_norm;
+use crate::kernels::{matmul, widened};
 
 use super::prompt::{Extractor, Modulation};
+use super::window::softmax_last;
 use super::{with_latent, InitRule, PromptMode};
 
 pub use mio_catalog::config::RestormerConfig;
@@ -49,13 +51,11 @@ impl ChannelNorm {
     }
 }
 
-fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
-}
-
-/// `x / max(|x|, 1e-12)` along the last dimension (`F.normalize`).
+/// `x / max(|x|, 1e-12)` along the last dimension (`F.normalize`; in f32 for a bf16 `x`).
 fn l2_normalise(x: &Tensor) -> Result<Tensor> {
+    if let Some(y) = widened([x], |[x]| l2_normalise(&x))? {
+        return Ok(y);
+    }
     let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(1e-12)?;
     x.broadcast_div(&norm)
 }
@@ -128,10 +128,9 @@ impl Attention {
         let q = l2_normalise(&per_head(0)?)?;
         let k = l2_normalise(&per_head(1)?)?;
         let v = per_head(2)?;
-        let attn = q
-            .matmul(&k.transpose(2, 3)?)?
-            .broadcast_mul(&self.temperature.unsqueeze(0)?)?;
-        let out = softmax_last(&attn)?.matmul(&v)?.reshape((b, c, h, w))?;
+        let attn =
+            matmul(&q, &k.transpose(2, 3)?)?.broadcast_mul(&self.temperature.unsqueeze(0)?)?;
+        let out = matmul(&softmax_last(&attn)?, &v)?.reshape((b, c, h, w))?;
         self.project_out.forward(&out)
     }
 }

@@ -211,7 +211,7 @@ impl Upsample {
             .permute((0, 2, 3, 1))?
             .contiguous()?
             .reshape((cin, 4 * cout))?;
-        let y = x.reshape((b * h * w, cin))?.matmul(&wmat)?;
+        let y = crate::kernels::matmul(&x.reshape((b * h * w, cin))?, &wmat)?;
         y.reshape((b, h, w, 2, 2, cout))?
             .permute((0, 1, 3, 2, 4, 5))?
             .contiguous()?

@@ -10,6 +10,7 @@ use candle_nn::VarBuilder;
 use crate::kernels::attention::window_softmax;
 use crate::kernels::bias::add_bias_rows;
 use crate::kernels::norm::row_norm;
+use crate::kernels::{matmul, widened};
 
 /// `torch.nn.Linear` on tokens `[.., in]` (`weight [out, in]`, `bias [out]`): one matrix
 /// product over all the tokens and the bias added by mio's row op (kernels/bias.rs), whose
@@ -40,7 +41,7 @@ impl TokenLinear {
         if let Some(last) = out_dims.last_mut() {
             *last = self.weight.dim(0)?;
         }
-        let y = x.reshape(((), cin))?.matmul(&self.weight.t()?)?;
+        let y = matmul(&x.reshape(((), cin))?, &self.weight.t()?)?;
         add_bias_rows(&y, &self.bias)?.reshape(out_dims)
     }
 }
@@ -64,7 +65,11 @@ impl LayerNorm {
     }
 }
 
+/// The softmax over the last dimension (in f32 for a bf16 `x`).
 pub(super) fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    if let Some(y) = widened([x], |[x]| softmax_last(&x))? {
+        return Ok(y);
+    }
     let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
     e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
@@ -158,7 +163,7 @@ pub(super) fn attend(
     let kv = kv.permute((2, 0, 3, 1, 4))?; // [2, B * nW, heads, N, hd]
     let k = kv.get(0)?.contiguous()?;
     let v = kv.get(1)?.contiguous()?;
-    let logits = q.matmul(&k.t()?)?;
+    let logits = matmul(&q, &k.t()?)?;
     let idx = relative_index(ws, q.device())?;
     let bias = bias_table
         .index_select(&idx, 0)?
@@ -168,7 +173,7 @@ pub(super) fn attend(
         .then(|| shift_mask(h, w, ws, shift, q.device())) // [nW, N, N]
         .transpose()?;
     let attn = window_softmax(&logits, &bias, mask.as_ref())?;
-    attn.matmul(&v)? // [B * nW, heads, N, hd]
+    matmul(&attn, &v)? // [B * nW, heads, N, hd]
         .transpose(1, 2)?
         .contiguous()?
         .reshape((bw, n, heads * hd))
