@@ -61,8 +61,9 @@ fn gb(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
-/// The growth of the process's peak resident size over one step at batch 1, in bytes.
-fn measure_step(net: &Network, patch: usize) -> Option<u64> {
+/// The growth of the process's peak resident size over one step at batch 1 computing in
+/// `dtype` (bf16 holds f32 copies beside its bf16 tensors on the CPU), in bytes.
+fn measure_step(net: &Network, patch: usize, dtype: DType) -> Option<u64> {
     let dev = net.device();
     mio_stdlib::kernels::release_free_memory();
     // Writing 5 resets the peak resident size (VmHWM) to the current one.
@@ -71,7 +72,7 @@ fn measure_step(net: &Network, patch: usize) -> Option<u64> {
     let step = || -> candle_core::Result<()> {
         let x = Tensor::rand(0f32, 1f32, (1, 3, patch, patch), &dev)?;
         let ids = Tensor::zeros(1, DType::U32, &dev)?;
-        let y = net.forward(&x, &ids)?;
+        let y = net.forward_in(dtype, &x, &ids)?;
         let _grads = Loss::L1.compute(&y, &x)?.backward()?;
         Ok(())
     };
@@ -81,19 +82,19 @@ fn measure_step(net: &Network, patch: usize) -> Option<u64> {
     Some(peak.saturating_sub(base) * 1024)
 }
 
-/// Measures a step at batch 1 and scales it to `batch`. `None` when it cannot be measured
-/// here (not Linux, no /proc, a GPU).
+/// Measures a step at batch 1 computing in `dtype` (the stage's precision's) and scales it to
+/// `batch`. `None` when it cannot be measured here (not Linux, no /proc, a GPU).
 ///
 /// What is measured is the whole process's resident memory: a test set or eval running beside
 /// the stage (`--jobs`) and allocating during the step would inflate it, so the step is
 /// measured twice and the smaller taken. One freeing memory during both would hide some of the
 /// step's growth; the check then passes a batch it might have refused, as without a check.
-pub fn estimate(net: &Network, batch: usize, patch: usize) -> Option<Estimate> {
+pub fn estimate(net: &Network, batch: usize, patch: usize, dtype: DType) -> Option<Estimate> {
     if !net.device().is_cpu() {
         return None;
     }
-    let first = measure_step(net, patch)?;
-    let second = measure_step(net, patch)?;
+    let first = measure_step(net, patch, dtype)?;
+    let second = measure_step(net, patch, dtype)?;
     let available = proc_kb("/proc/meminfo", "MemAvailable:")? * 1024;
     // The batch-1 step also holds what does not grow with the batch (gradients of the
     // weights, scratch buffers), so this errs on the side of too much.
@@ -102,8 +103,8 @@ pub fn estimate(net: &Network, batch: usize, patch: usize) -> Option<Estimate> {
 
 /// `Err` with the numbers and what to change when the step would not fit; `Ok` when it fits
 /// or cannot be measured here.
-pub(crate) fn check(net: &Network, batch: usize, patch: usize) -> Result<(), String> {
-    match estimate(net, batch, patch) {
+pub(crate) fn check(net: &Network, batch: usize, patch: usize, dtype: DType) -> Result<(), String> {
+    match estimate(net, batch, patch, dtype) {
         Some(e) => e.verdict(batch, patch),
         None => Ok(()),
     }

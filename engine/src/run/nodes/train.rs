@@ -34,7 +34,8 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Train, dir: &Path) -> Result<(), 
     }
     let set = ctx.train_set(&jf.base, &j.data).map_err(failed(name))?;
     // Refuse a batch whose step would not fit before it is killed mid-step.
-    crate::run::memory::check(&net, cfg.batch, j.data.patch.max(1))
+    let dtype = precision::resolve(cfg.precision, &ctx.device).dtype();
+    crate::run::memory::check(&net, cfg.batch, j.data.patch.max(1), dtype)
         .map_err(|e| fail(name, NodeError::experiment(e)))?;
     if cfg.precision == Some(precision::Precision::Bf16) && ctx.device.is_cpu() {
         ctx.progress().note(&format!(
