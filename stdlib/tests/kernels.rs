@@ -816,6 +816,9 @@ fn batched_products_equal_each_product_computed_alone() {
         (37, 1, 5, 3),
         (9, 7, 1, 11),
         (3, 130, 120, 100),
+        // No inner dimension: all zeros (the product's output starts uninitialised otherwise,
+        // every value written by gemm, which the comparisons above would catch if not).
+        (4, 3, 5, 0),
     ] {
         let a = random(&mut rng, &[batch, m, k]);
         let b = random(&mut rng, &[batch, k, n]);

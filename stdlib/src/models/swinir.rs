@@ -84,10 +84,19 @@ impl Block {
     fn attention(&self, x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
         let (bw, n, c) = x.dims3()?;
         let hd = c / self.heads;
-        let qkv = self.qkv.forward(x)?.reshape((bw, n, 3, self.heads, hd))?;
-        let q = qkv.narrow(2, 0, 1)?.squeeze(2)?;
-        let kv = qkv.narrow(2, 1, 2)?;
-        let out = attend(&q, &kv, &self.bias_table, self.window, self.shift, (h, w))?;
+        let part = |i| {
+            self.qkv
+                .forward_part(x, i, 3)?
+                .reshape((bw, n, self.heads, hd))
+        };
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+        let out = attend(
+            (&q, &k, &v),
+            &self.bias_table,
+            self.window,
+            self.shift,
+            (h, w),
+        )?;
         self.proj.forward(&out)
     }
 }

@@ -53,8 +53,13 @@ impl Attention {
         let (bw, n, c) = x.dims3()?;
         let hd = c / self.heads;
         let q = self.to_q.forward(x)?.reshape((bw, n, self.heads, hd))?;
-        let kv = self.to_kv.forward(x)?.reshape((bw, n, 2, self.heads, hd))?;
-        let out = attend(&q, &kv, &self.bias_table, ws, shift, grid)?;
+        let part = |i| {
+            self.to_kv
+                .forward_part(x, i, 2)?
+                .reshape((bw, n, self.heads, hd))
+        };
+        let (k, v) = (part(0)?, part(1)?);
+        let out = attend((&q, &k, &v), &self.bias_table, ws, shift, grid)?;
         self.proj.forward(&out)
     }
 }

@@ -44,6 +44,25 @@ impl TokenLinear {
         let y = matmul(&x.reshape(((), cin))?, &self.weight.t()?)?;
         add_bias_rows(&y, &self.bias)?.reshape(out_dims)
     }
+
+    /// Part `i` of `parts` equal parts of the output features (`qkv`'s queries, keys or
+    /// values), from the matching rows of the weight: each part comes out contiguous, and its
+    /// gradient reaches the small weight through the narrow instead of the activations (a
+    /// narrow's backward is a zero-padded copy of the whole: three of them over a `qkv` output
+    /// were 5% of a SwinIR step).
+    pub(super) fn forward_part(&self, x: &Tensor, i: usize, parts: usize) -> Result<Tensor> {
+        let dims = x.dims();
+        let cin = *dims.last().unwrap_or(&0);
+        let len = self.weight.dim(0)? / parts;
+        let mut out_dims = dims.to_vec();
+        if let Some(last) = out_dims.last_mut() {
+            *last = len;
+        }
+        let w = self.weight.narrow(0, i * len, len)?;
+        let b = self.bias.narrow(0, i * len, len)?;
+        let y = matmul(&x.reshape(((), cin))?, &w.t()?)?;
+        add_bias_rows(&y, &b)?.reshape(out_dims)
+    }
 }
 
 /// `torch.nn.LayerNorm` over the last dimension (eps 1e-5): `weight`, `bias`.
@@ -145,14 +164,13 @@ pub(super) fn merge(
         .reshape((b, h, w, c))
 }
 
-/// Attention inside each window: queries `q` `[B * nW, N, heads, hd]`, keys and values `kv`
-/// `[B * nW, N, 2, heads, hd]` (as the linear projections lay them out), the products scaled
+/// Attention inside each window: queries `q`, keys `k` and values `v`, each
+/// `[B * nW, N, heads, hd]` (as the linear projections lay them out), the products scaled
 /// by `hd^-1/2`, plus the relative position bias, plus the shifted windows' mask when `shift` >
 /// 0 (the grid is `h` x `w`), the softmax of the three one op on the CPU
 /// (kernels/attention.rs). Returns `[B * nW, N, heads * hd]`.
 pub(super) fn attend(
-    q: &Tensor,
-    kv: &Tensor,
+    (q, k, v): (&Tensor, &Tensor, &Tensor),
     bias_table: &Tensor,
     ws: usize,
     shift: usize,
@@ -160,9 +178,8 @@ pub(super) fn attend(
 ) -> Result<Tensor> {
     let (bw, n, heads, hd) = q.dims4()?;
     let q = (q.transpose(1, 2)? * (hd as f64).powf(-0.5))?.contiguous()?;
-    let kv = kv.permute((2, 0, 3, 1, 4))?; // [2, B * nW, heads, N, hd]
-    let k = kv.get(0)?.contiguous()?;
-    let v = kv.get(1)?.contiguous()?;
+    let k = k.transpose(1, 2)?.contiguous()?; // [B * nW, heads, N, hd]
+    let v = v.transpose(1, 2)?.contiguous()?;
     let logits = matmul(&q, &k.t()?)?;
     let idx = relative_index(ws, q.device())?;
     let bias = bias_table

@@ -1477,7 +1477,18 @@ impl Map2 for MatMul {
         let dst_rs = dst_strides[0];
         let dst_cs = dst_strides[1];
 
-        let mut dst = vec![T::zero(); b * m * n];
+        // mio's patch: gemm writes every value of dst (read_dst = false), so dst starts
+        // uninitialised instead of zero-filled, a pass over the output that gemm then
+        // overwrites. A product with k = 0 (all zeros) keeps the zero fill.
+        let len = b * m * n;
+        let mut dst: Vec<std::mem::MaybeUninit<T>> = if k == 0 {
+            vec![std::mem::MaybeUninit::new(T::zero()); len]
+        } else {
+            let mut v = Vec::with_capacity(len);
+            // SAFETY: MaybeUninit values need no initialisation.
+            unsafe { v.set_len(len) };
+            v
+        };
         let num_threads = crate::utils::get_num_threads();
         let parallelism = if num_threads > 1 {
             Parallelism::Rayon(num_threads)
@@ -1499,9 +1510,9 @@ impl Map2 for MatMul {
             (b, m, n, k)
         };
         if dst.is_empty() {
-            return Ok(dst);
+            return Ok(vec![]);
         }
-        let one = |step: usize, dst_p: &mut [T], parallelism: Parallelism| {
+        let one = |step: usize, dst_p: &mut [std::mem::MaybeUninit<T>], parallelism: Parallelism| {
             let lhs_p = &lhs[step * a_skip..];
             let rhs_p = &rhs[step * b_skip..];
             unsafe {
@@ -1509,7 +1520,7 @@ impl Map2 for MatMul {
                     /* m: usize = */ m,
                     /* n: usize = */ n,
                     /* k: usize = */ k,
-                    /* dst: *mut T = */ dst_p.as_mut_ptr(),
+                    /* dst: *mut T = */ dst_p.as_mut_ptr() as *mut T,
                     /* dst_cs: isize = */ dst_cs as isize,
                     /* dst_rs: isize = */ dst_rs as isize,
                     /* read_dst: bool = */ false,
@@ -1541,7 +1552,10 @@ impl Map2 for MatMul {
                 one(step, dst_p, parallelism)
             }
         }
-        Ok(dst)
+        // SAFETY: every value was written above (gemm over each of the b chunks of m * n, or
+        // the zero fill), and MaybeUninit<T> has T's layout.
+        let mut dst = std::mem::ManuallyDrop::new(dst);
+        Ok(unsafe { Vec::from_raw_parts(dst.as_mut_ptr() as *mut T, dst.len(), dst.capacity()) })
     }
 
     #[cfg(feature = "accelerate")]
