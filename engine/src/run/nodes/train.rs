@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use mio_stdlib::kernels::precision;
 use mio_stdlib::models::network::Network;
 use mio_stdlib::trainer::{run_stage, StageError};
@@ -37,7 +37,7 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Train, dir: &Path) -> Result<(), 
     let dtype = precision::resolve(cfg.precision, &ctx.device).dtype();
     crate::run::memory::check(&net, cfg.batch, j.data.patch.max(1), dtype)
         .map_err(|e| fail(name, NodeError::experiment(e)))?;
-    if cfg.precision == Some(precision::Precision::Bf16) && ctx.device.is_cpu() {
+    if dtype == DType::BF16 && ctx.device.is_cpu() {
         ctx.progress().note(&format!(
             "note: {name}: precision = bf16 on the CPU rounds as a GPU would but computes in \
              fp32 between the roundings, 1.5-2.5x slower than fp32; it is for trying a \
@@ -52,9 +52,9 @@ pub(super) fn run(ctx: &Ctx, jf: &JobFile, j: &Train, dir: &Path) -> Result<(), 
     let mut first: Option<u64> = None;
     let mut board = crate::run::tensorboard::Board::open(jf, &j.model.workflow, &j.model.name);
     let offset = j.first_step as i64;
-    // In the dtype of the stage's precision, which run_stage sets for its steps (bf16: mixed
-    // precision, the variables and Adam's moments stay f32).
-    let forward = |lq: &Tensor, ids: &Tensor| net.forward_in(precision::get().dtype(), lq, ids);
+    // In the dtype of the stage's precision (bf16: mixed precision, the variables and Adam's
+    // moments stay f32).
+    let forward = |lq: &Tensor, ids: &Tensor| net.forward_in(dtype, lq, ids);
     let outcome = run_stage(
         &net.varmap,
         &forward,
